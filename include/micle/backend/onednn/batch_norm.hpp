@@ -1,0 +1,134 @@
+#pragma once
+#include <Eigen/Core>
+
+#include <optional>
+#include <unordered_map>
+
+#include "micle/backend/onednn/tensor.hpp"
+#include "micle/core/ops.hpp"
+
+namespace micle::ops {
+
+/// Batch normalisation on oneDNN's batch_normalization primitives, in the layout of its
+/// input (blocked activations stay blocked). Scale and shift are separate [C] tensors
+/// (use_scale | use_shift); the fused ReLU uses oneDNN's fuse_norm_relu and its workspace.
+/// oneDNN reports the biased batch variance; the running variance is updated with the
+/// unbiased one, as PyTorch does.
+template <>
+class batch_norm<onednn> {
+    using md = dnnl::memory::desc;
+
+public:
+    using tensor_t = tensor<onednn>;
+    using context_t = context<onednn>;
+
+    explicit batch_norm(batch_norm_params p = {}) : p_(p) {}
+    const batch_norm_params& params() const noexcept { return p_; }
+
+    void forward_training(context_t& ctx, const tensor_t& x, const tensor_t& gamma, const tensor_t& beta,
+                          tensor_t& running_mean, tensor_t& running_var, tensor_t& y) {
+        validate(x, gamma, beta, running_mean, running_var, true);
+        entry& e = cache_.get(x.desc(), [&] {
+            entry n;
+            n.train_pd = onednn_compat::bn_fwd_pd(ctx.engine(), true, x.desc(), p_.eps, flags(false));
+            n.train = onednn_compat::bn_fwd(n.train_pd);
+            n.mean = dnnl::memory(n.train_pd.mean_desc(), ctx.engine());
+            n.var = dnnl::memory(n.train_pd.variance_desc(), ctx.engine());
+            if (p_.fuse_relu) n.workspace = dnnl::memory(n.train_pd.workspace_desc(), ctx.engine());
+            return n;
+        });
+        y.ensure(ctx, e.train_pd.dst_desc());
+        std::unordered_map<int, dnnl::memory> args{{DNNL_ARG_SRC, x.memory()},     {DNNL_ARG_SCALE, gamma.memory()},
+                                                   {DNNL_ARG_SHIFT, beta.memory()}, {DNNL_ARG_DST, y.memory()},
+                                                   {DNNL_ARG_MEAN, e.mean},         {DNNL_ARG_VARIANCE, e.var}};
+        if (p_.fuse_relu) args.emplace(DNNL_ARG_WORKSPACE, e.workspace);
+        e.train.execute(ctx.stream(), args);
+        ctx.synchronize();
+
+        const auto C = x.shape()[1];
+        const double M = double(x.numel() / C);
+        using vec = Eigen::Map<Eigen::ArrayXf>;
+        vec rm(running_mean.data(), C), rv(running_var.data(), C);
+        vec mean(static_cast<float*>(e.mean.get_data_handle()), C), var(static_cast<float*>(e.var.get_data_handle()), C);
+        const float m = p_.momentum;
+        rm = (1.0f - m) * rm + m * mean;
+        rv = (1.0f - m) * rv + (m * static_cast<float>(M / (M - 1.0))) * var;
+        last_ = &e;
+        last_x_ = x.desc();
+    }
+
+    void forward_inference(context_t& ctx, const tensor_t& x, const tensor_t& gamma, const tensor_t& beta,
+                           const tensor_t& running_mean, const tensor_t& running_var, tensor_t& y) {
+        validate(x, gamma, beta, running_mean, running_var, false);
+        entry& e = cache_.get(x.desc(), [&] { return entry{}; });
+        if (!e.infer) {
+            e.infer_pd = onednn_compat::bn_fwd_pd(ctx.engine(), false, x.desc(), p_.eps, flags(true));
+            e.infer = onednn_compat::bn_fwd(e.infer_pd);
+        }
+        y.ensure(ctx, e.infer_pd.dst_desc());
+        e.infer.execute(ctx.stream(), {{DNNL_ARG_SRC, x.memory()},
+                                       {DNNL_ARG_SCALE, gamma.memory()},
+                                       {DNNL_ARG_SHIFT, beta.memory()},
+                                       {DNNL_ARG_MEAN, running_mean.memory()},
+                                       {DNNL_ARG_VARIANCE, running_var.memory()},
+                                       {DNNL_ARG_DST, y.memory()}});
+        last_ = nullptr;
+    }
+
+    void backward(context_t& ctx, const tensor_t& x, const tensor_t& dy, const tensor_t& gamma, const tensor_t& beta,
+                  tensor_t& dx, tensor_t& dgamma, tensor_t& dbeta) {
+        check(last_ != nullptr && last_x_ == x.desc(),
+              "batch_norm: backward needs a forward_training on the same input first (input ", x.shape(), ")");
+        checks::same_shape("batch_norm backward", "dy", dy.shape(), "input", x.shape());
+        entry& e = *last_;
+        if (!e.bwd) {
+            e.bwd_pd = onednn_compat::bn_bwd_pd(ctx.engine(), x.desc(), p_.eps, flags(false), e.train_pd);
+            e.bwd = onednn_compat::bn_bwd(e.bwd_pd);
+        }
+        const auto& dym = e.dy_in.get(ctx, dy.memory(), e.bwd_pd.diff_dst_desc());
+        const shape cs{x.shape()[1]};
+        dx.ensure(ctx, e.bwd_pd.diff_src_desc());
+        dgamma.ensure(ctx, onednn_detail::plain_md(cs));
+        dbeta.ensure(ctx, onednn_detail::plain_md(cs));
+        std::unordered_map<int, dnnl::memory> args{
+            {DNNL_ARG_SRC, x.memory()},         {DNNL_ARG_MEAN, e.mean},
+            {DNNL_ARG_VARIANCE, e.var},         {DNNL_ARG_DIFF_DST, dym},
+            {DNNL_ARG_SCALE, gamma.memory()},   {DNNL_ARG_SHIFT, beta.memory()},
+            {DNNL_ARG_DIFF_SRC, dx.memory()},   {DNNL_ARG_DIFF_SCALE, dgamma.memory()},
+            {DNNL_ARG_DIFF_SHIFT, dbeta.memory()}};
+        if (p_.fuse_relu) args.emplace(DNNL_ARG_WORKSPACE, e.workspace);
+        e.bwd.execute(ctx.stream(), args);
+    }
+
+private:
+    struct entry {
+        onednn_compat::bn_fwd::primitive_desc train_pd, infer_pd;
+        onednn_compat::bn_fwd train, infer;
+        onednn_compat::bn_bwd::primitive_desc bwd_pd;
+        onednn_compat::bn_bwd bwd;
+        dnnl::memory mean, var, workspace;
+        onednn_detail::stage dy_in;
+    };
+
+    onednn_compat::bn_flags flags(bool inference) const {
+        auto f = onednn_compat::bn_scale_shift();
+        if (p_.fuse_relu) f = f | onednn_compat::bn_fuse_relu();
+        if (inference) f = f | onednn_compat::bn_global_stats();
+        return f;
+    }
+
+    void validate(const tensor_t& x, const tensor_t& g, const tensor_t& b, const tensor_t& rm, const tensor_t& rv,
+                  bool training) const {
+        checks::f32("batch_norm", "input", x.dtype());
+        checks::batch_norm(x.shape(), training, {&g.shape(), &b.shape(), &rm.shape(), &rv.shape()});
+        for (const tensor_t* t : {&g, &b, &rm, &rv})
+            check(t->dtype() == dtype::f32 && t->is_plain(), "batch_norm: per-channel tensors must be plain f32");
+    }
+
+    batch_norm_params p_;
+    onednn_detail::shape_cache<md, entry> cache_;
+    entry* last_ = nullptr;
+    md last_x_;
+};
+
+}  // namespace micle::ops

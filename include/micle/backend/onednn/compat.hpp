@@ -1,0 +1,208 @@
+#pragma once
+// Every oneDNN 2.x operation-descriptor and primitive-descriptor construction in micle
+// goes through this file. oneDNN 3.x removed the op descriptors (`*_forward::desc`) and
+// builds primitive descriptors directly from memory descriptors; porting micle to 3.x
+// means rewriting the bodies below and nothing else.
+//
+// A primitive descriptor that oneDNN cannot create (unsupported shape or layout) becomes a
+// micle::backend_error naming the op and its memory descriptors.
+#include <dnnl.hpp>
+
+#include <sstream>
+#include <string>
+
+#include "micle/core/error.hpp"
+
+#if DNNL_VERSION_MAJOR != 2
+#error "micle/backend/onednn/compat.hpp is written for oneDNN 2.x; port this file for other versions"
+#endif
+
+namespace micle::onednn_compat {
+
+using md = dnnl::memory::desc;
+using dims = dnnl::memory::dims;
+using tag = dnnl::memory::format_tag;
+
+inline std::string describe(const md& d) {
+    std::ostringstream os;
+    os << '[';
+    const auto ds = d.dims();
+    for (std::size_t i = 0; i < ds.size(); ++i) os << (i ? ", " : "") << ds[i];
+    os << ']';
+    return os.str();
+}
+
+template <class F>
+auto make(const char* op, std::initializer_list<const md*> mds, F&& f) {
+    try {
+        return f();
+    } catch (const dnnl::error& e) {
+        std::ostringstream os;
+        os << op << " (onednn): cannot create the primitive for";
+        for (const md* m : mds) os << ' ' << describe(*m);
+        os << ": " << e.what();
+        throw backend_error(os.str());
+    }
+}
+
+// ---------------------------------------------------------------- convolution
+using conv_fwd = dnnl::convolution_forward;
+using conv_bwd_data = dnnl::convolution_backward_data;
+using conv_bwd_weights = dnnl::convolution_backward_weights;
+
+inline conv_fwd::primitive_desc conv_fwd_pd(const dnnl::engine& eng, const md& src, const md& w, const md* bias,
+                                            const md& dst, const dims& strides, const dims& pad) {
+    return make("conv2d", {&src, &w, &dst}, [&] {
+        const auto d = bias ? conv_fwd::desc(dnnl::prop_kind::forward_training, dnnl::algorithm::convolution_direct,
+                                             src, w, *bias, dst, strides, pad, pad)
+                            : conv_fwd::desc(dnnl::prop_kind::forward_training, dnnl::algorithm::convolution_direct,
+                                             src, w, dst, strides, pad, pad);
+        return conv_fwd::primitive_desc(d, eng);
+    });
+}
+
+inline conv_bwd_data::primitive_desc conv_bwd_data_pd(const dnnl::engine& eng, const md& diff_src, const md& w,
+                                                      const md& diff_dst, const dims& strides, const dims& pad,
+                                                      const conv_fwd::primitive_desc& hint) {
+    return make("conv2d backward_data", {&diff_src, &w, &diff_dst}, [&] {
+        return conv_bwd_data::primitive_desc(
+            conv_bwd_data::desc(dnnl::algorithm::convolution_direct, diff_src, w, diff_dst, strides, pad, pad), eng,
+            hint);
+    });
+}
+
+inline conv_bwd_weights::primitive_desc conv_bwd_weights_pd(const dnnl::engine& eng, const md& src, const md& diff_w,
+                                                            const md* diff_bias, const md& diff_dst,
+                                                            const dims& strides, const dims& pad,
+                                                            const conv_fwd::primitive_desc& hint) {
+    return make("conv2d backward_weights", {&src, &diff_w, &diff_dst}, [&] {
+        const auto d = diff_bias ? conv_bwd_weights::desc(dnnl::algorithm::convolution_direct, src, diff_w,
+                                                          *diff_bias, diff_dst, strides, pad, pad)
+                                 : conv_bwd_weights::desc(dnnl::algorithm::convolution_direct, src, diff_w,
+                                                          diff_dst, strides, pad, pad);
+        return conv_bwd_weights::primitive_desc(d, eng, hint);
+    });
+}
+
+// ---------------------------------------------------------------- batch normalisation
+using bn_fwd = dnnl::batch_normalization_forward;
+using bn_bwd = dnnl::batch_normalization_backward;
+using bn_flags = dnnl::normalization_flags;
+
+inline bn_flags bn_scale_shift() { return bn_flags::use_scale | bn_flags::use_shift; }
+inline bn_flags bn_fuse_relu() { return bn_flags::fuse_norm_relu; }
+inline bn_flags bn_global_stats() { return bn_flags::use_global_stats; }
+
+inline bn_fwd::primitive_desc bn_fwd_pd(const dnnl::engine& eng, bool training, const md& data, float eps,
+                                        bn_flags flags) {
+    return make("batch_norm", {&data}, [&] {
+        return bn_fwd::primitive_desc(
+            bn_fwd::desc(training ? dnnl::prop_kind::forward_training : dnnl::prop_kind::forward_inference, data, eps,
+                         flags),
+            eng);
+    });
+}
+
+inline bn_bwd::primitive_desc bn_bwd_pd(const dnnl::engine& eng, const md& data, float eps, bn_flags flags,
+                                        const bn_fwd::primitive_desc& hint) {
+    return make("batch_norm backward", {&data}, [&] {
+        return bn_bwd::primitive_desc(bn_bwd::desc(dnnl::prop_kind::backward, data, data, eps, flags), eng, hint);
+    });
+}
+
+// ---------------------------------------------------------------- eltwise, binary
+using eltwise_fwd = dnnl::eltwise_forward;
+using eltwise_bwd = dnnl::eltwise_backward;
+
+inline eltwise_fwd::primitive_desc relu_fwd_pd(const dnnl::engine& eng, const md& data) {
+    return make("relu", {&data}, [&] {
+        return eltwise_fwd::primitive_desc(
+            eltwise_fwd::desc(dnnl::prop_kind::forward_training, dnnl::algorithm::eltwise_relu, data, 0.f, 0.f), eng);
+    });
+}
+
+inline eltwise_bwd::primitive_desc relu_bwd_pd(const dnnl::engine& eng, const md& data,
+                                               const eltwise_fwd::primitive_desc& hint) {
+    return make("relu backward", {&data}, [&] {
+        return eltwise_bwd::primitive_desc(eltwise_bwd::desc(dnnl::algorithm::eltwise_relu, data, data, 0.f, 0.f),
+                                           eng, hint);
+    });
+}
+
+inline dnnl::binary::primitive_desc add_pd(const dnnl::engine& eng, const md& a, const md& b, const md& dst) {
+    return make("add", {&a, &b}, [&] {
+        return dnnl::binary::primitive_desc(dnnl::binary::desc(dnnl::algorithm::binary_add, a, b, dst), eng);
+    });
+}
+
+// ---------------------------------------------------------------- pooling
+using pool_fwd = dnnl::pooling_forward;
+using pool_bwd = dnnl::pooling_backward;
+
+// Symmetric padding reproduces PyTorch's floor-mode output size, since oneDNN derives the
+// output size with the same integer division.
+inline pool_fwd::primitive_desc pool_fwd_pd(const dnnl::engine& eng, dnnl::algorithm alg, const md& src,
+                                            const md& dst, const dims& strides, const dims& kernel,
+                                            const dims& pad) {
+    return make("pool2d", {&src, &dst}, [&] {
+        return pool_fwd::primitive_desc(
+            pool_fwd::desc(dnnl::prop_kind::forward_training, alg, src, dst, strides, kernel, pad, pad), eng);
+    });
+}
+
+inline pool_bwd::primitive_desc pool_bwd_pd(const dnnl::engine& eng, dnnl::algorithm alg, const md& diff_src,
+                                            const md& diff_dst, const dims& strides, const dims& kernel,
+                                            const dims& pad, const pool_fwd::primitive_desc& hint) {
+    return make("pool2d backward", {&diff_src, &diff_dst}, [&] {
+        return pool_bwd::primitive_desc(pool_bwd::desc(alg, diff_src, diff_dst, strides, kernel, pad, pad), eng,
+                                        hint);
+    });
+}
+
+// ---------------------------------------------------------------- inner product
+using ip_fwd = dnnl::inner_product_forward;
+using ip_bwd_data = dnnl::inner_product_backward_data;
+using ip_bwd_weights = dnnl::inner_product_backward_weights;
+
+inline ip_fwd::primitive_desc ip_fwd_pd(const dnnl::engine& eng, const md& src, const md& w, const md* bias,
+                                        const md& dst) {
+    return make("linear", {&src, &w, &dst}, [&] {
+        const auto d = bias ? ip_fwd::desc(dnnl::prop_kind::forward_training, src, w, *bias, dst)
+                            : ip_fwd::desc(dnnl::prop_kind::forward_training, src, w, dst);
+        return ip_fwd::primitive_desc(d, eng);
+    });
+}
+
+inline ip_bwd_data::primitive_desc ip_bwd_data_pd(const dnnl::engine& eng, const md& diff_src, const md& w,
+                                                  const md& diff_dst, const ip_fwd::primitive_desc& hint) {
+    return make("linear backward_data", {&diff_src, &w, &diff_dst}, [&] {
+        return ip_bwd_data::primitive_desc(ip_bwd_data::desc(diff_src, w, diff_dst), eng, hint);
+    });
+}
+
+inline ip_bwd_weights::primitive_desc ip_bwd_weights_pd(const dnnl::engine& eng, const md& src, const md& diff_w,
+                                                        const md* diff_bias, const md& diff_dst,
+                                                        const ip_fwd::primitive_desc& hint) {
+    return make("linear backward_weights", {&src, &diff_w, &diff_dst}, [&] {
+        const auto d = diff_bias ? ip_bwd_weights::desc(src, diff_w, *diff_bias, diff_dst)
+                                 : ip_bwd_weights::desc(src, diff_w, diff_dst);
+        return ip_bwd_weights::primitive_desc(d, eng, hint);
+    });
+}
+
+// ---------------------------------------------------------------- softmax
+inline dnnl::softmax_v2_forward::primitive_desc log_softmax_pd(const dnnl::engine& eng, const md& data, int axis) {
+    return make("softmax_cross_entropy", {&data}, [&] {
+        return dnnl::softmax_v2_forward::primitive_desc(
+            dnnl::softmax_v2_forward::desc(dnnl::prop_kind::forward_training, dnnl::algorithm::softmax_log, data,
+                                           data, axis),
+            eng);
+    });
+}
+
+// ---------------------------------------------------------------- reorder
+inline dnnl::reorder make_reorder(const dnnl::engine& eng, const md& from, const md& to) {
+    return make("reorder", {&from, &to}, [&] { return dnnl::reorder(dnnl::reorder::primitive_desc(eng, from, eng, to)); });
+}
+
+}  // namespace micle::onednn_compat

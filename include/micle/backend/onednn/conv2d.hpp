@@ -1,0 +1,155 @@
+#pragma once
+#include <optional>
+#include <unordered_map>
+
+#include "micle/backend/onednn/tensor.hpp"
+#include "micle/core/ops.hpp"
+
+namespace micle::ops {
+
+/// Convolution on oneDNN: forward_training, backward_data and backward_weights primitives
+/// built once per input descriptor. Source, weights and destination use format `any`, so
+/// oneDNN picks its blocked layouts; inputs in another layout are reordered into cached
+/// buffers. The weight gradient is returned in the layout of the weights passed to
+/// `forward`, so that an optimizer can update weights and gradients element by element;
+/// `preferred_weights_desc` tells a layer which layout saves the per-step weight reorder.
+template <>
+class conv2d<onednn> {
+    using md = dnnl::memory::desc;
+
+public:
+    using tensor_t = tensor<onednn>;
+    using context_t = context<onednn>;
+
+    explicit conv2d(conv2d_params p) : p_(p) {}
+    const conv2d_params& params() const noexcept { return p_; }
+
+    void forward(context_t& ctx, const tensor_t& x, const tensor_t& w, const tensor_t* bias, tensor_t& y) {
+        checks::f32("conv2d", "input", x.dtype());
+        checks::f32("conv2d", "weight", w.dtype());
+        checks::conv2d(p_, x.shape(), w.shape(), bias ? &bias->shape() : nullptr);
+        entry& e = lookup(ctx, x.desc(), w.shape(), bias != nullptr);
+        w_desc_ = w.desc();
+        const auto& src = e.x_fwd.get(ctx, x.memory(), e.fwd_pd.src_desc());
+        const auto& wm = e.w_fwd.get(ctx, w.memory(), e.fwd_pd.weights_desc());
+        y.ensure(ctx, e.fwd_pd.dst_desc());
+        std::unordered_map<int, dnnl::memory> args{
+            {DNNL_ARG_SRC, src}, {DNNL_ARG_WEIGHTS, wm}, {DNNL_ARG_DST, y.memory()}};
+        if (bias) args.emplace(DNNL_ARG_BIAS, bias->memory());
+        e.fwd.execute(ctx.stream(), args);
+        last_ = &e;
+    }
+
+    void backward_data(context_t& ctx, const tensor_t& dy, const tensor_t& w, tensor_t& dx) {
+        entry& e = current("backward_data");
+        checks::same_shape("conv2d backward_data", "dy", dy.shape(), "forward output", e.y_shape);
+        checks::same_shape("conv2d backward_data", "weight", w.shape(), "forward weight", e.w_shape);
+        if (!e.bwd_data) {
+            auto pd = onednn_compat::conv_bwd_data_pd(ctx.engine(), onednn_detail::any_md(e.x_shape),
+                                                      onednn_detail::any_md(e.w_shape),
+                                                      onednn_detail::any_md(e.y_shape), strides(), padding(), e.fwd_pd);
+            e.bwd_data.emplace(std::move(pd));
+        }
+        auto& b = *e.bwd_data;
+        const auto& dym = b.dy_in.get(ctx, dy.memory(), b.pd.diff_dst_desc());
+        const auto& wm = b.w_in.get(ctx, w.memory(), b.pd.weights_desc());
+        dx.ensure(ctx, b.pd.diff_src_desc());
+        b.prim.execute(ctx.stream(), {{DNNL_ARG_DIFF_DST, dym}, {DNNL_ARG_WEIGHTS, wm}, {DNNL_ARG_DIFF_SRC, dx.memory()}});
+    }
+
+    void backward_weights(context_t& ctx, const tensor_t& x, const tensor_t& dy, tensor_t& dw, tensor_t* dbias) {
+        entry& e = current("backward_weights");
+        checks::same_shape("conv2d backward_weights", "input", x.shape(), "forward input", e.x_shape);
+        checks::same_shape("conv2d backward_weights", "dy", dy.shape(), "forward output", e.y_shape);
+        check(!dbias || e.has_bias, "conv2d backward_weights: a bias gradient was asked for, but forward had no bias");
+        if (!e.bwd_weights) {
+            const md db = onednn_detail::plain_md(shape{e.w_shape[0]});
+            auto pd = onednn_compat::conv_bwd_weights_pd(
+                ctx.engine(), onednn_detail::any_md(e.x_shape), onednn_detail::any_md(e.w_shape),
+                e.has_bias ? &db : nullptr, onednn_detail::any_md(e.y_shape), strides(), padding(), e.fwd_pd);
+            e.bwd_weights.emplace(std::move(pd));
+            if (e.has_bias && !dbias) e.bwd_weights->db_scratch = dnnl::memory(db, ctx.engine());
+        }
+        auto& b = *e.bwd_weights;
+        const auto& xm = b.x_in.get(ctx, x.memory(), b.pd.src_desc());
+        const auto& dym = b.dy_in.get(ctx, dy.memory(), b.pd.diff_dst_desc());
+        if (!(dw.defined() && dw.shape() == e.w_shape)) dw.ensure(ctx, w_desc_);
+        const auto& dwm = b.dw_out.target(ctx, dw.memory(), b.pd.diff_weights_desc());
+        std::unordered_map<int, dnnl::memory> args{
+            {DNNL_ARG_SRC, xm}, {DNNL_ARG_DIFF_DST, dym}, {DNNL_ARG_DIFF_WEIGHTS, dwm}};
+        if (e.has_bias) {
+            if (dbias) dbias->ensure(ctx, b.pd.diff_bias_desc());
+            args.emplace(DNNL_ARG_DIFF_BIAS, dbias ? dbias->memory() : b.db_scratch);
+        }
+        b.prim.execute(ctx.stream(), args);
+        b.dw_out.flush(ctx, dwm, dw.memory());
+    }
+
+    /// The weights layout the forward primitive for inputs like `x` uses; weights kept in
+    /// it are never reordered.
+    md preferred_weights_desc(context_t& ctx, const tensor_t& x, const shape& w_shape, bool has_bias) {
+        checks::conv2d(p_, x.shape(), w_shape, nullptr);
+        return lookup(ctx, x.desc(), w_shape, has_bias).fwd_pd.weights_desc();
+    }
+
+private:
+    struct bwd_data_entry {
+        explicit bwd_data_entry(onednn_compat::conv_bwd_data::primitive_desc p) : pd(std::move(p)), prim(pd) {}
+        onednn_compat::conv_bwd_data::primitive_desc pd;
+        onednn_compat::conv_bwd_data prim;
+        onednn_detail::stage dy_in, w_in;
+    };
+    struct bwd_weights_entry {
+        explicit bwd_weights_entry(onednn_compat::conv_bwd_weights::primitive_desc p) : pd(std::move(p)), prim(pd) {}
+        onednn_compat::conv_bwd_weights::primitive_desc pd;
+        onednn_compat::conv_bwd_weights prim;
+        onednn_detail::stage x_in, dy_in, dw_out;
+        dnnl::memory db_scratch;
+    };
+    struct entry {
+        shape x_shape, w_shape, y_shape;
+        bool has_bias = false;
+        onednn_compat::conv_fwd::primitive_desc fwd_pd;
+        onednn_compat::conv_fwd fwd;
+        onednn_detail::stage x_fwd, w_fwd;
+        std::optional<bwd_data_entry> bwd_data;
+        std::optional<bwd_weights_entry> bwd_weights;
+    };
+    struct key {
+        md x;
+        shape w;
+        bool bias;
+        bool operator==(const key& o) const { return x == o.x && w == o.w && bias == o.bias; }
+    };
+
+    dnnl::memory::dims strides() const { return {p_.stride_h, p_.stride_w}; }
+    dnnl::memory::dims padding() const { return {p_.pad_h, p_.pad_w}; }
+
+    entry& lookup(context_t& ctx, const md& x_desc, const shape& w_shape, bool has_bias) {
+        return cache_.get(key{x_desc, w_shape, has_bias}, [&] {
+            entry e;
+            const auto xd = x_desc.dims();
+            e.x_shape = shape(std::span<const std::int64_t>(xd.data(), xd.size()));
+            e.w_shape = w_shape;
+            e.y_shape = checks::conv2d(p_, e.x_shape, w_shape, nullptr);
+            e.has_bias = has_bias;
+            const md b = onednn_detail::plain_md(shape{w_shape[0]});
+            e.fwd_pd = onednn_compat::conv_fwd_pd(ctx.engine(), onednn_detail::any_md(e.x_shape),
+                                                  onednn_detail::any_md(w_shape), has_bias ? &b : nullptr,
+                                                  onednn_detail::any_md(e.y_shape), strides(), padding());
+            e.fwd = onednn_compat::conv_fwd(e.fwd_pd);
+            return e;
+        });
+    }
+    entry& current(const char* what) {
+        check(last_ != nullptr, "conv2d: ", what, " called before forward");
+        return *last_;
+    }
+
+    conv2d_params p_;
+    onednn_detail::shape_cache<key, entry> cache_;
+    entry* last_ = nullptr;
+    md w_desc_;
+};
+
+}  // namespace micle::ops

@@ -1,0 +1,95 @@
+#pragma once
+#include <unordered_map>
+
+#include "micle/backend/onednn/tensor.hpp"
+#include "micle/core/ops.hpp"
+
+namespace micle::ops {
+
+/// ReLU on oneDNN's eltwise primitives, in the layout of its input.
+template <>
+class relu<onednn> {
+    using md = dnnl::memory::desc;
+
+public:
+    using tensor_t = tensor<onednn>;
+    using context_t = context<onednn>;
+
+    void forward(context_t& ctx, const tensor_t& x, tensor_t& y) {
+        checks::f32("relu", "input", x.dtype());
+        check(x.defined() && !x.shape().has_zero(), "relu: empty or zero-sized input ", x.shape());
+        entry& e = lookup(ctx, x.desc());
+        y.ensure(ctx, e.fwd_pd.dst_desc());
+        e.fwd.execute(ctx.stream(), {{DNNL_ARG_SRC, x.memory()}, {DNNL_ARG_DST, y.memory()}});
+    }
+
+    void backward(context_t& ctx, const tensor_t& x, const tensor_t& dy, tensor_t& dx) {
+        checks::same_shape("relu backward", "input", x.shape(), "dy", dy.shape());
+        entry& e = lookup(ctx, x.desc());
+        if (!e.bwd) {
+            e.bwd_pd = onednn_compat::relu_bwd_pd(ctx.engine(), x.desc(), e.fwd_pd);
+            e.bwd = onednn_compat::eltwise_bwd(e.bwd_pd);
+        }
+        const auto& dym = e.dy_in.get(ctx, dy.memory(), e.bwd_pd.diff_dst_desc());
+        dx.ensure(ctx, e.bwd_pd.diff_src_desc());
+        e.bwd.execute(ctx.stream(), {{DNNL_ARG_SRC, x.memory()}, {DNNL_ARG_DIFF_DST, dym}, {DNNL_ARG_DIFF_SRC, dx.memory()}});
+    }
+
+private:
+    struct entry {
+        onednn_compat::eltwise_fwd::primitive_desc fwd_pd;
+        onednn_compat::eltwise_fwd fwd;
+        onednn_compat::eltwise_bwd::primitive_desc bwd_pd;
+        onednn_compat::eltwise_bwd bwd;
+        onednn_detail::stage dy_in;
+    };
+    entry& lookup(context_t& ctx, const md& x) {
+        return cache_.get(x, [&] {
+            entry e;
+            e.fwd_pd = onednn_compat::relu_fwd_pd(ctx.engine(), x);
+            e.fwd = onednn_compat::eltwise_fwd(e.fwd_pd);
+            return e;
+        });
+    }
+    onednn_detail::shape_cache<md, entry> cache_;
+};
+
+/// Elementwise sum on oneDNN's binary primitive; the output takes the layout of `a`
+/// (or of `b` when the output is `b` itself). In-place (y aliasing an input) is allowed.
+template <>
+class add<onednn> {
+    using md = dnnl::memory::desc;
+
+public:
+    using tensor_t = tensor<onednn>;
+    using context_t = context<onednn>;
+
+    void forward(context_t& ctx, const tensor_t& a, const tensor_t& b, tensor_t& y) {
+        checks::f32("add", "a", a.dtype());
+        checks::f32("add", "b", b.dtype());
+        checks::same_shape("add", "a", a.shape(), "b", b.shape());
+        check(a.defined() && !a.shape().has_zero(), "add: empty or zero-sized input ", a.shape());
+        const md dst = &y == &b ? b.desc() : a.desc();
+        if (&y != &a && &y != &b) y.ensure(ctx, dst);
+        run(ctx, a.memory(), b.memory(), y.memory(), dst);
+    }
+
+    void accumulate(context_t& ctx, tensor_t& acc, const tensor_t& x) {
+        checks::same_shape("add accumulate", "acc", acc.shape(), "x", x.shape());
+        run(ctx, acc.memory(), x.memory(), acc.memory(), acc.desc());
+    }
+
+private:
+    struct key {
+        md a, b, y;
+        bool operator==(const key& o) const { return a == o.a && b == o.b && y == o.y; }
+    };
+    void run(context_t& ctx, const dnnl::memory& a, const dnnl::memory& b, const dnnl::memory& y, const md& dst) {
+        const md ad = a.get_desc(), bd = b.get_desc();
+        auto& prim = cache_.get(key{ad, bd, dst}, [&] { return dnnl::binary(onednn_compat::add_pd(ctx.engine(), ad, bd, dst)); });
+        prim.execute(ctx.stream(), {{DNNL_ARG_SRC_0, a}, {DNNL_ARG_SRC_1, b}, {DNNL_ARG_DST, y}});
+    }
+    onednn_detail::shape_cache<key, dnnl::binary> cache_;
+};
+
+}  // namespace micle::ops

@@ -1,0 +1,156 @@
+#pragma once
+// Row-wise ops and losses on the oneDNN backend. oneDNN 2.6 has no row-normalisation or
+// loss primitive; these work on small [N,D] / [N,K] matrices in plain layout, computed
+// with Eigen (vectorised) on the host memory that oneDNN's CPU engine uses, and with
+// oneDNN's log-softmax primitive for the softmax.
+#include <Eigen/Core>
+
+#include <span>
+#include <vector>
+
+#include "micle/backend/onednn/tensor.hpp"
+#include "micle/core/ops.hpp"
+
+namespace micle::ops {
+
+namespace onednn_detail_rows {
+using matrix = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+using map = Eigen::Map<matrix>;
+using cmap = Eigen::Map<const matrix>;
+
+/// A plain view of `t` for host code: `t` itself when plain, else a reorder into `buf`.
+inline const float* plain_rows(context<onednn>& ctx, const tensor<onednn>& t, onednn_detail::stage& buf) {
+    const auto& m = buf.get(ctx, t.memory(), onednn_detail::plain_md(t.shape()));
+    ctx.synchronize();
+    return static_cast<const float*>(m.get_data_handle());
+}
+}  // namespace onednn_detail_rows
+
+template <>
+class l2_normalize<onednn> {
+public:
+    using tensor_t = tensor<onednn>;
+    using context_t = context<onednn>;
+
+    explicit l2_normalize(l2_normalize_params p = {}) : p_(p) {}
+
+    void forward(context_t& ctx, const tensor_t& x, tensor_t& y) {
+        using namespace onednn_detail_rows;
+        checks::f32("l2_normalize", "input", x.dtype());
+        checks::rows("l2_normalize", x.shape());
+        const auto N = x.shape()[0], D = x.shape()[1];
+        cmap xm(plain_rows(ctx, x, x_in_), N, D);
+        norms_ = xm.rowwise().norm();
+        const Eigen::VectorXf inv = norms_.cwiseMax(p_.eps).cwiseInverse();
+        y_.resize(N, D);
+        y_.noalias() = inv.asDiagonal() * xm;
+        y.ensure(ctx, onednn_detail::plain_md(x.shape()));
+        map(y.data(), N, D) = y_;
+    }
+
+    void backward(context_t& ctx, const tensor_t& dy, tensor_t& dx) {
+        using namespace onednn_detail_rows;
+        check(y_.size() > 0, "l2_normalize: backward called before forward");
+        checks::same_shape("l2_normalize backward", "dy", dy.shape(), "forward output", shape{y_.rows(), y_.cols()});
+        cmap g(plain_rows(ctx, dy, dy_in_), y_.rows(), y_.cols());
+        // dx = (dy - y <y, dy>) / max(norm, eps); below eps the op is linear (x / eps).
+        Eigen::VectorXf dot = (y_.array() * g.array()).rowwise().sum().matrix();
+        dot = (norms_.array() > p_.eps).select(dot, 0.0f);
+        const Eigen::VectorXf inv = norms_.cwiseMax(p_.eps).cwiseInverse();
+        dx.ensure(ctx, onednn_detail::plain_md(dy.shape()));
+        map(dx.data(), y_.rows(), y_.cols()).noalias() = inv.asDiagonal() * (g - dot.asDiagonal() * y_);
+    }
+
+private:
+    l2_normalize_params p_;
+    Eigen::VectorXf norms_;
+    onednn_detail_rows::matrix y_;
+    onednn_detail::stage x_in_, dy_in_;
+};
+
+template <>
+class softmax_cross_entropy<onednn> {
+    using md = dnnl::memory::desc;
+
+public:
+    using tensor_t = tensor<onednn>;
+    using context_t = context<onednn>;
+
+    float forward(context_t& ctx, const tensor_t& logits, std::span<const int> labels) {
+        using namespace onednn_detail_rows;
+        checks::f32("softmax_cross_entropy", "logits", logits.dtype());
+        checks::class_labels("softmax_cross_entropy", logits.shape(), labels);
+        const md plain = onednn_detail::plain_md(logits.shape());
+        if (!(pd_ && plain == pd_.src_desc())) {
+            pd_ = onednn_compat::log_softmax_pd(ctx.engine(), plain, 1);
+            prim_ = dnnl::softmax_v2_forward(pd_);
+            logp_ = dnnl::memory(pd_.dst_desc(), ctx.engine());
+        }
+        const auto& src = in_.get(ctx, logits.memory(), plain);
+        prim_.execute(ctx.stream(), {{DNNL_ARG_SRC, src}, {DNNL_ARG_DST, logp_}});
+        ctx.synchronize();
+        labels_.assign(labels.begin(), labels.end());
+        const auto N = logits.shape()[0], K = logits.shape()[1];
+        const float* lp = static_cast<const float*>(logp_.get_data_handle());
+        double loss = 0;
+        for (std::int64_t n = 0; n < N; ++n) loss -= lp[n * K + labels_[static_cast<std::size_t>(n)]];
+        return static_cast<float>(loss / double(N));
+    }
+
+    void backward(context_t& ctx, tensor_t& dlogits) {
+        using namespace onednn_detail_rows;
+        check(static_cast<bool>(pd_) && !labels_.empty(), "softmax_cross_entropy: backward called before forward");
+        const auto dims = pd_.dst_desc().dims();
+        const auto N = dims[0], K = dims[1];
+        dlogits.ensure(ctx, onednn_detail::plain_md(shape{N, K}));
+        map d(dlogits.data(), N, K);
+        d = cmap(static_cast<const float*>(logp_.get_data_handle()), N, K).array().exp();
+        for (std::int64_t n = 0; n < N; ++n) d(n, labels_[static_cast<std::size_t>(n)]) -= 1.0f;
+        d *= 1.0f / static_cast<float>(N);
+    }
+
+private:
+    dnnl::softmax_v2_forward::primitive_desc pd_;
+    dnnl::softmax_v2_forward prim_;
+    dnnl::memory logp_;
+    onednn_detail::stage in_;
+    std::vector<int> labels_;
+};
+
+template <>
+class sigmoid_bce<onednn> {
+public:
+    using tensor_t = tensor<onednn>;
+    using context_t = context<onednn>;
+
+    float forward(context_t& ctx, const tensor_t& logits, const tensor_t& targets) {
+        using namespace onednn_detail_rows;
+        checks::f32("sigmoid_bce", "logits", logits.dtype());
+        checks::rows("sigmoid_bce", logits.shape());
+        checks::same_shape("sigmoid_bce", "logits", logits.shape(), "targets", targets.shape());
+        const auto N = logits.shape()[0], K = logits.shape()[1];
+        x_ = cmap(plain_rows(ctx, logits, x_in_), N, K);
+        t_ = cmap(plain_rows(ctx, targets, t_in_), N, K);
+        checks::unit_interval("sigmoid_bce", "targets", std::span<const float>(t_.data(), static_cast<std::size_t>(t_.size())));
+        // max(x, 0) - x t + log(1 + exp(-|x|)), stable for large |x|.
+        const auto x = x_.array().template cast<double>();
+        const auto t = t_.array().template cast<double>();
+        const double sum = (x.max(0.0) - x * t + (-x.abs()).exp().log1p()).sum();
+        return static_cast<float>(sum / double(x_.size()));
+    }
+
+    void backward(context_t& ctx, tensor_t& dlogits) {
+        using namespace onednn_detail_rows;
+        check(x_.size() > 0, "sigmoid_bce: backward called before forward");
+        dlogits.ensure(ctx, onednn_detail::plain_md(shape{x_.rows(), x_.cols()}));
+        const float inv = 1.0f / static_cast<float>(x_.size());
+        map(dlogits.data(), x_.rows(), x_.cols()).array() =
+            ((1.0f + (-x_.array()).exp()).inverse() - t_.array()) * inv;
+    }
+
+private:
+    onednn_detail_rows::matrix x_, t_;
+    onednn_detail::stage x_in_, t_in_;
+};
+
+}  // namespace micle::ops

@@ -1,0 +1,240 @@
+#pragma once
+// oneDNN backend storage: a dnnl::memory whose memory descriptor carries the logical dims
+// (NCHW order) and the physical layout, which may be blocked (nChw16c, OIhw16i16o...).
+// Plain row-major is the layout of tensors made from host data; ops choose theirs.
+#include <dnnl.hpp>
+
+#include <algorithm>
+#include <cstdint>
+#include <cstring>
+#include <memory>
+#include <utility>
+#include <span>
+#include <vector>
+
+#include "micle/backend/onednn/compat.hpp"
+#include "micle/core/backend.hpp"
+#include "micle/core/dtype.hpp"
+#include "micle/core/shape.hpp"
+
+namespace micle {
+
+/// One CPU engine and one in-order stream. With Debian's OpenMP build of oneDNN the
+/// stream executes synchronously; code that reads tensor memory on the host still calls
+/// `synchronize()` first so that asynchronous runtimes stay correct.
+template <>
+class context<onednn> {
+public:
+    context() : engine_(dnnl::engine::kind::cpu, 0), stream_(engine_) {}
+    const dnnl::engine& engine() const noexcept { return engine_; }
+    dnnl::stream& stream() noexcept { return stream_; }
+    void synchronize() { stream_.wait(); }
+
+private:
+    dnnl::engine engine_;
+    dnnl::stream stream_;
+};
+
+namespace onednn_detail {
+using md = dnnl::memory::desc;
+
+inline dnnl::memory::data_type to_dnnl(dtype t) {
+    return t == dtype::f32 ? dnnl::memory::data_type::f32 : dnnl::memory::data_type::bf16;
+}
+inline dnnl::memory::dims to_dims(const shape& s) { return {s.begin(), s.end()}; }
+
+inline dnnl::memory::format_tag plain_tag(int rank) {
+    using tag = dnnl::memory::format_tag;
+    switch (rank) {
+        case 1: return tag::a;
+        case 2: return tag::ab;
+        case 3: return tag::abc;
+        case 4: return tag::abcd;
+        case 5: return tag::abcde;
+        default: return tag::abcdef;
+    }
+}
+/// Row-major descriptor of the given shape.
+inline md plain_md(const shape& s, dtype t = dtype::f32) { return md(to_dims(s), to_dnnl(t), plain_tag(s.rank())); }
+/// Descriptor with the dims of `s` and the layout left to the primitive.
+inline md any_md(const shape& s, dtype t = dtype::f32) {
+    return md(to_dims(s), to_dnnl(t), dnnl::memory::format_tag::any);
+}
+}  // namespace onednn_detail
+
+template <>
+class tensor<onednn> {
+    using md = dnnl::memory::desc;
+
+public:
+    tensor() = default;
+    tensor(tensor&&) noexcept = default;
+    tensor& operator=(tensor&&) noexcept = default;
+    tensor(const tensor&) = delete;
+    tensor& operator=(const tensor&) = delete;
+
+    /// Uninitialised tensor in plain row-major layout.
+    static tensor empty(context<onednn>& ctx, const micle::shape& s, micle::dtype t = dtype::f32) {
+        check(s.rank() > 0, "tensor::empty: a tensor needs at least one dimension");
+        return empty(ctx, onednn_detail::plain_md(s, t));
+    }
+    /// Uninitialised tensor with the given descriptor (any layout oneDNN describes).
+    static tensor empty(context<onednn>& ctx, const md& desc) {
+        tensor r;
+        r.mem_ = dnnl::memory(desc, ctx.engine());
+        r.refresh_meta();
+        return r;
+    }
+    static tensor zeros(context<onednn>& ctx, const micle::shape& s, micle::dtype t = dtype::f32) {
+        auto r = empty(ctx, s, t);
+        r.fill(ctx, 0.0f);
+        return r;
+    }
+    /// Copies plain row-major host floats into a new plain tensor (converted to `t`).
+    static tensor from_host(context<onednn>& ctx, const micle::shape& s, std::span<const float> values,
+                            micle::dtype t = dtype::f32) {
+        check(static_cast<std::int64_t>(values.size()) == s.numel(), "tensor::from_host: ", values.size(),
+              " values for shape ", s, " (", s.numel(), " elements)");
+        auto r = empty(ctx, s, t);
+        const auto src_md = onednn_detail::plain_md(s, dtype::f32);
+        dnnl::memory src(src_md, ctx.engine(), const_cast<float*>(values.data()));
+        onednn_compat::make_reorder(ctx.engine(), src_md, r.desc()).execute(ctx.stream(), src, r.mem_);
+        ctx.synchronize();
+        return r;
+    }
+    /// Plain row-major f32 copy of the values, whatever the layout and dtype.
+    std::vector<float> to_host(context<onednn>& ctx) const {
+        check(defined(), "tensor::to_host: undefined tensor");
+        std::vector<float> out(static_cast<std::size_t>(numel()));
+        const auto dst_md = onednn_detail::plain_md(shape_, dtype::f32);
+        dnnl::memory dst(dst_md, ctx.engine(), out.data());
+        dnnl::memory src = mem_;  // reorder::execute takes non-const handles
+        onednn_compat::make_reorder(ctx.engine(), desc(), dst_md).execute(ctx.stream(), src, dst);
+        ctx.synchronize();
+        return out;
+    }
+    /// A copy of this tensor in the layout (and data type) of `want`; dims must agree.
+    tensor to_layout(context<onednn>& ctx, const md& want) const {
+        check(defined() && want.dims() == onednn_detail::to_dims(shape_), "tensor::to_layout: descriptor dims ",
+              onednn_compat::describe(want), " do not match shape ", shape_);
+        auto r = empty(ctx, want);
+        dnnl::memory src = mem_;
+        onednn_compat::make_reorder(ctx.engine(), desc(), want).execute(ctx.stream(), src, r.mem_);
+        return r;
+    }
+    tensor clone(context<onednn>& ctx) const { return to_layout(ctx, desc()); }
+
+    /// Sets every element, padding of blocked layouts included, to v.
+    void fill(context<onednn>& ctx, float v) {
+        ctx.synchronize();
+        if (v == 0.0f) {
+            std::memset(mem_.get_data_handle(), 0, desc().get_size());
+            return;
+        }
+        auto plain = from_host(ctx, shape_, std::vector<float>(static_cast<std::size_t>(numel()), v), dtype_);
+        onednn_compat::make_reorder(ctx.engine(), plain.desc(), desc()).execute(ctx.stream(), plain.mem_, mem_);
+    }
+
+    const micle::shape& shape() const noexcept { return shape_; }
+    micle::dtype dtype() const noexcept { return dtype_; }
+    std::int64_t numel() const noexcept { return shape_.numel(); }
+    bool defined() const noexcept { return static_cast<bool>(mem_); }
+
+    const dnnl::memory& memory() const noexcept { return mem_; }
+    md desc() const { return mem_.get_desc(); }
+    bool is_plain() const { return defined() && desc() == onednn_detail::plain_md(shape_, dtype_); }
+
+    /// Makes this tensor have descriptor `want`, reallocating only when it differs.
+    void ensure(context<onednn>& ctx, const md& want) {
+        if (defined() && desc() == want) return;
+        mem_ = dnnl::memory(want, ctx.engine());
+        refresh_meta();
+    }
+
+    /// Host pointer of a plain f32 tensor (after ctx.synchronize()).
+    float* data() {
+        check(dtype_ == dtype::f32 && is_plain(), "tensor::data: only plain f32 tensors expose a host pointer; shape ",
+              shape_, " is not");
+        return static_cast<float*>(mem_.get_data_handle());
+    }
+    const float* data() const { return const_cast<tensor*>(this)->data(); }
+
+private:
+    void refresh_meta() {
+        const md d = mem_.get_desc();
+        const auto dims = d.dims();
+        shape_ = micle::shape(std::span<const std::int64_t>(dims.data(), dims.size()));
+        dtype_ = d.data_type() == dnnl::memory::data_type::f32 ? dtype::f32 : dtype::bf16;
+        check(d.data_type() == dnnl::memory::data_type::f32 || d.data_type() == dnnl::memory::data_type::bf16,
+              "tensor: unsupported oneDNN data type");
+    }
+
+    micle::shape shape_;
+    micle::dtype dtype_ = dtype::f32;
+    dnnl::memory mem_;
+};
+
+namespace onednn_detail {
+
+/// Hands out memory in a wanted layout. For an input: the caller's own memory when it
+/// already has that layout, else a reorder into a buffer kept here. For an output: the
+/// caller's memory, or a buffer here that `flush` reorders into the caller's memory.
+/// Reorder primitive and buffer are rebuilt only when the pair of layouts changes.
+class stage {
+public:
+    const dnnl::memory& get(context<onednn>& ctx, const dnnl::memory& mem, const md& want) {
+        const md have = mem.get_desc();
+        if (have == want) return mem;
+        prepare(ctx, have, want, want);
+        prim_.execute(ctx.stream(), const_cast<dnnl::memory&>(mem), buf_);
+        return buf_;
+    }
+    const dnnl::memory& target(context<onednn>& ctx, const dnnl::memory& dst, const md& want) {
+        const md have = dst.get_desc();
+        if (have == want) return dst;
+        prepare(ctx, want, have, want);
+        return buf_;
+    }
+    void flush(context<onednn>& ctx, const dnnl::memory& computed, const dnnl::memory& dst) {
+        if (computed.get() == dst.get()) return;
+        prim_.execute(ctx.stream(), const_cast<dnnl::memory&>(computed), const_cast<dnnl::memory&>(dst));
+    }
+
+private:
+    void prepare(context<onednn>& ctx, const md& from, const md& to, const md& buffer) {
+        if (buf_ && from == from_ && to == to_) return;
+        from_ = from;
+        to_ = to;
+        prim_ = onednn_compat::make_reorder(ctx.engine(), from, to);
+        buf_ = dnnl::memory(buffer, ctx.engine());
+    }
+
+    md from_, to_;
+    dnnl::reorder prim_;
+    dnnl::memory buf_;
+};
+
+/// A few per-shape entries of an op (train and eval batch sizes, say), found by key; the
+/// least recently used one goes when a ninth is needed. Entries do not move in memory.
+template <class Key, class Entry>
+class shape_cache {
+public:
+    template <class Make>
+    Entry& get(const Key& key, Make&& make) {
+        for (auto it = items_.begin(); it != items_.end(); ++it)
+            if (it->first == key) {
+                std::rotate(it, it + 1, items_.end());
+                return *items_.back().second;
+            }
+        if (items_.size() == capacity) items_.erase(items_.begin());
+        items_.emplace_back(key, std::make_unique<Entry>(make()));
+        return *items_.back().second;
+    }
+
+private:
+    static constexpr std::size_t capacity = 8;
+    std::vector<std::pair<Key, std::unique_ptr<Entry>>> items_;
+};
+
+}  // namespace onednn_detail
+}  // namespace micle

@@ -1,0 +1,138 @@
+#pragma once
+// Row-wise ops and losses of the reference backend.
+#include <algorithm>
+#include <cmath>
+#include <span>
+#include <vector>
+
+#include "micle/backend/reference/tensor.hpp"
+#include "micle/core/ops.hpp"
+
+namespace micle::ops {
+
+template <>
+class l2_normalize<reference> {
+public:
+    using tensor_t = tensor<reference>;
+    using context_t = context<reference>;
+
+    explicit l2_normalize(l2_normalize_params p = {}) : p_(p) {}
+
+    void forward(context_t& ctx, const tensor_t& x, tensor_t& y) {
+        checks::f32("l2_normalize", "input", x.dtype());
+        checks::rows("l2_normalize", x.shape());
+        const auto N = x.shape()[0], D = x.shape()[1];
+        y.ensure(x.shape());
+        norms_.resize(static_cast<std::size_t>(N));
+        for (std::int64_t n = 0; n < N; ++n) {
+            double s = 0;
+            for (std::int64_t d = 0; d < D; ++d) s += double(x.data()[n * D + d]) * x.data()[n * D + d];
+            const double norm = std::sqrt(s), denom = std::max(norm, double(p_.eps));
+            norms_[static_cast<std::size_t>(n)] = norm;
+            for (std::int64_t d = 0; d < D; ++d) y.data()[n * D + d] = static_cast<float>(x.data()[n * D + d] / denom);
+        }
+        y_ = y.clone(ctx);
+    }
+
+    void backward(context_t&, const tensor_t& dy, tensor_t& dx) {
+        check(y_.defined(), "l2_normalize: backward called before forward");
+        checks::same_shape("l2_normalize backward", "dy", dy.shape(), "forward output", y_.shape());
+        const auto N = dy.shape()[0], D = dy.shape()[1];
+        dx.ensure(dy.shape());
+        for (std::int64_t n = 0; n < N; ++n) {
+            const double norm = norms_[static_cast<std::size_t>(n)];
+            double dot = 0;
+            for (std::int64_t d = 0; d < D; ++d) dot += double(y_.data()[n * D + d]) * dy.data()[n * D + d];
+            // Below eps the op is x / eps, a linear map: its gradient is dy / eps.
+            if (norm <= p_.eps) dot = 0;
+            const double denom = std::max(norm, double(p_.eps));
+            for (std::int64_t d = 0; d < D; ++d)
+                dx.data()[n * D + d] = static_cast<float>((dy.data()[n * D + d] - y_.data()[n * D + d] * dot) / denom);
+        }
+    }
+
+private:
+    l2_normalize_params p_;
+    std::vector<double> norms_;
+    tensor_t y_;
+};
+
+template <>
+class softmax_cross_entropy<reference> {
+public:
+    using tensor_t = tensor<reference>;
+    using context_t = context<reference>;
+
+    float forward(context_t&, const tensor_t& logits, std::span<const int> labels) {
+        checks::f32("softmax_cross_entropy", "logits", logits.dtype());
+        checks::class_labels("softmax_cross_entropy", logits.shape(), labels);
+        const auto N = logits.shape()[0], K = logits.shape()[1];
+        prob_.assign(static_cast<std::size_t>(N * K), 0.0);
+        labels_.assign(labels.begin(), labels.end());
+        double loss = 0;
+        for (std::int64_t n = 0; n < N; ++n) {
+            const float* row = logits.data() + n * K;
+            const double mx = *std::max_element(row, row + K);
+            double s = 0;
+            for (std::int64_t k = 0; k < K; ++k) s += std::exp(row[k] - mx);
+            const double lse = mx + std::log(s);
+            for (std::int64_t k = 0; k < K; ++k) prob_[static_cast<std::size_t>(n * K + k)] = std::exp(row[k] - lse);
+            loss -= row[labels[static_cast<std::size_t>(n)]] - lse;
+        }
+        shape_ = logits.shape();
+        return static_cast<float>(loss / double(N));
+    }
+
+    void backward(context_t&, tensor_t& dlogits) {
+        check(shape_.rank() == 2, "softmax_cross_entropy: backward called before forward");
+        const auto N = shape_[0], K = shape_[1];
+        dlogits.ensure(shape_);
+        for (std::int64_t n = 0; n < N; ++n)
+            for (std::int64_t k = 0; k < K; ++k) {
+                const double t = k == labels_[static_cast<std::size_t>(n)] ? 1.0 : 0.0;
+                dlogits.data()[n * K + k] = static_cast<float>((prob_[static_cast<std::size_t>(n * K + k)] - t) / double(N));
+            }
+    }
+
+private:
+    std::vector<double> prob_;
+    std::vector<int> labels_;
+    shape shape_;
+};
+
+template <>
+class sigmoid_bce<reference> {
+public:
+    using tensor_t = tensor<reference>;
+    using context_t = context<reference>;
+
+    float forward(context_t& ctx, const tensor_t& logits, const tensor_t& targets) {
+        checks::f32("sigmoid_bce", "logits", logits.dtype());
+        checks::rows("sigmoid_bce", logits.shape());
+        checks::same_shape("sigmoid_bce", "logits", logits.shape(), "targets", targets.shape());
+        checks::unit_interval("sigmoid_bce", "targets", targets.values());
+        double loss = 0;
+        for (std::int64_t i = 0; i < logits.numel(); ++i) {
+            const double x = logits.data()[i], t = targets.data()[i];
+            loss += std::max(x, 0.0) - x * t + std::log1p(std::exp(-std::abs(x)));
+        }
+        logits_ = logits.clone(ctx);
+        targets_ = targets.clone(ctx);
+        return static_cast<float>(loss / double(logits.numel()));
+    }
+
+    void backward(context_t&, tensor_t& dlogits) {
+        check(logits_.defined(), "sigmoid_bce: backward called before forward");
+        dlogits.ensure(logits_.shape());
+        const double inv = 1.0 / double(logits_.numel());
+        for (std::int64_t i = 0; i < logits_.numel(); ++i) {
+            const double s = 1.0 / (1.0 + std::exp(-double(logits_.data()[i])));
+            dlogits.data()[i] = static_cast<float>((s - targets_.data()[i]) * inv);
+        }
+    }
+
+private:
+    tensor_t logits_, targets_;
+};
+
+}  // namespace micle::ops

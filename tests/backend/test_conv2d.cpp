@@ -1,0 +1,153 @@
+#include "testing.hpp"
+
+using namespace micle;
+using testing::random_values;
+
+namespace {
+
+struct conv_case {
+    shape x;
+    std::int64_t out_channels, kernel, stride, pad;
+    bool bias;
+    ops::conv2d_params params() const { return {kernel, kernel, stride, stride, pad, pad}; }
+    shape w() const { return {out_channels, x[1], kernel, kernel}; }
+};
+
+// ResNet-like shapes plus awkward ones: odd sides with stride 2, channel counts that are
+// not multiples of 16, a kernel as large as the (padded) input.
+const conv_case cases[] = {
+    {{2, 3, 7, 7}, 5, 3, 1, 1, true},    {{1, 16, 9, 9}, 32, 3, 2, 1, false}, {{3, 17, 8, 6}, 19, 1, 2, 0, true},
+    {{2, 3, 15, 13}, 8, 7, 2, 3, false}, {{2, 32, 7, 7}, 16, 3, 1, 1, false}, {{1, 5, 4, 4}, 3, 5, 1, 2, true},
+    {{2, 64, 5, 5}, 24, 1, 1, 0, false},
+};
+
+struct conv_result {
+    std::vector<float> y, dx, dw, db;
+};
+
+template <class B>
+conv_result run_conv(const conv_case& c, std::uint64_t seed) {
+    context<B> ctx;
+    ops::conv2d<B> op(c.params());
+    auto x = testing::make(ctx, c.x, random_values(c.x.numel(), seed));
+    auto w = testing::make(ctx, c.w(), random_values(c.w().numel(), seed + 1));
+    auto b = testing::make(ctx, shape{c.out_channels}, random_values(c.out_channels, seed + 2));
+    tensor<B> y, dx, dw, db;
+    op.forward(ctx, x, w, c.bias ? &b : nullptr, y);
+    auto dy = testing::make(ctx, y.shape(), random_values(y.numel(), seed + 3));
+    op.backward_data(ctx, dy, w, dx);
+    op.backward_weights(ctx, x, dy, dw, c.bias ? &db : nullptr);
+    conv_result r{y.to_host(ctx), dx.to_host(ctx), dw.to_host(ctx), {}};
+    if (c.bias) r.db = db.to_host(ctx);
+    return r;
+}
+
+}  // namespace
+
+TEST_CASE("conv2d<reference>: gradients match central finite differences") {
+    using R = reference;
+    context<R> ctx;
+    const conv_case cs[] = {{{2, 2, 5, 5}, 3, 3, 2, 1, true}, {{1, 3, 4, 3}, 2, 1, 1, 0, true}, {{1, 2, 6, 6}, 2, 3, 1, 0, false}};
+    for (const auto& c : cs) {
+        CAPTURE(c.x);
+        auto xv = random_values(c.x.numel(), 11), wv = random_values(c.w().numel(), 12),
+             bv = random_values(c.out_channels, 13);
+        ops::conv2d<R> op(c.params());
+        tensor<R> y, dx, dw, db;
+        auto run = [&] {
+            auto x = testing::make(ctx, c.x, xv), w = testing::make(ctx, c.w(), wv), b = testing::make(ctx, shape{c.out_channels}, bv);
+            op.forward(ctx, x, w, c.bias ? &b : nullptr, y);
+            return y.to_host(ctx);
+        };
+        run();
+        const auto r = random_values(y.numel(), 14);
+        auto x = testing::make(ctx, c.x, xv), w = testing::make(ctx, c.w(), wv), dy = testing::make(ctx, y.shape(), r);
+        op.backward_data(ctx, dy, w, dx);
+        op.backward_weights(ctx, x, dy, dw, c.bias ? &db : nullptr);
+        auto loss = [&] { return testing::project(run(), r); };
+        testing::gradcheck(xv, dx.to_host(ctx), loss, "dx");
+        testing::gradcheck(wv, dw.to_host(ctx), loss, "dw");
+        if (c.bias) testing::gradcheck(bv, db.to_host(ctx), loss, "db");
+    }
+}
+
+#ifdef MICLE_FAST_BACKENDS
+// Tolerance: the fast backends accumulate in f32 (reference: f64), so errors grow with the
+// reduction length (C*k*k up to 576 here): rtol 1e-4 plus 1e-5 of the result's scale.
+TEST_CASE_TEMPLATE("conv2d: forward, backward_data, backward_weights equal the reference", B, MICLE_FAST_BACKENDS) {
+    std::uint64_t seed = 100;
+    for (const auto& c : cases) {
+        CAPTURE(c.x);
+        CAPTURE(c.kernel);
+        CAPTURE(c.stride);
+        const auto want = run_conv<reference>(c, seed), got = run_conv<B>(c, seed);
+        testing::expect_close(got.y, want.y, 1e-4, 1e-5, "y");
+        testing::expect_close(got.dx, want.dx, 1e-4, 1e-5, "dx");
+        testing::expect_close(got.dw, want.dw, 1e-4, 1e-5, "dw");
+        if (c.bias) testing::expect_close(got.db, want.db, 1e-4, 1e-5, "db");
+        seed += 10;
+    }
+}
+#endif
+
+#if MICLE_HAS_ONEDNN
+TEST_CASE("conv2d<onednn>: blocked inputs and weights give the same result; dw keeps the weights' layout") {
+    using tag = dnnl::memory::format_tag;
+    context<onednn> ctx;
+    const conv_case c{{2, 17, 9, 9}, 20, 3, 2, 1, true};
+    ops::conv2d<onednn> op(c.params()), op2(c.params());
+    const auto xv = random_values(c.x.numel(), 1), wv = random_values(c.w().numel(), 2), bv = random_values(20, 3);
+    auto x = testing::make(ctx, c.x, xv), w = testing::make(ctx, c.w(), wv), b = testing::make(ctx, shape{20}, bv);
+    tensor<onednn> y, y2, dw, dw2, dx, dx2;
+    op.forward(ctx, x, w, &b, y);
+    CHECK_FALSE(y.is_plain());  // activations leave in oneDNN's blocked layout
+
+    const dnnl::memory::desc xb(onednn_detail::to_dims(c.x), dnnl::memory::data_type::f32, tag::nChw16c);
+    auto xblk = x.to_layout(ctx, xb);
+    auto wblk = w.to_layout(ctx, op2.preferred_weights_desc(ctx, xblk, c.w(), true));
+    op2.forward(ctx, xblk, wblk, &b, y2);
+    CHECK(y2.to_host(ctx) == y.to_host(ctx));
+
+    auto dy = testing::make(ctx, y.shape(), random_values(y.numel(), 4));
+    op.backward_weights(ctx, x, dy, dw, nullptr);
+    op2.backward_weights(ctx, xblk, dy, dw2, nullptr);
+    CHECK(dw.is_plain());
+    CHECK(dw2.desc() == wblk.desc());
+    CHECK(dw2.to_host(ctx) == dw.to_host(ctx));
+    op.backward_data(ctx, dy, w, dx);
+    op2.backward_data(ctx, dy, wblk, dx2);
+    CHECK(dx2.to_host(ctx) == dx.to_host(ctx));
+
+    // Primitives are cached per input descriptor: running again reuses them and reuses y.
+    const void* y_storage = y.memory().get_data_handle();
+    op.forward(ctx, x, w, &b, y);
+    CHECK(y.memory().get_data_handle() == y_storage);
+}
+#define MICLE_ALL_BACKENDS reference, onednn
+#else
+#define MICLE_ALL_BACKENDS reference
+#endif
+
+TEST_CASE_TEMPLATE("conv2d: bad input gives an error naming the op and the shapes", B, MICLE_ALL_BACKENDS) {
+    context<B> ctx;
+    ops::conv2d<B> op({3, 3, 1, 1, 1, 1});
+    auto x = tensor<B>::zeros(ctx, shape{2, 4, 5, 5});
+    auto w = tensor<B>::zeros(ctx, shape{8, 3, 3, 3});
+    auto w4 = tensor<B>::zeros(ctx, shape{8, 4, 3, 3});
+    auto wbf = tensor<B>::zeros(ctx, shape{8, 4, 3, 3}, dtype::bf16);
+    auto b = tensor<B>::zeros(ctx, shape{7});
+    auto x3 = tensor<B>::zeros(ctx, shape{2, 4, 5});
+    tensor<B> y, dx;
+    CHECK_THROWS_WITH_AS(op.forward(ctx, x, w, nullptr, y),
+                         "conv2d: input [2, 4, 5, 5] has 4 channels but weight [8, 3, 3, 3] expects 3", shape_error);
+    CHECK_THROWS_WITH_AS(op.forward(ctx, x, w4, &b, y), "conv2d: bias [7] must be [8]", shape_error);
+    CHECK_THROWS_WITH_AS(op.forward(ctx, x3, w4, nullptr, y),
+                         "conv2d: input must have rank 4, got shape [2, 4, 5]", shape_error);
+    CHECK_THROWS_WITH_AS(op.forward(ctx, x, wbf, nullptr, y),
+                         "conv2d: weight has dtype bf16, but this op computes in f32 only", shape_error);
+    ops::conv2d<B> fresh({3, 3, 1, 1, 1, 1});
+    CHECK_THROWS_WITH_AS(fresh.backward_data(ctx, x, w4, dx), doctest::Contains("before forward"), shape_error);
+    ops::conv2d<B> big({9, 9, 1, 1, 0, 0});
+    auto w9 = tensor<B>::zeros(ctx, shape{8, 4, 9, 9});
+    CHECK_THROWS_WITH_AS(big.forward(ctx, x, w9, nullptr, y), doctest::Contains("is too small for kernel 9x9"), shape_error);
+}

@@ -1,0 +1,197 @@
+#include <limits>
+#include <tuple>
+
+#include "testing.hpp"
+
+using namespace micle;
+using testing::random_values;
+
+namespace {
+
+struct linear_result {
+    std::vector<float> y, dx, dw, db;
+};
+
+template <class B>
+linear_result run_linear(const shape& xs, std::int64_t out, bool bias, std::uint64_t seed) {
+    context<B> ctx;
+    ops::linear<B> op;
+    const shape ws{out, xs[1]};
+    auto x = testing::make(ctx, xs, random_values(xs.numel(), seed));
+    auto w = testing::make(ctx, ws, random_values(ws.numel(), seed + 1));
+    auto b = testing::make(ctx, shape{out}, random_values(out, seed + 2));
+    tensor<B> y, dx, dw, db;
+    op.forward(ctx, x, w, bias ? &b : nullptr, y);
+    auto dy = testing::make(ctx, y.shape(), random_values(y.numel(), seed + 3));
+    op.backward_data(ctx, dy, w, dx);
+    op.backward_weights(ctx, x, dy, dw, bias ? &db : nullptr);
+    return {y.to_host(ctx), dx.to_host(ctx), dw.to_host(ctx), bias ? db.to_host(ctx) : std::vector<float>{}};
+}
+
+struct loss_result {
+    float l2_loss, ce, bce;
+    std::vector<float> l2_y, l2_dx, ce_dx, bce_dx;
+};
+
+template <class B>
+loss_result run_losses(const shape& s, std::uint64_t seed) {
+    context<B> ctx;
+    const auto xv = random_values(s.numel(), seed, -3.0f, 3.0f);
+    std::vector<int> labels(static_cast<std::size_t>(s[0]));
+    for (std::size_t i = 0; i < labels.size(); ++i) labels[i] = static_cast<int>((i * 7 + seed) % std::uint64_t(s[1]));
+    auto targets = random_values(s.numel(), seed + 1, 0.0f, 1.0f);
+    for (std::size_t i = 0; i < targets.size(); i += 2) targets[i] = targets[i] < 0.5f ? 0.0f : 1.0f;
+    loss_result r{};
+    ops::l2_normalize<B> l2;
+    tensor<B> y, dx;
+    l2.forward(ctx, testing::make(ctx, s, xv), y);
+    r.l2_y = y.to_host(ctx);
+    l2.backward(ctx, testing::make(ctx, s, random_values(s.numel(), seed + 2)), dx);
+    r.l2_dx = dx.to_host(ctx);
+    ops::softmax_cross_entropy<B> ce;
+    r.ce = ce.forward(ctx, testing::make(ctx, s, xv), labels);
+    ce.backward(ctx, dx);
+    r.ce_dx = dx.to_host(ctx);
+    ops::sigmoid_bce<B> bce;
+    r.bce = bce.forward(ctx, testing::make(ctx, s, xv), testing::make(ctx, s, targets));
+    bce.backward(ctx, dx);
+    r.bce_dx = dx.to_host(ctx);
+    return r;
+}
+
+}  // namespace
+
+TEST_CASE("linear<reference>: gradients match central finite differences") {
+    using R = reference;
+    context<R> ctx;
+    const shape xs{3, 5}, ws{4, 5};
+    auto xv = random_values(15, 1), wv = random_values(20, 2), bv = random_values(4, 3);
+    const auto r = random_values(12, 4);
+    ops::linear<R> op;
+    tensor<R> y, dx, dw, db;
+    auto run = [&] {
+        auto x = testing::make(ctx, xs, xv), w = testing::make(ctx, ws, wv), b = testing::make(ctx, shape{4}, bv);
+        op.forward(ctx, x, w, &b, y);
+        return y.to_host(ctx);
+    };
+    run();
+    auto x = testing::make(ctx, xs, xv), w = testing::make(ctx, ws, wv), dy = testing::make(ctx, y.shape(), r);
+    op.backward_data(ctx, dy, w, dx);
+    op.backward_weights(ctx, x, dy, dw, &db);
+    auto loss = [&] { return testing::project(run(), r); };
+    testing::gradcheck(xv, dx.to_host(ctx), loss, "dx");
+    testing::gradcheck(wv, dw.to_host(ctx), loss, "dw");
+    testing::gradcheck(bv, db.to_host(ctx), loss, "db");
+}
+
+TEST_CASE("l2_normalize, softmax_cross_entropy, sigmoid_bce <reference>: gradients match finite differences") {
+    using R = reference;
+    context<R> ctx;
+    const shape s{4, 6};
+    auto xv = random_values(s.numel(), 31, -2.0f, 2.0f);
+    SUBCASE("l2_normalize") {
+        const auto r = random_values(s.numel(), 32);
+        ops::l2_normalize<R> op;
+        tensor<R> y, dx;
+        auto run = [&] {
+            op.forward(ctx, testing::make(ctx, s, xv), y);
+            return y.to_host(ctx);
+        };
+        run();
+        op.backward(ctx, testing::make(ctx, s, r), dx);
+        testing::gradcheck(xv, dx.to_host(ctx), [&] { return testing::project(run(), r); }, "l2 dx");
+    }
+    SUBCASE("softmax_cross_entropy") {
+        const std::vector<int> labels{0, 5, 2, 2};
+        ops::softmax_cross_entropy<R> op;
+        tensor<R> dx;
+        op.forward(ctx, testing::make(ctx, s, xv), labels);
+        op.backward(ctx, dx);
+        testing::gradcheck(xv, dx.to_host(ctx), [&] { return double(op.forward(ctx, testing::make(ctx, s, xv), labels)); },
+                           "ce dx", 5e-3, 1e-2, 1e-4);
+    }
+    SUBCASE("sigmoid_bce") {
+        auto t = random_values(s.numel(), 33, 0.0f, 1.0f);
+        ops::sigmoid_bce<R> op;
+        tensor<R> dx;
+        op.forward(ctx, testing::make(ctx, s, xv), testing::make(ctx, s, t));
+        op.backward(ctx, dx);
+        testing::gradcheck(
+            xv, dx.to_host(ctx),
+            [&] { return double(op.forward(ctx, testing::make(ctx, s, xv), testing::make(ctx, s, t))); }, "bce dx", 5e-3,
+            1e-2, 1e-4);
+    }
+}
+
+TEST_CASE("losses <reference>: values against independent hand computations") {
+    context<reference> ctx;
+    // logits [[0, ln 3]] with label 1: softmax = [1/4, 3/4], loss = -ln(3/4).
+    ops::softmax_cross_entropy<reference> ce;
+    const std::vector<int> label{1};
+    CHECK(ce.forward(ctx, testing::make(ctx, {1, 2}, {0.0f, std::log(3.0f)}), label) == doctest::Approx(-std::log(0.75)));
+    // BCE of logit 0 is ln 2 for any target; of logit 100 with target 1 it is ~0, with 0 it is 100
+    // (no overflow).
+    ops::sigmoid_bce<reference> bce;
+    CHECK(bce.forward(ctx, testing::make(ctx, {1, 3}, {0.0f, 100.0f, 100.0f}), testing::make(ctx, {1, 3}, {0.3f, 1.0f, 0.0f})) ==
+          doctest::Approx((std::log(2.0) + 0.0 + 100.0) / 3));
+    // l2_normalize of (3, 4) is (0.6, 0.8); of the zero row it is zero, not NaN.
+    ops::l2_normalize<reference> l2;
+    tensor<reference> y;
+    l2.forward(ctx, testing::make(ctx, {2, 2}, {3, 4, 0, 0}), y);
+    CHECK(y.to_host(ctx) == std::vector<float>{0.6f, 0.8f, 0.0f, 0.0f});
+}
+
+#ifdef MICLE_FAST_BACKENDS
+TEST_CASE_TEMPLATE("linear, l2_normalize and the losses equal the reference", B, MICLE_FAST_BACKENDS) {
+    std::uint64_t seed = 700;
+    for (const auto& [xs, out, bias] :
+         {std::tuple{shape{4, 7}, std::int64_t{5}, true}, std::tuple{shape{32, 512}, std::int64_t{128}, false},
+          std::tuple{shape{3, 2048}, std::int64_t{1000}, true}, std::tuple{shape{17, 33}, std::int64_t{19}, true}}) {
+        CAPTURE(xs);
+        const auto want = run_linear<reference>(xs, out, bias, seed), got = run_linear<B>(xs, out, bias, seed);
+        testing::expect_close(got.y, want.y, 1e-4, 1e-5, "y");
+        testing::expect_close(got.dx, want.dx, 1e-4, 1e-5, "dx");
+        testing::expect_close(got.dw, want.dw, 1e-4, 1e-5, "dw");
+        if (bias) testing::expect_close(got.db, want.db, 1e-4, 1e-5, "db");
+        seed += 10;
+    }
+    for (const shape s : {shape{8, 128}, shape{5, 3}, shape{64, 10}, shape{7, 1000}}) {
+        CAPTURE(s);
+        const auto want = run_losses<reference>(s, seed), got = run_losses<B>(s, seed);
+        CHECK(got.ce == doctest::Approx(want.ce).epsilon(1e-5));
+        CHECK(got.bce == doctest::Approx(want.bce).epsilon(1e-5));
+        testing::expect_close(got.l2_y, want.l2_y, 1e-5, 1e-6, "l2 y");
+        testing::expect_close(got.l2_dx, want.l2_dx, 1e-4, 1e-5, "l2 dx");
+        testing::expect_close(got.ce_dx, want.ce_dx, 1e-4, 1e-5, "ce dx");
+        testing::expect_close(got.bce_dx, want.bce_dx, 1e-4, 1e-5, "bce dx");
+        seed += 10;
+    }
+}
+#endif
+
+#if MICLE_HAS_ONEDNN
+#define MICLE_ALL_BACKENDS reference, onednn
+#else
+#define MICLE_ALL_BACKENDS reference
+#endif
+
+TEST_CASE_TEMPLATE("linear and losses: bad input names the op and the values", B, MICLE_ALL_BACKENDS) {
+    context<B> ctx;
+    auto x = tensor<B>::zeros(ctx, shape{4, 6});
+    auto w = tensor<B>::zeros(ctx, shape{3, 5});
+    auto x4 = tensor<B>::zeros(ctx, shape{4, 6, 1, 1});
+    tensor<B> y;
+    CHECK_THROWS_WITH_AS(ops::linear<B>().forward(ctx, x, w, nullptr, y),
+                         "linear: input [4, 6] has 6 features but weight [3, 5] expects 5", shape_error);
+    CHECK_THROWS_WITH_AS(ops::l2_normalize<B>().forward(ctx, x4, y),
+                         "l2_normalize: input must have rank 2, got shape [4, 6, 1, 1]", shape_error);
+    const std::vector<int> bad_label{0, 1, 6, 2}, short_labels{0, 1};
+    CHECK_THROWS_WITH_AS(ops::softmax_cross_entropy<B>().forward(ctx, x, bad_label),
+                         "softmax_cross_entropy: label 6 of sample 2 is outside [0, 6)", value_error);
+    CHECK_THROWS_WITH_AS(ops::softmax_cross_entropy<B>().forward(ctx, x, short_labels),
+                         "softmax_cross_entropy: 2 labels for logits [4, 6]", shape_error);
+    std::vector<float> tv(24, 0.0f);
+    tv[5] = std::numeric_limits<float>::quiet_NaN();
+    CHECK_THROWS_WITH_AS(ops::sigmoid_bce<B>().forward(ctx, x, testing::make(ctx, {4, 6}, tv)),
+                         "sigmoid_bce: targets value nan at flat index 5 is not in [0, 1]", value_error);
+}

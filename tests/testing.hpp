@@ -1,0 +1,88 @@
+#pragma once
+// Shared helpers of the test suite: random data, comparisons with stated tolerances, and
+// central finite differences.
+#include <doctest/doctest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <functional>
+#include <random>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "micle/micle.hpp"
+
+namespace micle::testing {
+
+#if MICLE_HAS_ONEDNN
+#define MICLE_FAST_BACKENDS ::micle::onednn
+#endif
+
+inline std::vector<float> random_values(std::int64_t n, std::uint64_t seed, float lo = -1.0f, float hi = 1.0f) {
+    std::mt19937_64 gen(seed);
+    std::uniform_real_distribution<float> dist(lo, hi);
+    std::vector<float> v(static_cast<std::size_t>(n));
+    for (auto& x : v) x = dist(gen);
+    return v;
+}
+
+template <class B>
+tensor<B> make(context<B>& ctx, const shape& s, const std::vector<float>& v) {
+    return tensor<B>::from_host(ctx, s, v);
+}
+
+/// |got - want| <= atol + rtol * |want| element by element, where atol is `atol_rel`
+/// times the largest |want| (the scale of the result). Reports the worst element.
+inline void expect_close(const std::vector<float>& got, const std::vector<float>& want, double rtol,
+                         double atol_rel, const std::string& what) {
+    REQUIRE_MESSAGE(got.size() == want.size(), what << ": " << got.size() << " values, expected " << want.size());
+    double scale = 0;
+    for (float w : want) scale = std::max(scale, double(std::abs(w)));
+    const double atol = atol_rel * std::max(scale, 1e-6);
+    std::size_t worst = 0;
+    double worst_excess = -1, worst_err = 0;
+    for (std::size_t i = 0; i < got.size(); ++i) {
+        const double err = std::abs(double(got[i]) - double(want[i]));
+        const double excess = err - (atol + rtol * std::abs(double(want[i])));
+        if (!(excess <= worst_excess) || std::isnan(err)) {
+            worst_excess = std::isnan(err) ? 1e300 : excess;
+            worst = i;
+            worst_err = err;
+        }
+    }
+    INFO(what << ": worst element " << worst << " got " << got[worst] << " want " << want[worst] << " (|err| "
+              << worst_err << ", scale " << scale << ", rtol " << rtol << ", atol " << atol << ")");
+    CHECK(worst_excess <= 0);
+}
+
+/// Central finite differences of `loss` (which reads `v`) with respect to every element of
+/// `v`, compared with `analytic`: |numeric - analytic| <= atol + rtol * |analytic|.
+inline void gradcheck(std::vector<float>& v, const std::vector<float>& analytic, const std::function<double()>& loss,
+                      const std::string& what, double eps = 5e-3, double rtol = 1e-2, double atol = 2e-3) {
+    REQUIRE(v.size() == analytic.size());
+    for (std::size_t i = 0; i < v.size(); ++i) {
+        const float saved = v[i];
+        v[i] = saved + static_cast<float>(eps);
+        const double up = loss();
+        v[i] = saved - static_cast<float>(eps);
+        const double down = loss();
+        v[i] = saved;
+        const double numeric = (up - down) / (2 * eps);
+        const double err = std::abs(numeric - analytic[i]);
+        if (!(err <= atol + rtol * std::abs(double(analytic[i])))) {
+            FAIL_CHECK(what << "[" << i << "]: finite difference " << numeric << " vs analytic " << analytic[i]);
+            return;
+        }
+    }
+}
+
+/// sum_i r_i * y_i in double: the scalar whose gradient with respect to y is r.
+inline double project(const std::vector<float>& y, const std::vector<float>& r) {
+    double s = 0;
+    for (std::size_t i = 0; i < y.size(); ++i) s += double(y[i]) * r[i];
+    return s;
+}
+
+}  // namespace micle::testing
