@@ -91,7 +91,7 @@ TEST_CASE_TEMPLATE("conv2d: forward, backward_data, backward_weights equal the r
 #endif
 
 #if MICLE_HAS_ONEDNN
-TEST_CASE("conv2d<onednn>: blocked inputs and weights give the same result; dw keeps the weights' layout") {
+TEST_CASE("conv2d<onednn>: blocked inputs and weights give the same result, dw keeps the weights' layout") {
     using tag = dnnl::memory::format_tag;
     context<onednn> ctx;
     const conv_case c{{2, 17, 9, 9}, 20, 3, 2, 1, true};

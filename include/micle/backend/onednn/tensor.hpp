@@ -127,8 +127,10 @@ public:
     /// Sets every element, padding of blocked layouts included, to v.
     void fill(context<onednn>& ctx, float v) {
         ctx.synchronize();
+        const std::size_t bytes = desc().get_size();
+        if (bytes == 0) return;  // zero-sized tensor: no storage
         if (v == 0.0f) {
-            std::memset(mem_.get_data_handle(), 0, desc().get_size());
+            std::memset(mem_.get_data_handle(), 0, bytes);
             return;
         }
         auto plain = from_host(ctx, shape_, std::vector<float>(static_cast<std::size_t>(numel()), v), dtype_);
