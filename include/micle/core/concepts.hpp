@@ -12,15 +12,27 @@
 //       tensor::empty(ctx, shape[, dtype]), tensor::zeros(...), tensor::from_host(ctx,
 //       shape, span<const float>[, dtype]) (plain row-major host values in),
 //       t.to_host(ctx) -> std::vector<float> (plain row-major f32 out, synchronises),
+//       t.assign(ctx, span<const float>) (plain host values into the existing layout),
 //       t.clone(ctx), t.fill(ctx, v), t.shape(), t.dtype(), t.numel(), t.defined().
 //   - the ops of micle/core/ops.hpp specialised for B (conv2d, batch_norm, relu, add,
 //     pool2d, global_avg_pool, linear, l2_normalize, softmax_cross_entropy, sigmoid_bce),
 //     each with the member functions documented there.
 //
-// The model-side policies (Backbone, Head, PairStrategy, Loss, Optimizer) are declared
-// next to their first implementations under models/, heads/, contrastive/ and optim/, and
-// listed here as they land.
+// Backbone<B> (models::resnet): configured at run time from `typename M::config`
+//   - m.forward(ctx, images, training) -> const tensor<B>& [N, output_dim()]
+//   - m.backward(ctx, d_output)          parameter gradients (the image gets none)
+//   - m.output_dim(), m.state()          (nn::state_list: parameters, buffers, counters)
+// Head<B> (heads::projection, heads::linear): the same, and backward returns the gradient
+//   of its input: m.backward(ctx, dy) -> const tensor<B>&.
+// Loss<B> (contrastive::nt_xent): l.forward(ctx, z, groups) -> float (synchronises),
+//   l.backward(ctx) -> const tensor<B>& (gradient of the loss with respect to z).
+// Optimizer<B> (optim::sgd, optim::lars, optim::adamw): constructed from (config,
+//   parameters), o.step(ctx, lr) updates every parameter from its grad, o.state() names
+//   its buffers for checkpoints.
+// PairStrategy (contrastive::augmented_views, contrastive::multi_instance) is data side:
+//   it turns a dataset into batches of 2N views with group ids (see data/).
 #include <concepts>
+#include <cstdint>
 #include <span>
 #include <string_view>
 #include <vector>
@@ -40,6 +52,7 @@ concept Backend = requires(context<B>& ctx, const tensor<B>& ct, tensor<B>& t, c
     { tensor<B>::zeros(ctx, s, dtype::f32) } -> std::same_as<tensor<B>>;
     { tensor<B>::from_host(ctx, s, host, dtype::f32) } -> std::same_as<tensor<B>>;
     { ct.to_host(ctx) } -> std::same_as<std::vector<float>>;
+    { t.assign(ctx, host) };
     { ct.clone(ctx) } -> std::same_as<tensor<B>>;
     { t.fill(ctx, v) };
     { ct.shape() } -> std::convertible_to<const shape&>;
@@ -47,5 +60,37 @@ concept Backend = requires(context<B>& ctx, const tensor<B>& ct, tensor<B>& t, c
     { ct.numel() } -> std::convertible_to<std::int64_t>;
     { ct.defined() } -> std::convertible_to<bool>;
 } && std::default_initializable<context<B>> && std::movable<tensor<B>>;
+
+template <class M, class B>
+concept Backbone = requires(M& m, context<B>& ctx, const tensor<B>& x) {
+    typename M::config;
+    { m.forward(ctx, x, true) } -> std::same_as<const tensor<B>&>;
+    { m.backward(ctx, x) };
+    { m.output_dim() } -> std::convertible_to<std::int64_t>;
+    { m.state() };
+};
+
+template <class M, class B>
+concept Head = requires(M& m, context<B>& ctx, const tensor<B>& x) {
+    typename M::config;
+    { m.forward(ctx, x, true) } -> std::same_as<const tensor<B>&>;
+    { m.backward(ctx, x) } -> std::same_as<const tensor<B>&>;
+    { m.output_dim() } -> std::convertible_to<std::int64_t>;
+    { m.state() };
+};
+
+template <class L, class B>
+concept Loss = requires(L& l, context<B>& ctx, const tensor<B>& z, std::span<const std::int64_t> groups) {
+    typename L::config;
+    { l.forward(ctx, z, groups) } -> std::convertible_to<float>;
+    { l.backward(ctx) } -> std::same_as<const tensor<B>&>;
+};
+
+template <class O, class B>
+concept Optimizer = requires(O& o, context<B>& ctx, float lr) {
+    typename O::config;
+    { o.step(ctx, lr) };
+    { o.state() };
+};
 
 }  // namespace micle

@@ -144,6 +144,21 @@ class sigmoid_bce {
     MICLE_MISSING_SPECIALISATION("op sigmoid_bce");
 };
 
+/// NT-Xent (SimCLR's contrastive loss) over 2N L2-normalised embeddings z [2N, D]: logits
+/// z z^T / temperature with self-similarity excluded, the positive of row i is row
+/// (i + N) mod 2N, loss = mean over the 2N rows of -log softmax(positive). With `groups`
+/// (2N ids, e.g. patient ids), rows of the anchor's own group other than its positive are
+/// excluded from the negatives as well.
+///   float forward(ctx, z, std::span<const std::int64_t> groups /*empty: none*/);
+///   void backward(ctx, dz);   // gradient of the mean loss with respect to z
+struct nt_xent_params {
+    float temperature = 0.1f;
+};
+template <class B>
+class nt_xent {
+    MICLE_MISSING_SPECIALISATION("op nt_xent");
+};
+
 }  // namespace micle::ops
 
 // ---------------------------------------------------------------- shared argument checks
@@ -218,6 +233,20 @@ inline void class_labels(const char* op, const shape& logits, std::span<const in
     for (std::size_t i = 0; i < labels.size(); ++i)
         check<value_error>(labels[i] >= 0 && labels[i] < logits[1], op, ": label ", labels[i], " of sample ", i,
                            " is outside [0, ", logits[1], ")");
+}
+
+/// z [2N, D] with an even number of rows, and either no groups or 2N of them whose
+/// positive pairs (i, i + N) agree.
+inline void nt_xent(const shape& z, std::span<const std::int64_t> groups, float temperature) {
+    rows("nt_xent", z);
+    check(z[0] % 2 == 0 && z[0] >= 2, "nt_xent: embeddings ", z, " must have 2N rows (two views of N samples)");
+    check<value_error>(temperature > 0, "nt_xent: temperature must be positive, got ", temperature);
+    if (groups.empty()) return;
+    check(static_cast<std::int64_t>(groups.size()) == z[0], "nt_xent: ", groups.size(), " group ids for embeddings ", z);
+    const auto n = static_cast<std::size_t>(z[0] / 2);
+    for (std::size_t i = 0; i < n; ++i)
+        check<value_error>(groups[i] == groups[i + n], "nt_xent: the views ", i, " and ", i + n,
+                           " of a positive pair have different groups ", groups[i], " and ", groups[i + n]);
 }
 
 /// Every value finite and in [0, 1] (binary targets, soft targets allowed).

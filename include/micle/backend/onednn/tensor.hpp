@@ -113,6 +113,15 @@ public:
         ctx.synchronize();
         return out;
     }
+    /// Overwrites the values from plain row-major host floats, keeping this tensor's layout.
+    void assign(context<onednn>& ctx, std::span<const float> values) {
+        check(defined() && static_cast<std::int64_t>(values.size()) == numel(), "tensor::assign: ", values.size(),
+              " values for shape ", shape_);
+        const auto src_md = onednn_detail::plain_md(shape_, dtype::f32);
+        dnnl::memory src(src_md, ctx.engine(), const_cast<float*>(values.data()));
+        onednn_compat::make_reorder(ctx.engine(), src_md, desc()).execute(ctx.stream(), src, mem_);
+        ctx.synchronize();
+    }
     /// A copy of this tensor in the layout (and data type) of `want`; dims must agree.
     tensor to_layout(context<onednn>& ctx, const md& want) const {
         check(defined() && want.dims() == onednn_detail::to_dims(shape_), "tensor::to_layout: descriptor dims ",
@@ -152,6 +161,14 @@ public:
         mem_ = dnnl::memory(want, ctx.engine());
         refresh_meta();
     }
+
+    /// The whole f32 storage, padding of blocked layouts included (oneDNN keeps it zero),
+    /// for elementwise host kernels such as optimizer updates; call ctx.synchronize() first.
+    std::span<float> host_buffer() {
+        check(dtype_ == dtype::f32, "tensor::host_buffer: only f32 tensors, got ", dtype_);
+        return {static_cast<float*>(mem_.get_data_handle()), desc().get_size() / sizeof(float)};
+    }
+    std::span<const float> host_buffer() const { return const_cast<tensor*>(this)->host_buffer(); }
 
     /// Host pointer of a plain f32 tensor (after ctx.synchronize()).
     float* data() {

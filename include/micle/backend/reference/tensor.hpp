@@ -65,6 +65,15 @@ public:
         return r;
     }
     std::vector<float> to_host(context<reference>&) const { return data_; }
+    /// Overwrites the values from plain row-major host floats (same element count).
+    void assign(context<reference>&, std::span<const float> values) {
+        check(static_cast<std::int64_t>(values.size()) == numel(), "tensor::assign: ", values.size(),
+              " values for shape ", shape_);
+        if (dtype_ == dtype::bf16)
+            std::transform(values.begin(), values.end(), data_.begin(), detail::round_to_bf16);
+        else
+            std::copy(values.begin(), values.end(), data_.begin());
+    }
     tensor clone(context<reference>&) const {
         tensor r;
         r.shape_ = shape_;
@@ -91,6 +100,10 @@ public:
     float* data() noexcept { return data_.data(); }
     const float* data() const noexcept { return data_.data(); }
     std::span<float> values() noexcept { return data_; }
+    /// The whole storage as host floats (here: exactly the values), for host-side kernels
+    /// such as optimizer updates.
+    std::span<float> host_buffer() { return data_; }
+    std::span<const float> host_buffer() const { return data_; }
     std::span<const float> values() const noexcept { return data_; }
 
 private:

@@ -1,0 +1,159 @@
+#pragma once
+// Layers: an op plus the parameters it trains and the activations its backward pass needs.
+// A layer owns its output and input-gradient tensors, so a network allocates nothing
+// after the first step. Backward passes write (do not accumulate) parameter gradients.
+#include <cmath>
+#include <string>
+#include <vector>
+
+#include "micle/core/ops.hpp"
+#include "micle/core/rng.hpp"
+#include "micle/nn/parameter.hpp"
+
+namespace micle::nn {
+
+namespace detail {
+template <class B>
+tensor<B> host_init(context<B>& ctx, const shape& s, rng& gen, float (*draw)(rng&, float), float scale) {
+    std::vector<float> v(static_cast<std::size_t>(s.numel()));
+    for (auto& e : v) e = draw(gen, scale);
+    return tensor<B>::from_host(ctx, s, v);
+}
+inline float normal_draw(rng& g, float std) { return g.normal() * std; }
+inline float uniform_draw(rng& g, float bound) { return g.uniform(-bound, bound); }
+template <class B>
+tensor<B> constant(context<B>& ctx, const shape& s, float v) {
+    return tensor<B>::from_host(ctx, s, std::vector<float>(static_cast<std::size_t>(s.numel()), v));
+}
+}  // namespace detail
+
+/// 2-D convolution layer, torchvision's initialisation for ResNets: weights from
+/// N(0, 2 / fan_out) (kaiming normal, mode fan_out, ReLU gain).
+template <class B>
+class conv2d {
+public:
+    conv2d(context<B>& ctx, std::string name, std::int64_t in, std::int64_t out, std::int64_t kernel,
+           std::int64_t stride, std::int64_t pad, bool bias, rng& gen)
+        : op_({kernel, kernel, stride, stride, pad, pad}), has_bias_(bias) {
+        const float std = std::sqrt(2.0f / float(out * kernel * kernel));
+        weight_ = {name + ".weight", detail::host_init(ctx, {out, in, kernel, kernel}, gen, detail::normal_draw, std),
+                   tensor<B>{}, param_role::weight};
+        if (bias) bias_ = {name + ".bias", detail::constant(ctx, {out}, 0.0f), tensor<B>{}, param_role::bias};
+    }
+
+    const tensor<B>& forward(context<B>& ctx, const tensor<B>& x) {
+        op_.forward(ctx, x, weight_.value, has_bias_ ? &bias_.value : nullptr, y_);
+        return y_;
+    }
+    /// Parameter gradients from (x, dy); the input gradient too unless `need_dx` is false
+    /// (the first layer of a network). Returns dx (empty when not computed).
+    const tensor<B>& backward(context<B>& ctx, const tensor<B>& x, const tensor<B>& dy, bool need_dx = true) {
+        op_.backward_weights(ctx, x, dy, weight_.grad, has_bias_ ? &bias_.grad : nullptr);
+        if (need_dx) op_.backward_data(ctx, dy, weight_.value, dx_);
+        return dx_;
+    }
+
+    parameter<B>& weight() noexcept { return weight_; }
+    const tensor<B>& output() const noexcept { return y_; }
+    state_list<B> state() {
+        state_list<B> s;
+        s.params.push_back(&weight_);
+        if (has_bias_) s.params.push_back(&bias_);
+        return s;
+    }
+
+private:
+    ops::conv2d<B> op_;
+    bool has_bias_;
+    parameter<B> weight_, bias_;
+    tensor<B> y_, dx_;
+};
+
+/// Batch normalisation layer (2-D or 4-D input), optional fused ReLU; PyTorch's running
+/// statistics and num_batches_tracked.
+template <class B>
+class batch_norm {
+public:
+    batch_norm(context<B>& ctx, std::string name, std::int64_t channels, bool relu, bool zero_gamma = false)
+        : op_(ops::batch_norm_params{1e-5f, 0.1f, relu}) {
+        gamma_ = {name + ".weight", detail::constant(ctx, {channels}, zero_gamma ? 0.0f : 1.0f), tensor<B>{},
+                  param_role::norm_scale};
+        beta_ = {name + ".bias", detail::constant(ctx, {channels}, 0.0f), tensor<B>{}, param_role::norm_shift};
+        mean_ = {name + ".running_mean", detail::constant(ctx, {channels}, 0.0f)};
+        var_ = {name + ".running_var", detail::constant(ctx, {channels}, 1.0f)};
+        batches_ = {name + ".num_batches_tracked", 0};
+    }
+
+    const tensor<B>& forward(context<B>& ctx, const tensor<B>& x, bool training) {
+        if (training) {
+            op_.forward_training(ctx, x, gamma_.value, beta_.value, mean_.value, var_.value, y_);
+            ++batches_.value;
+        } else {
+            op_.forward_inference(ctx, x, gamma_.value, beta_.value, mean_.value, var_.value, y_);
+        }
+        return y_;
+    }
+    const tensor<B>& backward(context<B>& ctx, const tensor<B>& x, const tensor<B>& dy) {
+        op_.backward(ctx, x, dy, gamma_.value, beta_.value, dx_, gamma_.grad, beta_.grad);
+        return dx_;
+    }
+
+    state_list<B> state() {
+        state_list<B> s;
+        s.params = {&gamma_, &beta_};
+        s.buffers = {&mean_, &var_};
+        s.counters = {&batches_};
+        return s;
+    }
+    parameter<B>& gamma() noexcept { return gamma_; }
+    const tensor<B>& output() const noexcept { return y_; }
+
+private:
+    ops::batch_norm<B> op_;
+    parameter<B> gamma_, beta_;
+    buffer<B> mean_, var_;
+    counter batches_;
+    tensor<B> y_, dx_;
+};
+
+/// Fully connected layer, PyTorch's default initialisation: weight and bias from
+/// U(-1/sqrt(in), 1/sqrt(in)).
+template <class B>
+class linear {
+public:
+    linear(context<B>& ctx, std::string name, std::int64_t in, std::int64_t out, bool bias, rng& gen) : has_bias_(bias) {
+        const float bound = 1.0f / std::sqrt(float(in));
+        weight_ = {name + ".weight", detail::host_init(ctx, {out, in}, gen, detail::uniform_draw, bound), tensor<B>{},
+                   param_role::weight};
+        if (bias)
+            bias_ = {name + ".bias", detail::host_init(ctx, {out}, gen, detail::uniform_draw, bound), tensor<B>{},
+                     param_role::bias};
+    }
+
+    const tensor<B>& forward(context<B>& ctx, const tensor<B>& x) {
+        op_.forward(ctx, x, weight_.value, has_bias_ ? &bias_.value : nullptr, y_);
+        return y_;
+    }
+    const tensor<B>& backward(context<B>& ctx, const tensor<B>& x, const tensor<B>& dy, bool need_dx = true) {
+        op_.backward_weights(ctx, x, dy, weight_.grad, has_bias_ ? &bias_.grad : nullptr);
+        if (need_dx) op_.backward_data(ctx, dy, weight_.value, dx_);
+        return dx_;
+    }
+
+    std::int64_t out_features() const { return weight_.value.shape()[0]; }
+    const tensor<B>& output() const noexcept { return y_; }
+    state_list<B> state() {
+        state_list<B> s;
+        s.params.push_back(&weight_);
+        if (has_bias_) s.params.push_back(&bias_);
+        return s;
+    }
+
+private:
+    ops::linear<B> op_;
+    bool has_bias_;
+    parameter<B> weight_, bias_;
+    tensor<B> y_, dx_;
+};
+
+}  // namespace micle::nn

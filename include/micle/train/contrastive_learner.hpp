@@ -1,0 +1,100 @@
+#pragma once
+// The contrastive learner: one SimCLR/MICLe training step on a batch of 2N views.
+//
+//   using learner = micle::contrastive_learner<micle::onednn, micle::models::resnet,
+//                       micle::heads::projection, micle::contrastive::nt_xent, micle::optim::lars>;
+//
+// Switching the backend is the first template argument; everything else is configured at
+// run time through `learner::config`.
+#include <cmath>
+#include <cstdint>
+#include <span>
+
+#include "micle/core/concepts.hpp"
+#include "micle/core/error.hpp"
+#include "micle/nn/parameter.hpp"
+
+namespace micle {
+
+template <class B, template <class> class BackboneT, template <class> class HeadT, template <class> class LossT,
+          template <class> class OptimizerT>
+    requires Backend<B> && Backbone<BackboneT<B>, B> && Head<HeadT<B>, B> && Loss<LossT<B>, B> &&
+             Optimizer<OptimizerT<B>, B>
+class contrastive_learner {
+public:
+    using backend = B;
+    using backbone_type = BackboneT<B>;
+    using head_type = HeadT<B>;
+    using loss_type = LossT<B>;
+    using optimizer_type = OptimizerT<B>;
+
+    struct config {
+        typename backbone_type::config backbone{};
+        typename head_type::config head{};
+        typename loss_type::config loss{};
+        typename optimizer_type::config optimizer{};
+        std::uint64_t seed = 0;  ///< initialisation of every parameter
+    };
+
+    contrastive_learner(context<B>& ctx, const config& cfg)
+        : ctx_(ctx),
+          cfg_(cfg),
+          backbone_(ctx, cfg.backbone, cfg.seed),
+          head_(ctx, cfg.head, backbone_.output_dim(), cfg.seed),
+          loss_(cfg.loss),
+          optimizer_(cfg.optimizer, trainable()) {}
+
+    /// One step: forward both views through backbone and head, the loss, backward, and
+    /// the optimizer update at learning rate `lr`. `views` is [2N, C, H, W] with rows i and
+    /// i + N two views of sample i; `groups` is empty or 2N ids (patients) whose other
+    /// members are not used as negatives. Returns the loss before the update. A NaN or
+    /// infinite loss throws micle::value_error and leaves every parameter untouched.
+    float step(const tensor<B>& views, std::span<const std::int64_t> groups, float lr) {
+        const auto& h = backbone_.forward(ctx_, views, true);
+        const auto& z = head_.forward(ctx_, h, true);
+        const float loss = loss_.forward(ctx_, z, groups);
+        check<value_error>(std::isfinite(loss), "contrastive_learner: the loss is ", loss, " at step ", steps_,
+                           "; parameters were not updated (lower the learning rate, check the input)");
+        const auto& dz = loss_.backward(ctx_);
+        const auto& dh = head_.backward(ctx_, dz);
+        backbone_.backward(ctx_, dh);
+        optimizer_.step(ctx_, lr);
+        ++steps_;
+        return loss;
+    }
+    float step(const tensor<B>& views, float lr) { return step(views, {}, lr); }
+
+    /// Backbone features of images in inference mode (running BN statistics).
+    const tensor<B>& embed(const tensor<B>& images) { return backbone_.forward(ctx_, images, false); }
+
+    backbone_type& backbone() noexcept { return backbone_; }
+    head_type& head() noexcept { return head_; }
+    optimizer_type& optimizer() noexcept { return optimizer_; }
+    const config& cfg() const noexcept { return cfg_; }
+    std::int64_t steps_done() const noexcept { return steps_; }
+    void set_steps_done(std::int64_t s) noexcept { steps_ = s; }
+
+    /// Backbone then head state, with the names they are saved under.
+    nn::state_list<B> state() {
+        auto s = backbone_.state();
+        s.append(head_.state());
+        return s;
+    }
+
+private:
+    std::vector<nn::parameter<B>*> trainable() {
+        auto s = backbone_.state();
+        s.append(head_.state());
+        return s.params;
+    }
+
+    context<B>& ctx_;
+    config cfg_;
+    backbone_type backbone_;
+    head_type head_;
+    loss_type loss_;
+    optimizer_type optimizer_;
+    std::int64_t steps_ = 0;
+};
+
+}  // namespace micle
