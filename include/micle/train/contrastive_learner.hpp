@@ -16,6 +16,17 @@
 
 namespace micle {
 
+/// The run-time configuration of a contrastive_learner. It depends on the policies' config
+/// types only, not on the backend, so one config drives the same model on any backend.
+template <class BackboneConfig, class HeadConfig, class LossConfig, class OptimizerConfig>
+struct contrastive_learner_config {
+    BackboneConfig backbone{};
+    HeadConfig head{};
+    LossConfig loss{};
+    OptimizerConfig optimizer{};
+    std::uint64_t seed = 0;  ///< initialisation of every parameter
+};
+
 template <class B, template <class> class BackboneT, template <class> class HeadT, template <class> class LossT,
           template <class> class OptimizerT>
     requires Backend<B> && Backbone<BackboneT<B>, B> && Head<HeadT<B>, B> && Loss<LossT<B>, B> &&
@@ -28,13 +39,8 @@ public:
     using loss_type = LossT<B>;
     using optimizer_type = OptimizerT<B>;
 
-    struct config {
-        typename backbone_type::config backbone{};
-        typename head_type::config head{};
-        typename loss_type::config loss{};
-        typename optimizer_type::config optimizer{};
-        std::uint64_t seed = 0;  ///< initialisation of every parameter
-    };
+    using config = contrastive_learner_config<typename backbone_type::config, typename head_type::config,
+                                              typename loss_type::config, typename optimizer_type::config>;
 
     contrastive_learner(context<B>& ctx, const config& cfg)
         : ctx_(ctx),

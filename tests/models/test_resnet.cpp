@@ -1,0 +1,128 @@
+#include <set>
+
+#include "micle/models/resnet.hpp"
+#include "testing.hpp"
+
+using namespace micle;
+using models::resnet_config;
+using models::stem_kind;
+
+TEST_CASE("resnet: parameter counts equal torchvision's") {
+    // torchvision.models.resnetXX() (1000 classes): sum(p.numel() for p in m.parameters())
+    const std::pair<int, std::int64_t> expected[] = {
+        {18, 11'689'512}, {34, 21'797'672}, {50, 25'557'032}, {101, 44'549'160}, {152, 60'192'808}};
+    for (const auto& [depth, count] : expected) {
+        resnet_config c;
+        c.depth = depth;
+        c.num_classes = 1000;
+        CAPTURE(depth);
+        CHECK(c.parameter_count() == count);
+    }
+    // SimCLR's wide ResNet-50s without the classifier: about 94M and 375M.
+    resnet_config w2;
+    w2.width = 2;
+    CHECK(w2.parameter_count() == 93'907'072);
+    resnet_config w4;
+    w4.width = 4;
+    CHECK(w4.parameter_count() == 375'378'176);
+    CHECK(w4.feature_dim() == 8192);
+}
+
+TEST_CASE("resnet: the built model has the planned parameters under torchvision's names") {
+    context<reference> ctx;
+    for (const int depth : {18, 50}) {
+        CAPTURE(depth);
+        resnet_config c;
+        c.depth = depth;
+        c.num_classes = 1000;
+        models::resnet<reference> m(ctx, c, 1);
+        auto st = m.state();
+        CHECK(st.parameter_count() == c.parameter_count());
+        std::set<std::string> names;
+        for (auto* p : st.params) names.insert(p->name);
+        for (auto* b : st.buffers) names.insert(b->name);
+        for (auto* k : st.counters) names.insert(k->name);
+        for (const char* n : {"conv1.weight", "bn1.weight", "bn1.bias", "bn1.running_mean", "bn1.running_var",
+                              "bn1.num_batches_tracked", "layer1.0.conv1.weight", "layer3.0.downsample.0.weight",
+                              "layer3.0.downsample.1.running_var", "layer4.1.bn2.weight", "fc.weight", "fc.bias"})
+            CHECK_MESSAGE(names.count(n) == 1, n);
+        CHECK(names.count("layer1.0.conv3.weight") == (depth == 50 ? 1u : 0u));
+        CHECK(names.count("layer1.0.downsample.0.weight") == (depth == 50 ? 1u : 0u));
+        // torchvision's state_dict has exactly these entries
+        CHECK(names.size() == (depth == 18 ? 122u : 320u));
+    }
+}
+
+TEST_CASE("resnet: stems, channels, output sizes, zero-init residual") {
+    context<reference> ctx;
+    resnet_config c;
+    c.depth = 18;
+    c.base_channels = 4;
+    c.in_channels = 1;
+    c.stem = stem_kind::small;
+    c.zero_init_residual = true;
+    models::resnet<reference> m(ctx, c, 2);
+    const auto x = tensor<reference>::from_host(ctx, {2, 1, 12, 12}, testing::random_values(288, 3));
+    const auto& y = m.forward(ctx, x, true);
+    CHECK(y.shape() == shape{2, 32});
+    for (auto* p : m.state().params) {
+        if (p->name == "conv1.weight") CHECK(p->value.shape() == shape{4, 1, 3, 3});
+        if (p->name == "layer2.1.bn2.weight") CHECK(p->value.to_host(ctx) == std::vector<float>(8, 0.0f));
+        if (p->name == "layer2.1.bn1.weight") CHECK(p->value.to_host(ctx) == std::vector<float>(8, 1.0f));
+    }
+    resnet_config big;
+    big.depth = 50;
+    big.base_channels = 2;
+    models::resnet<reference> m2(ctx, big, 2);
+    const auto x2 = tensor<reference>::from_host(ctx, {1, 3, 33, 33}, testing::random_values(3 * 33 * 33, 4));
+    CHECK(m2.forward(ctx, x2, false).shape() == shape{1, 64});  // 8 * 2 * 4
+
+    resnet_config bad;
+    bad.depth = 20;
+    CHECK_THROWS_WITH_AS(models::resnet<reference>(ctx, bad, 0), doctest::Contains("depth 20 is not one of"), value_error);
+    CHECK_THROWS_WITH_AS(m.forward(ctx, x2, true), doctest::Contains("must be [N, 1, H, W]"), shape_error);
+}
+
+// Whole-network gradients: every op's gradient is checked against finite differences on
+// its own (tests/backend), the oneDNN network against the reference network below, and
+// the reference network's gradients against PyTorch autograd in tests/interop. A finite-
+// difference check of a whole ReLU/max-pool network is not informative: steps large
+// enough to rise above float rounding cross activation kinks.
+
+#ifdef MICLE_FAST_BACKENDS
+TEST_CASE_TEMPLATE("resnet: forward and all parameter gradients equal the reference", B, MICLE_FAST_BACKENDS) {
+    for (const int depth : {18, 50}) {
+        CAPTURE(depth);
+        context<B> ctx;
+        context<reference> rctx;
+        resnet_config c;
+        c.depth = depth;
+        c.base_channels = 4;
+        c.num_classes = 5;
+        models::resnet<B> m(ctx, c, 9);
+        models::resnet<reference> ref(rctx, c, 9);
+        // f32 against f64 accumulation through 20-50 layers, batch norm amplifying the
+        // differences: 2e-3 relative plus 1e-3 of the scale.
+        const auto xv = testing::random_values(4 * 3 * 64 * 64, 10);
+        const auto x = tensor<B>::from_host(ctx, {4, 3, 64, 64}, xv);
+        const auto xr = tensor<reference>::from_host(rctx, {4, 3, 64, 64}, xv);
+        testing::expect_close(m.forward(ctx, x, true).to_host(ctx), ref.forward(rctx, xr, true).to_host(rctx), 2e-3, 1e-3,
+                              "logits");
+        const auto g = testing::random_values(20, 11);
+        m.backward(ctx, tensor<B>::from_host(ctx, {4, 5}, g));
+        ref.backward(rctx, tensor<reference>::from_host(rctx, {4, 5}, g));
+        auto s = m.state(), sr = ref.state();
+        REQUIRE(s.params.size() == sr.params.size());
+        for (std::size_t i = 0; i < s.params.size(); ++i) {
+            CAPTURE(s.params[i]->name);
+            testing::expect_close(s.params[i]->grad.to_host(ctx), sr.params[i]->grad.to_host(rctx), 2e-3, 2e-3, "grad");
+        }
+        for (std::size_t i = 0; i < s.buffers.size(); ++i)
+            testing::expect_close(s.buffers[i]->value.to_host(ctx), sr.buffers[i]->value.to_host(rctx), 1e-3, 1e-4,
+                                  s.buffers[i]->name);
+        // inference mode uses the running statistics just updated
+        testing::expect_close(m.forward(ctx, x, false).to_host(ctx), ref.forward(rctx, xr, false).to_host(rctx), 2e-3,
+                              1e-3, "logits (eval)");
+    }
+}
+#endif

@@ -1,0 +1,102 @@
+#include <cmath>
+#include <limits>
+
+#include "micle/contrastive/nt_xent.hpp"
+#include "micle/heads/projection.hpp"
+#include "micle/models/resnet.hpp"
+#include "micle/optim/optimizer.hpp"
+#include "micle/train/contrastive_learner.hpp"
+#include "testing.hpp"
+
+using namespace micle;
+
+namespace {
+template <class B>
+using simclr_sgd = contrastive_learner<B, models::resnet, heads::projection, contrastive::nt_xent, optim::sgd>;
+template <class B>
+using simclr_lars = contrastive_learner<B, models::resnet, heads::projection, contrastive::nt_xent, optim::lars>;
+
+template <class L>
+typename L::config tiny_config() {
+    typename L::config cfg;
+    cfg.backbone.depth = 18;
+    cfg.backbone.base_channels = 4;
+    cfg.backbone.stem = models::stem_kind::small;
+    cfg.head.hidden = 32;
+    cfg.head.out = 16;
+    cfg.loss.temperature = 0.5f;
+    cfg.seed = 3;
+    return cfg;
+}
+}  // namespace
+
+#if MICLE_HAS_ONEDNN
+#define MICLE_ALL_BACKENDS reference, onednn
+#else
+#define MICLE_ALL_BACKENDS reference
+#endif
+
+TEST_CASE_TEMPLATE("contrastive_learner: LARS drives the loss down on a fixed batch", B, MICLE_ALL_BACKENDS) {
+    context<B> ctx;
+    using L = simclr_lars<B>;
+    auto cfg = tiny_config<L>();
+    L learner(ctx, cfg);
+    // 6 samples x 2 views: the second view is the first plus noise.
+    auto first = testing::random_values(6 * 3 * 8 * 8, 1);
+    auto noise = testing::random_values(first.size(), 2, -0.2f, 0.2f);
+    std::vector<float> views(first);
+    for (std::size_t i = 0; i < first.size(); ++i) views.push_back(first[i] + noise[i]);
+    const auto x = tensor<B>::from_host(ctx, {12, 3, 8, 8}, views);
+    const float initial = learner.step(x, 1.0f);
+    float last = initial;
+    for (int s = 0; s < 25; ++s) last = learner.step(x, 1.0f);
+    CHECK(learner.steps_done() == 26);
+    MESSAGE(B::name << ": loss " << initial << " -> " << last);
+    CHECK(last < 0.5f * initial);
+}
+
+#ifdef MICLE_FAST_BACKENDS
+TEST_CASE_TEMPLATE("contrastive_learner: a few steps agree with the reference backend", B, MICLE_FAST_BACKENDS) {
+    context<B> ctx;
+    context<reference> rctx;
+    auto cfg = tiny_config<simclr_sgd<B>>();
+    cfg.optimizer = {0.9f, 1e-4f, false, false};
+    simclr_sgd<B> fast(ctx, cfg);
+    simclr_sgd<reference> ref(rctx, cfg);
+    const std::vector<std::int64_t> groups{0, 1, 1, 2, 0, 1, 1, 2};
+    for (int s = 0; s < 3; ++s) {
+        const auto v = testing::random_values(8 * 3 * 8 * 8, 10 + std::uint64_t(s));
+        const float lf = fast.step(tensor<B>::from_host(ctx, {8, 3, 8, 8}, v), groups, 0.05f);
+        const float lr = ref.step(tensor<reference>::from_host(rctx, {8, 3, 8, 8}, v), groups, 0.05f);
+        CAPTURE(s);
+        CHECK(lf == doctest::Approx(lr).epsilon(1e-4));
+    }
+    auto a = fast.state(), b = ref.state();
+    for (std::size_t i = 0; i < a.params.size(); ++i) {
+        CAPTURE(a.params[i]->name);
+        testing::expect_close(a.params[i]->value.to_host(ctx), b.params[i]->value.to_host(rctx), 1e-3, 1e-4, "weights");
+    }
+}
+#endif
+
+TEST_CASE_TEMPLATE("contrastive_learner: a NaN loss stops the step before any update", B, MICLE_ALL_BACKENDS) {
+    context<B> ctx;
+    simclr_sgd<B> learner(ctx, tiny_config<simclr_sgd<B>>());
+    const auto v = testing::random_values(4 * 3 * 8 * 8, 1);
+    const auto x = tensor<B>::from_host(ctx, {4, 3, 8, 8}, v);
+    learner.step(x, 0.1f);
+    // A diverged parameter (here: planted) makes the projections, and so the loss, NaN.
+    auto state = learner.state();
+    nn::parameter<B>* bias = nullptr;
+    for (auto* p : state.params)
+        if (p->name == "head.2.bias") bias = p;
+    REQUIRE(bias != nullptr);
+    auto b = bias->value.to_host(ctx);
+    b[3] = std::numeric_limits<float>::quiet_NaN();
+    bias->value.assign(ctx, b);
+    const auto before = state.params[0]->value.to_host(ctx);
+    CHECK_THROWS_WITH_AS(learner.step(x, 0.1f), doctest::Contains("the loss is nan at step 1; parameters were not updated"),
+                         value_error);
+    CHECK(state.params[0]->value.to_host(ctx) == before);
+    CHECK(learner.steps_done() == 1);
+}
