@@ -111,6 +111,38 @@ TEST_CASE_TEMPLATE("batch_norm: training, running stats, backward and inference 
 }
 #endif
 
+#ifdef MICLE_FAST_BACKENDS
+TEST_CASE_TEMPLATE("batch_norm: one op object alternates between inference and training", B, MICLE_FAST_BACKENDS) {
+    // An evaluation pass before the first training step (or between steps) must not
+    // disturb training: the op builds each primitive on first use.
+    context<B> ctx;
+    context<reference> rctx;
+    const shape xs{4, 5, 3, 3}, cs{5};
+    const auto xv = random_values(xs.numel(), 1), gv = random_values(5, 2, 0.5f, 1.5f), bv = random_values(5, 3);
+    ops::batch_norm<B> op(ops::batch_norm_params{1e-5f, 0.1f, true});
+    ops::batch_norm<reference> ref(ops::batch_norm_params{1e-5f, 0.1f, true});
+    auto x = testing::make(ctx, xs, xv), g = testing::make(ctx, cs, gv), b = testing::make(ctx, cs, bv);
+    auto rm = tensor<B>::zeros(ctx, cs), rv = tensor<B>::zeros(ctx, cs);
+    auto xr = testing::make(rctx, xs, xv), gr = testing::make(rctx, cs, gv), br = testing::make(rctx, cs, bv);
+    auto rmr = tensor<reference>::zeros(rctx, cs), rvr = tensor<reference>::zeros(rctx, cs);
+    rv.fill(ctx, 1.0f);
+    rvr.fill(rctx, 1.0f);
+    tensor<B> y, dx, dg, db;
+    tensor<reference> yr, dxr, dgr, dbr;
+    for (int round = 0; round < 2; ++round) {
+        op.forward_inference(ctx, x, g, b, rm, rv, y);
+        ref.forward_inference(rctx, xr, gr, br, rmr, rvr, yr);
+        testing::expect_close(y.to_host(ctx), yr.to_host(rctx), 1e-4, 1e-5, "inference");
+        op.forward_training(ctx, x, g, b, rm, rv, y);
+        ref.forward_training(rctx, xr, gr, br, rmr, rvr, yr);
+        testing::expect_close(y.to_host(ctx), yr.to_host(rctx), 1e-4, 1e-5, "training");
+        op.backward(ctx, x, x, g, b, dx, dg, db);
+        ref.backward(rctx, xr, xr, gr, br, dxr, dgr, dbr);
+        testing::expect_close(dx.to_host(ctx), dxr.to_host(rctx), 1e-3, 1e-4, "dx");
+    }
+}
+#endif
+
 #if MICLE_HAS_ONEDNN
 #define MICLE_ALL_BACKENDS reference, onednn
 #else

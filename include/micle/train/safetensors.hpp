@@ -287,7 +287,10 @@ public:
         const std::uint64_t n = header.size();
 
         const auto dir = path.has_parent_path() ? path.parent_path() : std::filesystem::path(".");
-        const auto tmp = dir / ("." + path.filename().string() + ".tmp." + std::to_string(::getpid()));
+        // Built with append: g++ 12 at -O3 warns (-Wrestrict, a false positive) on "." + string.
+        std::string tmp_name = ".";
+        tmp_name.append(path.filename().string()).append(".tmp.").append(std::to_string(::getpid()));
+        const auto tmp = dir / tmp_name;
         const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
         if (fd < 0) throw io_error(micle::detail::cat("safetensors: cannot create ", tmp, ": ", std::strerror(errno)));
         auto fail = [&](const char* what) {

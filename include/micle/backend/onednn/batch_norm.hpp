@@ -28,15 +28,14 @@ public:
     void forward_training(context_t& ctx, const tensor_t& x, const tensor_t& gamma, const tensor_t& beta,
                           tensor_t& running_mean, tensor_t& running_var, tensor_t& y) {
         validate(x, gamma, beta, running_mean, running_var, true);
-        entry& e = cache_.get(x.desc(), [&] {
-            entry n;
-            n.train_pd = onednn_compat::bn_fwd_pd(ctx.engine(), true, x.desc(), p_.eps, flags(false));
-            n.train = onednn_compat::bn_fwd(n.train_pd);
-            n.mean = dnnl::memory(n.train_pd.mean_desc(), ctx.engine());
-            n.var = dnnl::memory(n.train_pd.variance_desc(), ctx.engine());
-            if (p_.fuse_relu) n.workspace = dnnl::memory(n.train_pd.workspace_desc(), ctx.engine());
-            return n;
-        });
+        entry& e = cache_.get(x.desc(), [] { return entry{}; });
+        if (!e.train) {  // built on first use (inference may have created the entry)
+            e.train_pd = onednn_compat::bn_fwd_pd(ctx.engine(), true, x.desc(), p_.eps, flags(false));
+            e.train = onednn_compat::bn_fwd(e.train_pd);
+            e.mean = dnnl::memory(e.train_pd.mean_desc(), ctx.engine());
+            e.var = dnnl::memory(e.train_pd.variance_desc(), ctx.engine());
+            if (p_.fuse_relu) e.workspace = dnnl::memory(e.train_pd.workspace_desc(), ctx.engine());
+        }
         y.ensure(ctx, e.train_pd.dst_desc());
         std::unordered_map<int, dnnl::memory> args{{DNNL_ARG_SRC, x.memory()},     {DNNL_ARG_SCALE, gamma.memory()},
                                                    {DNNL_ARG_SHIFT, beta.memory()}, {DNNL_ARG_DST, y.memory()},
@@ -60,7 +59,7 @@ public:
     void forward_inference(context_t& ctx, const tensor_t& x, const tensor_t& gamma, const tensor_t& beta,
                            const tensor_t& running_mean, const tensor_t& running_var, tensor_t& y) {
         validate(x, gamma, beta, running_mean, running_var, false);
-        entry& e = cache_.get(x.desc(), [&] { return entry{}; });
+        entry& e = cache_.get(x.desc(), [] { return entry{}; });
         if (!e.infer) {
             e.infer_pd = onednn_compat::bn_fwd_pd(ctx.engine(), false, x.desc(), p_.eps, flags(true));
             e.infer = onednn_compat::bn_fwd(e.infer_pd);
