@@ -126,3 +126,22 @@ TEST_CASE_TEMPLATE("resnet: forward and all parameter gradients equal the refere
     }
 }
 #endif
+
+TEST_CASE("resnet: forward FLOPs") {
+    // torchvision resnet50 at 224 px: 4.09 GMACs by the usual count (padding taps included,
+    // e.g. fvcore/ptflops report 4.09-4.11 G); the useful count is slightly lower.
+    resnet_config r50;
+    r50.num_classes = 1000;
+    const double g = double(r50.forward_flops(224, 224)) / 2e9;
+    CHECK(g > 3.90);  // 3.948: 1x1 convolutions (no padding) dominate
+    CHECK(g < 4.09);
+    // resnet18: 1.814 GMACs by the usual count.
+    resnet_config r18;
+    r18.depth = 18;
+    r18.num_classes = 1000;
+    const double g18 = double(r18.forward_flops(224, 224)) / 2e9;
+    CHECK(g18 > 1.65);  // 1.680: 3x3 convolutions on 7x7 maps lose 18% to padding
+    CHECK(g18 < 1.815);
+    // Padding matters at small sizes: at 64 px, layer4 runs 3x3 convolutions on 2x2 maps.
+    CHECK(double(r18.forward_flops(64, 64)) / 2e9 < 0.8 * 1.814 * (64.0 * 64.0) / (224.0 * 224.0));
+}

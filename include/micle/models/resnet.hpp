@@ -101,6 +101,55 @@ struct resnet_config {
         return n;
     }
 
+    /// Useful FLOPs (2 per multiply-add) of one forward pass of one h x w image through
+    /// the convolutions and the classifier: kernel taps that fall on zero padding are not
+    /// counted (at 64 px, a 3x3 convolution on a 2x2 map has only 4 of 9 taps inside), and
+    /// batch norm, pooling and activations are not counted either.
+    std::int64_t forward_flops(std::int64_t h, std::int64_t w) const {
+        struct dim_t {
+            std::int64_t out, taps;  // output size, sum over outputs of in-image kernel taps
+        };
+        auto dim = [](std::int64_t x, std::int64_t k, std::int64_t s, std::int64_t p) {
+            const std::int64_t o = (x + 2 * p - k) / s + 1;
+            std::int64_t taps = 0;
+            for (std::int64_t i = 0; i < o; ++i)
+                for (std::int64_t t = 0; t < k; ++t) {
+                    const std::int64_t at = i * s - p + t;
+                    taps += (at >= 0 && at < x) ? 1 : 0;
+                }
+            return dim_t{o, taps};
+        };
+        auto conv = [&](std::int64_t& ih, std::int64_t& iw, std::int64_t cin, std::int64_t cout, std::int64_t k,
+                        std::int64_t s) {
+            const auto dh = dim(ih, k, s, k / 2), dw = dim(iw, k, s, k / 2);
+            ih = dh.out;
+            iw = dw.out;
+            return 2 * dh.taps * dw.taps * cin * cout;
+        };
+        const std::int64_t w0 = base_channels * width;
+        const bool imagenet = stem == stem_kind::imagenet;
+        std::int64_t flops = conv(h, w, in_channels, w0, imagenet ? 7 : 3, imagenet ? 2 : 1);
+        if (imagenet) {
+            h = (h + 2 - 3) / 2 + 1;
+            w = (w + 2 - 3) / 2 + 1;
+        }
+        for (const auto& b : plan()) {
+            std::int64_t bh = h, bw = w;
+            for (const auto& c : b.convs) {
+                if (c.name.find("downsample") != std::string::npos) {
+                    std::int64_t sh = h, sw = w;
+                    flops += conv(sh, sw, c.in, c.out, c.kernel, c.stride);
+                } else {
+                    flops += conv(bh, bw, c.in, c.out, c.kernel, c.stride);
+                }
+            }
+            h = bh;
+            w = bw;
+        }
+        if (num_classes > 0) flops += 2 * feature_dim() * num_classes;
+        return flops;
+    }
+
     void validate() const {
         blocks();
         check<value_error>(width == 1 || width == 2 || width == 4, "resnet: width multiplier ", width,

@@ -1,0 +1,70 @@
+// One whole SimCLR training step on the oneDNN backend: both views through a ResNet and a
+// SimCLR v1 projection head (hidden = feature width, 128 out), NT-Xent (temperature 0.1),
+// backward, and an SGD update (momentum 0.9) - the step bench/pytorch_step.py times in
+// PyTorch. Benchmark names read: step/<arch>_<stem>/<resolution>/<N>x2.
+//
+// Counters: img/s counts both views (2N images per step); GFLOP/s counts the
+// convolutions and linear layers as 3x the forward multiply-adds (forward, backward data,
+// backward weights); peak_frac is that over this machine's fp32 FMA peak measured at
+// start-up (bench_fma's kernel, 2 threads).
+#include <benchmark/benchmark.h>
+
+#include <micle/micle.hpp>
+
+#include <chrono>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "fma_peak.hpp"
+#include "micle/contrastive/nt_xent.hpp"
+#include "micle/heads/projection.hpp"
+#include "micle/models/resnet.hpp"
+#include "micle/optim/optimizer.hpp"
+#include "micle/train/contrastive_learner.hpp"
+
+namespace {
+
+using B = micle::onednn;
+using learner = micle::contrastive_learner<B, micle::models::resnet, micle::heads::projection,
+                                           micle::contrastive::nt_xent, micle::optim::sgd>;
+
+double peak_gflops() {
+    static const double peak = micle::bench::fma_peak_gflops(int(std::thread::hardware_concurrency()));
+    return peak;
+}
+
+void BM_step(benchmark::State& state, int depth, micle::models::stem_kind stem, std::int64_t res, std::int64_t n) {
+    micle::context<B> ctx;
+    learner::config cfg;
+    cfg.backbone.depth = depth;
+    cfg.backbone.stem = stem;
+    cfg.optimizer = {0.9f, 1e-6f, false, false};
+    cfg.seed = 1;
+    learner l(ctx, cfg);
+    micle::rng gen(2);
+    std::vector<float> pixels(static_cast<std::size_t>(2 * n * 3 * res * res));
+    for (auto& p : pixels) p = gen.normal();
+    const auto views = micle::tensor<B>::from_host(ctx, {2 * n, 3, res, res}, pixels);
+    l.step(views, 0.01f);  // first step builds primitives and buffers
+    const auto t0 = std::chrono::steady_clock::now();
+    for (auto _ : state) benchmark::DoNotOptimize(l.step(views, 0.01f));
+    const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    const double flops = 3.0 * double(cfg.backbone.forward_flops(res, res)) * double(2 * n);
+    const double steps = double(state.iterations());
+    state.counters["img/s"] = steps * double(2 * n) / secs;
+    state.counters["GFLOP/s"] = steps * flops / secs / 1e9;
+    state.counters["peak_frac"] = steps * flops / secs / 1e9 / peak_gflops();
+}
+
+using micle::models::stem_kind;
+BENCHMARK_CAPTURE(BM_step, resnet18_imagenet/64/64x2, 18, stem_kind::imagenet, 64, 64)
+    ->Unit(benchmark::kMillisecond)->UseRealTime()->MinTime(3.0);
+BENCHMARK_CAPTURE(BM_step, resnet50_imagenet/64/32x2, 50, stem_kind::imagenet, 64, 32)
+    ->Unit(benchmark::kMillisecond)->UseRealTime()->MinTime(3.0);
+BENCHMARK_CAPTURE(BM_step, resnet18_small/32/128x2, 18, stem_kind::small, 32, 128)
+    ->Unit(benchmark::kMillisecond)->UseRealTime()->MinTime(3.0);
+
+}  // namespace
+
+BENCHMARK_MAIN();

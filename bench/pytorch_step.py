@@ -1,0 +1,80 @@
+#!/usr/bin/python3
+"""The SimCLR training step of bench_step.cpp, in PyTorch, in its fastest CPU setting.
+
+torchvision ResNet (the small stem: 3x3 stride-1 conv1 and no max pool), a SimCLR v1
+projection head (Linear(F, F), ReLU, Linear(F, 128)), NT-Xent at temperature 0.1 over
+both views, backward, SGD (momentum 0.9, weight decay 1e-6); channels_last memory format
+(oneDNN convolutions inside PyTorch), the given number of threads.
+
+Prints one JSON line: {"name", "img_per_s", "step_ms", "steps"}.
+"""
+import argparse
+import json
+import time
+
+import torch
+import torch.nn.functional as F
+import torchvision
+
+
+def build(arch, stem):
+    model = getattr(torchvision.models, arch)()
+    if stem == "small":
+        model.conv1 = torch.nn.Conv2d(3, 64, 3, 1, 1, bias=False)
+        model.maxpool = torch.nn.Identity()
+    features = model.fc.in_features
+    model.fc = torch.nn.Identity()
+    head = torch.nn.Sequential(torch.nn.Linear(features, features), torch.nn.ReLU(), torch.nn.Linear(features, 128))
+    return model, head
+
+
+def nt_xent(z, temperature):
+    z = F.normalize(z, dim=1)
+    n2 = z.shape[0]
+    logits = z @ z.t() / temperature
+    logits.fill_diagonal_(float("-inf"))
+    targets = (torch.arange(n2) + n2 // 2) % n2
+    return F.cross_entropy(logits, targets)
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("--arch", default="resnet18")
+    p.add_argument("--stem", default="imagenet", choices=["imagenet", "small"])
+    p.add_argument("--res", type=int, default=64)
+    p.add_argument("--n", type=int, default=64, help="samples per step (2n views)")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--seconds", type=float, default=3.0)
+    p.add_argument("--no-channels-last", dest="channels_last", action="store_false")
+    a = p.parse_args()
+    torch.set_num_threads(a.threads)
+    torch.manual_seed(0)
+    model, head = build(a.arch, a.stem)
+    fmt = torch.channels_last if a.channels_last else torch.contiguous_format
+    model = model.to(memory_format=fmt).train()
+    head.train()
+    opt = torch.optim.SGD(list(model.parameters()) + list(head.parameters()), lr=0.01, momentum=0.9, weight_decay=1e-6)
+    views = torch.randn(2 * a.n, 3, a.res, a.res).contiguous(memory_format=fmt)
+
+    def step():
+        opt.zero_grad(set_to_none=True)
+        loss = nt_xent(head(model(views)), 0.1)
+        loss.backward()
+        opt.step()
+        return loss.item()
+
+    step()  # warm-up: oneDNN primitive creation, allocator
+    steps, t0 = 0, time.perf_counter()
+    while True:
+        step()
+        steps += 1
+        elapsed = time.perf_counter() - t0
+        if elapsed >= a.seconds and steps >= 2:
+            break
+    name = f"{a.arch}_{a.stem}/{a.res}/{a.n}x2"
+    print(json.dumps({"name": name, "img_per_s": steps * 2 * a.n / elapsed, "step_ms": 1000 * elapsed / steps,
+                      "steps": steps, "torch": torch.__version__}))
+
+
+if __name__ == "__main__":
+    main()
