@@ -3,6 +3,7 @@
 // A layer owns its output and input-gradient tensors, so a network allocates nothing
 // after the first step. Backward passes write (do not accumulate) parameter gradients.
 #include <cmath>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -27,20 +28,12 @@ tensor<B> constant(context<B>& ctx, const shape& s, float v) {
 }
 }  // namespace detail
 
-/// 2-D convolution layer, torchvision's initialisation for ResNets: weights from
-/// N(0, 2 / fan_out) (kaiming normal, mode fan_out, ReLU gain).
-template <class B>
-class conv2d {
+/// An op with a weight and an optional bias (convolution, fully connected): the forward
+/// and backward passes and the state they share. `Op` takes (ctx, x, w, bias*, y) forward,
+/// backward_weights(ctx, x, dy, dw, dbias*) and backward_data(ctx, dy, w, dx).
+template <class B, class Op>
+class weighted_layer {
 public:
-    conv2d(context<B>& ctx, std::string name, std::int64_t in, std::int64_t out, std::int64_t kernel,
-           std::int64_t stride, std::int64_t pad, bool bias, rng& gen)
-        : op_({kernel, kernel, stride, stride, pad, pad}), has_bias_(bias) {
-        const float std = std::sqrt(2.0f / float(out * kernel * kernel));
-        weight_ = {name + ".weight", detail::host_init(ctx, {out, in, kernel, kernel}, gen, detail::normal_draw, std),
-                   tensor<B>{}, param_role::weight};
-        if (bias) bias_ = {name + ".bias", detail::constant(ctx, {out}, 0.0f), tensor<B>{}, param_role::bias};
-    }
-
     const tensor<B>& forward(context<B>& ctx, const tensor<B>& x) {
         op_.forward(ctx, x, weight_.value, has_bias_ ? &bias_.value : nullptr, y_);
         return y_;
@@ -62,11 +55,38 @@ public:
         return s;
     }
 
+protected:
+    explicit weighted_layer(Op op) : op_(std::move(op)) {}
+    /// Set by the derived constructor's body, in statement order: random draws for weight
+    /// and bias happen in a defined order (function arguments would not guarantee one).
+    void set_parameters(parameter<B> weight, std::optional<parameter<B>> bias) {
+        weight_ = std::move(weight);
+        has_bias_ = bias.has_value();
+        if (bias) bias_ = std::move(*bias);
+    }
+
 private:
-    ops::conv2d<B> op_;
-    bool has_bias_;
+    Op op_;
+    bool has_bias_ = false;
     parameter<B> weight_, bias_;
     tensor<B> y_, dx_;
+};
+
+/// 2-D convolution layer, torchvision's initialisation for ResNets: weights from
+/// N(0, 2 / fan_out) (kaiming normal, mode fan_out, ReLU gain), bias 0.
+template <class B>
+class conv2d : public weighted_layer<B, ops::conv2d<B>> {
+public:
+    conv2d(context<B>& ctx, const std::string& name, std::int64_t in, std::int64_t out, std::int64_t kernel,
+           std::int64_t stride, std::int64_t pad, bool bias, rng& gen)
+        : weighted_layer<B, ops::conv2d<B>>(ops::conv2d<B>({kernel, kernel, stride, stride, pad, pad})) {
+        const float std = std::sqrt(2.0f / float(out * kernel * kernel));
+        parameter<B> w{name + ".weight", detail::host_init(ctx, {out, in, kernel, kernel}, gen, detail::normal_draw, std),
+                       tensor<B>{}, param_role::weight};
+        std::optional<parameter<B>> b;
+        if (bias) b = parameter<B>{name + ".bias", detail::constant(ctx, {out}, 0.0f), tensor<B>{}, param_role::bias};
+        this->set_parameters(std::move(w), std::move(b));
+    }
 };
 
 /// Batch normalisation layer (2-D or 4-D input), optional fused ReLU; PyTorch's running
@@ -119,41 +139,24 @@ private:
 /// Fully connected layer, PyTorch's default initialisation: weight and bias from
 /// U(-1/sqrt(in), 1/sqrt(in)).
 template <class B>
-class linear {
+class linear : public weighted_layer<B, ops::linear<B>> {
 public:
-    linear(context<B>& ctx, std::string name, std::int64_t in, std::int64_t out, bool bias, rng& gen) : has_bias_(bias) {
+    linear(context<B>& ctx, const std::string& name, std::int64_t in, std::int64_t out, bool bias, rng& gen)
+        : weighted_layer<B, ops::linear<B>>(ops::linear<B>{}), out_(out) {
         const float bound = 1.0f / std::sqrt(float(in));
-        weight_ = {name + ".weight", detail::host_init(ctx, {out, in}, gen, detail::uniform_draw, bound), tensor<B>{},
-                   param_role::weight};
+        parameter<B> w{name + ".weight", detail::host_init(ctx, {out, in}, gen, detail::uniform_draw, bound), tensor<B>{},
+                       param_role::weight};
+        std::optional<parameter<B>> b;
         if (bias)
-            bias_ = {name + ".bias", detail::host_init(ctx, {out}, gen, detail::uniform_draw, bound), tensor<B>{},
-                     param_role::bias};
+            b = parameter<B>{name + ".bias", detail::host_init(ctx, {out}, gen, detail::uniform_draw, bound), tensor<B>{},
+                             param_role::bias};
+        this->set_parameters(std::move(w), std::move(b));
     }
 
-    const tensor<B>& forward(context<B>& ctx, const tensor<B>& x) {
-        op_.forward(ctx, x, weight_.value, has_bias_ ? &bias_.value : nullptr, y_);
-        return y_;
-    }
-    const tensor<B>& backward(context<B>& ctx, const tensor<B>& x, const tensor<B>& dy, bool need_dx = true) {
-        op_.backward_weights(ctx, x, dy, weight_.grad, has_bias_ ? &bias_.grad : nullptr);
-        if (need_dx) op_.backward_data(ctx, dy, weight_.value, dx_);
-        return dx_;
-    }
-
-    std::int64_t out_features() const { return weight_.value.shape()[0]; }
-    const tensor<B>& output() const noexcept { return y_; }
-    state_list<B> state() {
-        state_list<B> s;
-        s.params.push_back(&weight_);
-        if (has_bias_) s.params.push_back(&bias_);
-        return s;
-    }
+    std::int64_t out_features() const noexcept { return out_; }
 
 private:
-    ops::linear<B> op_;
-    bool has_bias_;
-    parameter<B> weight_, bias_;
-    tensor<B> y_, dx_;
+    std::int64_t out_;
 };
 
 }  // namespace micle::nn
