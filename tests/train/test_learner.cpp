@@ -95,7 +95,7 @@ TEST_CASE_TEMPLATE("contrastive_learner: a NaN loss stops the step before any up
     b[3] = std::numeric_limits<float>::quiet_NaN();
     bias->value.assign(ctx, b);
     const auto before = state.params[0]->value.to_host(ctx);
-    CHECK_THROWS_WITH_AS(learner.step(x, 0.1f), doctest::Contains("the loss is nan at step 1; parameters were not updated"),
+    CHECK_THROWS_WITH_AS(learner.step(x, 0.1f), doctest::Contains("the loss is NaN at step 1; parameters were not updated"),
                          value_error);
     CHECK(state.params[0]->value.to_host(ctx) == before);
     CHECK(learner.steps_done() == 1);

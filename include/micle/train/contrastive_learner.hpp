@@ -59,7 +59,8 @@ public:
         const auto& h = backbone_.forward(ctx_, views, true);
         const auto& z = head_.forward(ctx_, h, true);
         const float loss = loss_.forward(ctx_, z, groups);
-        check<value_error>(std::isfinite(loss), "contrastive_learner: the loss is ", loss, " at step ", steps_,
+        check<value_error>(std::isfinite(loss), "contrastive_learner: the loss is ",
+                           std::isnan(loss) ? "NaN" : (loss > 0 ? "+inf" : "-inf"), " at step ", steps_,
                            "; parameters were not updated (lower the learning rate, check the input)");
         const auto& dz = loss_.backward(ctx_);
         const auto& dh = head_.backward(ctx_, dz);
