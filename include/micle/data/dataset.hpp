@@ -1,0 +1,105 @@
+#pragma once
+// A dataset: per-sample patient ids and labels, and a function that decodes sample i.
+// Readers (IDX, MedMNIST .npz, CSV manifests) build one; splits and pair strategies work
+// on indices into it.
+#include <algorithm>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "micle/data/image.hpp"
+
+namespace micle::data {
+
+enum class task_kind : std::uint8_t {
+    multiclass,  ///< one class index per sample (softmax cross-entropy)
+    multilabel,  ///< K independent 0/1 labels per sample (sigmoid BCE)
+};
+
+class dataset {
+public:
+    std::string source;                 ///< file or directory, for messages
+    task_kind task = task_kind::multiclass;
+    std::int64_t num_classes = 0;       ///< classes (multiclass) or labels (multilabel)
+    std::vector<std::string> class_names;
+    std::vector<std::int64_t> patients; ///< patient id per sample
+    std::vector<int> labels;            ///< multiclass: class index per sample
+    std::vector<float> targets;         ///< multilabel: num_classes values per sample
+    std::vector<std::string> names;     ///< per sample: file name or "record i", for messages
+    bool simulated_patients = false;    ///< patient ids come from simulate_bags()
+    /// Decodes sample i (thread-safe; called from loader threads).
+    std::function<image(std::int64_t)> decode;
+
+    std::int64_t size() const noexcept { return static_cast<std::int64_t>(patients.size()); }
+
+    /// Decodes sample i; a decoding failure is rethrown naming the sample and the source.
+    image load(std::int64_t i) const {
+        check<value_error>(i >= 0 && i < size(), "dataset ", source, ": sample ", i, " is out of range [0, ", size(), ")");
+        try {
+            return decode(i);
+        } catch (const data_error&) {
+            throw;
+        } catch (const std::exception& e) {
+            throw data_error(micle::detail::cat("dataset ", source, ": ", names[std::size_t(i)], ": ", e.what()));
+        }
+    }
+
+    /// The samples at `idx`, in that order (patients, labels and decoding follow).
+    dataset subset(std::span<const std::int64_t> idx) const {
+        dataset d;
+        d.source = source;
+        d.task = task;
+        d.num_classes = num_classes;
+        d.class_names = class_names;
+        d.simulated_patients = simulated_patients;
+        auto order = std::make_shared<std::vector<std::int64_t>>(idx.begin(), idx.end());
+        for (auto i : idx) {
+            check<value_error>(i >= 0 && i < size(), "dataset ", source, ": subset index ", i, " is out of range");
+            d.patients.push_back(patients[std::size_t(i)]);
+            d.names.push_back(names[std::size_t(i)]);
+            if (task == task_kind::multiclass)
+                d.labels.push_back(labels[std::size_t(i)]);
+            else
+                d.targets.insert(d.targets.end(), targets.begin() + i * num_classes, targets.begin() + (i + 1) * num_classes);
+        }
+        d.decode = [parent = decode, order](std::int64_t i) { return parent((*order)[std::size_t(i)]); };
+        return d;
+    }
+
+    /// Checks that the per-sample vectors agree; readers call it before returning.
+    void validate() const {
+        const auto n = std::size_t(size());
+        check<data_error>(names.size() == n, "dataset ", source, ": ", names.size(), " names for ", n, " samples");
+        check<data_error>(num_classes > 0, "dataset ", source, ": no classes");
+        if (task == task_kind::multiclass) {
+            check<data_error>(labels.size() == n, "dataset ", source, ": ", labels.size(), " labels for ", n, " samples");
+            for (std::size_t i = 0; i < n; ++i)
+                check<data_error>(labels[i] >= 0 && labels[i] < num_classes, "dataset ", source, ": ", names[i],
+                                  ": label ", labels[i], " is outside [0, ", num_classes, ")");
+        } else {
+            check<data_error>(targets.size() == n * std::size_t(num_classes), "dataset ", source, ": ", targets.size(),
+                              " targets for ", n, " samples x ", num_classes, " labels");
+        }
+        check<data_error>(static_cast<bool>(decode), "dataset ", source, ": no decoder");
+    }
+};
+
+/// A dataset over an in-memory array of 8-bit images [N, H, W] or [N, H, W, C] (IDX,
+/// MedMNIST): decoding copies one image into planar floats in [0, 1].
+inline std::function<image(std::int64_t)> uint8_decoder(std::shared_ptr<const std::vector<std::uint8_t>> pixels,
+                                                        std::int64_t height, std::int64_t width, std::int64_t channels) {
+    return [pixels = std::move(pixels), height, width, channels](std::int64_t i) {
+        image img(channels, height, width, 8);
+        const std::uint8_t* src = pixels->data() + i * height * width * channels;
+        for (std::int64_t y = 0; y < height; ++y)
+            for (std::int64_t x = 0; x < width; ++x)
+                for (std::int64_t c = 0; c < channels; ++c)
+                    img.at(c, y, x) = float(src[(y * width + x) * channels + c]) * (1.0f / 255.0f);
+        return img;
+    };
+}
+
+}  // namespace micle::data

@@ -1,0 +1,180 @@
+#include <filesystem>
+#include <fstream>
+#include <set>
+
+#include "micle/contrastive/pairs.hpp"
+#include "micle/data/fashion_mnist.hpp"
+#include "micle/data/loader.hpp"
+#include "micle/data/split.hpp"
+#include "testing.hpp"
+
+using namespace micle;
+using namespace micle::data;
+
+namespace {
+/// N images of 4x4 whose every pixel is (i + 1) / 256, labels i % classes, patients given.
+dataset constant_images(std::int64_t n, int classes, std::vector<std::int64_t> patients = {}) {
+    dataset d;
+    d.source = "synthetic";
+    d.num_classes = classes;
+    for (std::int64_t i = 0; i < n; ++i) {
+        d.labels.push_back(int(i % classes));
+        d.patients.push_back(patients.empty() ? i : patients[std::size_t(i)]);
+        d.names.push_back("image " + std::to_string(i));
+    }
+    d.decode = [](std::int64_t i) {
+        image img(1, 4, 4);
+        std::fill(img.pixels.begin(), img.pixels.end(), float(i + 1) / 256.0f);
+        return img;
+    };
+    d.validate();
+    return d;
+}
+std::int64_t identify(const float* view) { return std::int64_t(std::lround(view[0] * 256.0f)) - 1; }
+}  // namespace
+
+TEST_CASE("Fashion-MNIST from Debian's dataset-fashion-mnist") {
+    if (!std::filesystem::exists(fashion_mnist_dir)) {
+        FAIL("Debian's dataset-fashion-mnist is not installed at " << fashion_mnist_dir << " (scripts/setup installs it)");
+        return;
+    }
+    const auto train = read_idx_dataset(fashion_mnist_dir, "train");
+    const auto test = read_idx_dataset(fashion_mnist_dir, "test");
+    CHECK(train.size() == 60000);
+    CHECK(test.size() == 10000);
+    CHECK(train.labels[0] == 9);  // the first training image is an ankle boot
+    CHECK(test.labels[0] == 9);
+    std::vector<int> per_class(10);
+    for (int l : train.labels) ++per_class[std::size_t(l)];
+    CHECK(per_class == std::vector<int>(10, 6000));
+    const image img = train.load(0);
+    CHECK(img.channels == 1);
+    CHECK(img.height == 28);
+    CHECK(img.width == 28);
+    float mx = 0;
+    for (float v : img.pixels) mx = std::max(mx, v);
+    CHECK(mx == 1.0f);  // 8-bit 255 maps to 1
+    CHECK_THROWS_WITH_AS(read_idx_dataset("/nonexistent", "train"), doctest::Contains("neither train-images-idx3-ubyte.gz"),
+                         data_error);
+}
+
+TEST_CASE("IDX: corrupt and truncated files name the file") {
+    const auto dir = std::filesystem::temp_directory_path() / ("micle-idx-" + std::to_string(::getpid()));
+    std::filesystem::create_directories(dir);
+    {
+        std::ofstream(dir / "bad-magic") << "abcdefgh";
+        const unsigned char hdr[] = {0, 0, 8, 3, 0, 0, 0, 2, 0, 0, 0, 28, 0, 0, 0, 28, 1, 2, 3};
+        std::ofstream(dir / "short", std::ios::binary).write(reinterpret_cast<const char*>(hdr), sizeof hdr);
+    }
+    CHECK_THROWS_WITH_AS(read_idx(dir / "bad-magic"), doctest::Contains("bad-magic\": bad magic"), data_error);
+    CHECK_THROWS_WITH_AS(read_idx(dir / "short"), doctest::Contains("unexpected end of file while reading the data (3 of 1568"),
+                         data_error);
+    std::filesystem::remove_all(dir);
+}
+
+TEST_CASE("simulated bags: same-class groups of 1-4 images, seeded, labelled as simulation") {
+    auto d = constant_images(1000, 5);
+    simulate_bags(d, 7);
+    CHECK(d.simulated_patients);
+    std::map<std::int64_t, std::vector<std::int64_t>> bags;
+    for (std::int64_t i = 0; i < d.size(); ++i) bags[d.patients[std::size_t(i)]].push_back(i);
+    std::set<std::size_t> sizes;
+    for (const auto& [p, members] : bags) {
+        sizes.insert(members.size());
+        for (auto i : members) CHECK(d.labels[std::size_t(i)] == d.labels[std::size_t(members[0])]);
+    }
+    CHECK(*sizes.begin() >= 1);
+    CHECK(*sizes.rbegin() <= 4);
+    CHECK(sizes.size() == 4);
+    auto again = constant_images(1000, 5);
+    simulate_bags(again, 7);
+    CHECK(again.patients == d.patients);
+}
+
+TEST_CASE("patient_split: no patient in two splits, stratified, and the leakage check finds planted leaks") {
+    std::vector<std::int64_t> patients;
+    for (std::int64_t i = 0; i < 600; ++i) patients.push_back(i / 3);  // 200 patients of 3 images
+    auto d = constant_images(600, 1, patients);
+    // label = patient's class: 0 for patients < 150, 1 otherwise (imbalanced strata)
+    d.num_classes = 2;
+    for (std::int64_t i = 0; i < 600; ++i) d.labels[std::size_t(i)] = patients[std::size_t(i)] < 150 ? 0 : 1;
+    const auto s = patient_split(d, {0.6, 0.2, 0.2}, 3);
+    CHECK(s.train.size() + s.val.size() + s.test.size() == 600);
+    CHECK(leaked_patients(d, s.train, s.val).empty());
+    CHECK(leaked_patients(d, s.train, s.test).empty());
+    CHECK(leaked_patients(d, s.val, s.test).empty());
+    auto count = [&](const std::vector<std::int64_t>& idx, int label) {
+        return std::count_if(idx.begin(), idx.end(), [&](auto i) { return d.labels[std::size_t(i)] == label; });
+    };
+    CHECK(count(s.train, 0) == 90 * 3);  // 60% of the 150 class-0 patients
+    CHECK(count(s.train, 1) == 30 * 3);  // 60% of the 50 class-1 patients
+    CHECK(count(s.test, 1) == 10 * 3);
+    std::vector<std::int64_t> leaky = s.val;
+    leaky.push_back(s.train.front());
+    CHECK(leaked_patients(d, s.train, leaky) == std::vector<std::int64_t>{d.patients[std::size_t(s.train.front())]});
+    CHECK(patient_split(d, {0.6, 0.2, 0.2}, 3).train == s.train);
+}
+
+TEST_CASE("pairs: multi_instance uses two different images of a bag, visits every bag once per epoch") {
+    std::vector<std::int64_t> patients;
+    for (std::int64_t i = 0; i < 60; ++i) patients.push_back(i < 10 ? i : 10 + (i - 10) / 5);  // 10 singles, 10 bags of 5
+    const auto d = constant_images(60, 3, patients);
+    contrastive::multi_instance mi(d, augment_config::eval(4), 1, 11);
+    CHECK(mi.units() == 20);
+    for (std::int64_t epoch = 0; epoch < 3; ++epoch) {
+        std::multiset<std::int64_t> seen;
+        for (std::int64_t b = 0; b < 4; ++b) {
+            const auto batch = mi.make_batch(epoch, b, 5);
+            CHECK(batch.dims == shape{10, 1, 4, 4});
+            for (std::int64_t k = 0; k < 5; ++k) {
+                const auto first = identify(batch.pixels.data() + k * 16), second = identify(batch.pixels.data() + (k + 5) * 16);
+                CHECK(first == batch.samples[std::size_t(k)]);
+                CHECK(second == batch.samples[std::size_t(k + 5)]);
+                CHECK(batch.groups[std::size_t(k)] == batch.groups[std::size_t(k + 5)]);
+                CHECK(d.patients[std::size_t(first)] == batch.groups[std::size_t(k)]);
+                CHECK(d.patients[std::size_t(second)] == batch.groups[std::size_t(k)]);
+                const bool single = batch.groups[std::size_t(k)] < 10;
+                CHECK((single ? first == second : first != second));
+                seen.insert(batch.groups[std::size_t(k)]);
+            }
+        }
+        CHECK(seen.size() == 20);
+        CHECK(std::set<std::int64_t>(seen.begin(), seen.end()).size() == 20);
+    }
+    CHECK_THROWS_AS(mi.make_batch(0, 4, 5), value_error);
+}
+
+TEST_CASE("pairs + loader: batches depend on the seed only, not on the number of worker threads") {
+    const auto d = constant_images(64, 4);
+    contrastive::augmented_views views(d, augment_config::simclr(8), 3, 21);
+    auto run = [&](int workers) {
+        prefetch_loader<contrastive::view_batch> loader([&](std::int64_t b) { return views.make_batch(1, b, 8); }, 8,
+                                                        workers, 3);
+        std::vector<float> all;
+        std::vector<std::int64_t> groups;
+        while (auto batch = loader.next()) {
+            all.insert(all.end(), batch->pixels.begin(), batch->pixels.end());
+            groups.insert(groups.end(), batch->groups.begin(), batch->groups.end());
+        }
+        return std::pair{all, groups};
+    };
+    const auto one = run(1), three = run(3);
+    CHECK(one.first.size() == std::size_t(64 * 2 * 3 * 8 * 8));
+    CHECK(one == three);
+    contrastive::augmented_views other(d, augment_config::simclr(8), 3, 22);
+    CHECK(other.make_batch(1, 0, 8).pixels != views.make_batch(1, 0, 8).pixels);
+}
+
+TEST_CASE("loader: an error while making a batch reaches the consumer at that batch") {
+    prefetch_loader<int> loader(
+        [](std::int64_t b) {
+            if (b == 2) throw data_error("record 2 is corrupt");
+            return int(b);
+        },
+        4, 2, 2);
+    CHECK(*loader.next() == 0);
+    CHECK(*loader.next() == 1);
+    CHECK_THROWS_WITH_AS(loader.next(), "record 2 is corrupt", data_error);
+    CHECK(*loader.next() == 3);
+    CHECK_FALSE(loader.next().has_value());
+}
