@@ -29,6 +29,7 @@ public:
     std::vector<int> labels;            ///< multiclass: class index per sample
     std::vector<float> targets;         ///< multilabel: num_classes values per sample
     std::vector<std::string> names;     ///< per sample: file name or "record i", for messages
+    std::vector<std::string> splits;    ///< per sample split name from the source (CSV split column), or empty
     bool simulated_patients = false;    ///< patient ids come from simulate_bags()
     /// Decodes sample i (thread-safe; called from loader threads).
     std::function<image(std::int64_t)> decode;
@@ -60,6 +61,7 @@ public:
             check<value_error>(i >= 0 && i < size(), "dataset ", source, ": subset index ", i, " is out of range");
             d.patients.push_back(patients[std::size_t(i)]);
             d.names.push_back(names[std::size_t(i)]);
+            if (!splits.empty()) d.splits.push_back(splits[std::size_t(i)]);
             if (task == task_kind::multiclass)
                 d.labels.push_back(labels[std::size_t(i)]);
             else

@@ -1,0 +1,85 @@
+#pragma once
+// DICOM decoding with DCMTK (Debian's libdcmtk-dev): MONOCHROME1 and MONOCHROME2, 8 to 16
+// bits, rescale slope/intercept (modality LUT), and a VOI window - given by the caller,
+// else the file's first window, else the image's min-max range - mapped to [0, 1] with
+// 16-bit precision. MONOCHROME1 (bright = low values) is inverted so that bright is 1 in
+// every output. Compressed transfer syntaxes that DCMTK's registered codecs handle (JPEG
+// baseline/lossless, JPEG-LS) are decoded too.
+#include <dcmtk/dcmdata/dcfilefo.h>
+#include <dcmtk/dcmdata/dcdeftag.h>
+#include <dcmtk/dcmimgle/dcmimage.h>
+#include <dcmtk/dcmjpeg/djdecode.h>
+#include <dcmtk/dcmjpls/djdecode.h>
+
+#include <filesystem>
+#include <mutex>
+#include <optional>
+#include <string>
+
+#include "micle/data/image.hpp"
+
+namespace micle::data {
+
+struct dicom_options {
+    std::optional<double> window_center, window_width;  ///< both or neither, in rescaled units
+};
+
+namespace dicom_detail {
+inline void register_codecs() {
+    static std::once_flag once;
+    std::call_once(once, [] {
+        DJDecoderRegistration::registerCodecs();
+        DJLSDecoderRegistration::registerCodecs();
+    });
+}
+}  // namespace dicom_detail
+
+inline image decode_dicom(const std::filesystem::path& path, const dicom_options& opt = {}) {
+    dicom_detail::register_codecs();
+    const std::string name = path.string();
+    DcmFileFormat file;
+    const OFCondition st = file.loadFile(path.c_str());
+    if (st.bad()) throw data_error(micle::detail::cat(name, ": not a readable DICOM file (", st.text(), ")"));
+    DcmDataset* ds = file.getDataset();
+    OFString photometric;
+    if (ds->findAndGetOFString(DCM_PhotometricInterpretation, photometric).bad())
+        throw data_error(micle::detail::cat(name, ": DICOM without PhotometricInterpretation"));
+    if (photometric != "MONOCHROME1" && photometric != "MONOCHROME2")
+        throw data_error(micle::detail::cat(name, ": photometric interpretation ", photometric.c_str(),
+                                            " is not supported (MONOCHROME1/2 only)"));
+    Uint16 stored = 0;
+    ds->findAndGetUint16(DCM_BitsStored, stored);
+    DicomImage img(&file, ds->getOriginalXfer(), CIF_MayDetachPixelData);
+    if (img.getStatus() != EIS_Normal)
+        throw data_error(micle::detail::cat(name, ": cannot decode the pixel data (", DicomImage::getString(img.getStatus()), ")"));
+    if (!img.isMonochrome()) throw data_error(micle::detail::cat(name, ": not a monochrome image"));
+    check<value_error>(opt.window_center.has_value() == opt.window_width.has_value(),
+                       "decode_dicom: give both window centre and width, or neither");
+    bool windowed = false;
+    if (opt.window_center) {
+        check<value_error>(*opt.window_width >= 1, "decode_dicom: window width must be >= 1, got ", *opt.window_width);
+        windowed = img.setWindow(*opt.window_center, *opt.window_width) != 0;
+    } else if (img.getWindowCount() > 0) {
+        windowed = img.setWindow(0) != 0;
+    }
+    if (!windowed) img.setMinMaxWindow();
+    // DCMTK renders presentation values: MONOCHROME1 comes out inverted to "bright = high".
+    const auto width = static_cast<std::int64_t>(img.getWidth()), height = static_cast<std::int64_t>(img.getHeight());
+    const auto* px = static_cast<const Uint16*>(img.getOutputData(16));
+    if (!px) throw data_error(micle::detail::cat(name, ": rendering the pixel data failed"));
+    image out(1, height, width, stored > 0 ? int(stored) : 16);
+    for (std::int64_t i = 0; i < width * height; ++i) out.pixels[std::size_t(i)] = float(px[i]) * (1.0f / 65535.0f);
+    return out;
+}
+
+/// The PatientID of a DICOM file (empty when absent).
+inline std::string dicom_patient_id(const std::filesystem::path& path) {
+    DcmFileFormat file;
+    if (file.loadFile(path.c_str(), EXS_Unknown, EGL_noChange, 4096).bad())
+        throw data_error(micle::detail::cat(path.string(), ": not a readable DICOM file"));
+    OFString id;
+    file.getDataset()->findAndGetOFString(DCM_PatientID, id);
+    return id.c_str();
+}
+
+}  // namespace micle::data

@@ -1,0 +1,265 @@
+#pragma once
+// NumPy .npz files (a zip archive of .npy arrays, stored or deflate-compressed), as the
+// MedMNIST datasets ship: train_images, train_labels, val_images, ... . The zip directory
+// is parsed here; deflate streams are inflated by zlib; .npy headers are parsed strictly.
+#include <zlib.h>
+
+#include <cstdint>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "micle/data/dataset.hpp"
+
+namespace micle::data {
+
+/// A .npy array: shape and raw little-endian bytes of dtype `descr` ('|u1', '<i8', '<f4', ...).
+struct npy_array {
+    std::string descr;
+    std::vector<std::int64_t> shape;
+    std::vector<std::uint8_t> bytes;
+
+    std::int64_t numel() const {
+        std::int64_t n = 1;
+        for (auto d : shape) n *= d;
+        return n;
+    }
+    /// Element i as a 64-bit integer (u1, i1, u2, i2, i4, u4, i8, u8, b1).
+    std::int64_t integer(std::int64_t i) const {
+        const auto at = bytes.data();
+        if (descr == "|u1" || descr == "|b1") return at[i];
+        if (descr == "|i1") return std::int8_t(at[i]);
+        std::int64_t v = 0;
+        if (descr == "<i8" || descr == "<u8") std::memcpy(&v, at + 8 * i, 8);
+        else if (descr == "<i4") { std::int32_t x; std::memcpy(&x, at + 4 * i, 4); v = x; }
+        else if (descr == "<u4") { std::uint32_t x; std::memcpy(&x, at + 4 * i, 4); v = x; }
+        else if (descr == "<i2") { std::int16_t x; std::memcpy(&x, at + 2 * i, 2); v = x; }
+        else if (descr == "<u2") { std::uint16_t x; std::memcpy(&x, at + 2 * i, 2); v = x; }
+        return v;
+    }
+};
+
+namespace npz_detail {
+inline std::size_t item_size(const std::string& descr) {
+    static const std::map<std::string, std::size_t> sizes{{"|u1", 1}, {"|i1", 1}, {"|b1", 1}, {"<u2", 2}, {"<i2", 2},
+                                                          {"<u4", 4}, {"<i4", 4}, {"<f4", 4}, {"<u8", 8}, {"<i8", 8},
+                                                          {"<f8", 8}};
+    const auto it = sizes.find(descr);
+    return it == sizes.end() ? 0 : it->second;
+}
+
+template <class... Parts>
+[[noreturn]] void fail(const std::string& where, Parts&&... parts) {
+    throw data_error(micle::detail::cat(where, ": ", std::forward<Parts>(parts)...));
+}
+
+/// Parses a .npy file held in memory. `where` names file and member for errors.
+inline npy_array parse_npy(const std::vector<std::uint8_t>& buf, const std::string& where) {
+    if (buf.size() < 10 || std::memcmp(buf.data(), "\x93NUMPY", 6) != 0) fail(where, "not a .npy array (bad magic)");
+    const int major = buf[6];
+    std::size_t header_len = 0, offset = 0;
+    if (major == 1) {
+        header_len = std::size_t(buf[8]) | (std::size_t(buf[9]) << 8);
+        offset = 10;
+    } else if (major == 2 || major == 3) {
+        if (buf.size() < 12) fail(where, "truncated .npy header");
+        header_len = std::size_t(buf[8]) | (std::size_t(buf[9]) << 8) | (std::size_t(buf[10]) << 16) | (std::size_t(buf[11]) << 24);
+        offset = 12;
+    } else {
+        fail(where, ".npy version ", major, " is not supported");
+    }
+    if (offset + header_len > buf.size()) fail(where, "truncated .npy header");
+    const std::string h(reinterpret_cast<const char*>(buf.data() + offset), header_len);
+    auto value_of = [&](const std::string& key) {
+        const auto k = h.find("'" + key + "'");
+        if (k == std::string::npos) fail(where, ".npy header has no '", key, "': ", h);
+        const auto colon = h.find(':', k);
+        if (colon == std::string::npos) fail(where, "malformed .npy header: ", h);
+        return colon + 1;
+    };
+    npy_array a;
+    {
+        auto p = h.find('\'', value_of("descr"));
+        const auto q = p == std::string::npos ? p : h.find('\'', p + 1);
+        if (q == std::string::npos) fail(where, "malformed descr in .npy header: ", h);
+        a.descr = h.substr(p + 1, q - p - 1);
+        if (a.descr.size() == 3 && a.descr[0] == '=') a.descr[0] = '<';
+        if (item_size(a.descr) == 0) fail(where, "unsupported dtype '", a.descr, "'");
+    }
+    {
+        const auto p = value_of("fortran_order");
+        if (h.compare(h.find_first_not_of(' ', p), 5, "False") != 0) fail(where, "Fortran-ordered arrays are not supported");
+    }
+    {
+        const auto p = h.find('(', value_of("shape"));
+        const auto q = p == std::string::npos ? p : h.find(')', p);
+        if (q == std::string::npos) fail(where, "malformed shape in .npy header: ", h);
+        std::string dims = h.substr(p + 1, q - p - 1);
+        std::size_t pos = 0;
+        while (pos < dims.size()) {
+            while (pos < dims.size() && (dims[pos] == ' ' || dims[pos] == ',')) ++pos;
+            if (pos >= dims.size()) break;
+            std::size_t used = 0;
+            long long d = 0;
+            try {
+                d = std::stoll(dims.substr(pos), &used);
+            } catch (const std::exception&) {
+                fail(where, "malformed shape '(", dims, ")'");
+            }
+            if (d < 0 || d > (1ll << 40)) fail(where, "implausible dimension ", d);
+            a.shape.push_back(d);
+            pos += used;
+            while (pos < dims.size() && dims[pos] == 'L') ++pos;
+        }
+    }
+    const auto body = offset + header_len;
+    const auto need = std::uint64_t(a.numel()) * item_size(a.descr);
+    if (buf.size() - body != need)
+        fail(where, "array data is ", buf.size() - body, " bytes but shape and dtype '", a.descr, "' need ", need);
+    a.bytes.assign(buf.begin() + std::ptrdiff_t(body), buf.end());
+    return a;
+}
+
+inline std::uint32_t u32(const std::uint8_t* p) { return p[0] | (p[1] << 8) | (p[2] << 16) | (std::uint32_t(p[3]) << 24); }
+inline std::uint16_t u16(const std::uint8_t* p) { return std::uint16_t(p[0] | (p[1] << 8)); }
+}  // namespace npz_detail
+
+/// Reads every array of an .npz archive (member names without ".npy").
+inline std::map<std::string, npy_array> read_npz(const std::filesystem::path& path) {
+    using namespace npz_detail;
+    const std::string where = path.string();
+    std::ifstream in(path, std::ios::binary);
+    if (!in) fail(where, "cannot open");
+    const std::vector<std::uint8_t> zip((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    // End of central directory: the last "PK\5\6" within the final 64 KiB + 22 bytes.
+    if (zip.size() < 22) fail(where, "not a zip archive (", zip.size(), " bytes)");
+    std::size_t eocd = std::string::npos;
+    for (std::size_t i = zip.size() - 22 + 1; i-- > (zip.size() > 65557 ? zip.size() - 65557 : 0);)
+        if (u32(zip.data() + i) == 0x06054b50u) {
+            eocd = i;
+            break;
+        }
+    if (eocd == std::string::npos) fail(where, "not a zip archive (no end-of-central-directory record; truncated?)");
+    const std::size_t entries = u16(zip.data() + eocd + 10);
+    std::size_t cd = u32(zip.data() + eocd + 16);
+    std::map<std::string, npy_array> out;
+    for (std::size_t e = 0; e < entries; ++e) {
+        if (cd + 46 > zip.size() || u32(zip.data() + cd) != 0x02014b50u) fail(where, "corrupt zip central directory entry ", e);
+        const std::uint16_t method = u16(zip.data() + cd + 10);
+        const std::uint32_t crc = u32(zip.data() + cd + 16);
+        std::uint64_t csize = u32(zip.data() + cd + 20), usize = u32(zip.data() + cd + 24);
+        const std::size_t name_len = u16(zip.data() + cd + 28), extra_len = u16(zip.data() + cd + 30),
+                          comment_len = u16(zip.data() + cd + 32);
+        std::uint64_t local = u32(zip.data() + cd + 42);
+        if (cd + 46 + name_len + extra_len > zip.size()) fail(where, "corrupt zip central directory entry ", e);
+        std::string name(reinterpret_cast<const char*>(zip.data() + cd + 46), name_len);
+        // ZIP64 sizes (numpy writes them for large members)
+        for (std::size_t x = cd + 46 + name_len; x + 4 <= cd + 46 + name_len + extra_len;) {
+            const std::uint16_t id = u16(zip.data() + x), len = u16(zip.data() + x + 2);
+            if (id == 0x0001) {
+                std::size_t f = x + 4;
+                auto take = [&](std::uint64_t& v) {
+                    if (v == 0xffffffffu && f + 8 <= x + 4 + len) {
+                        std::memcpy(&v, zip.data() + f, 8);
+                        f += 8;
+                    }
+                };
+                take(usize);
+                take(csize);
+                take(local);
+            }
+            x += 4 + len;
+        }
+        cd += 46 + name_len + extra_len + comment_len;
+        const std::string member = where + ":" + name;
+        if (local + 30 > zip.size() || u32(zip.data() + local) != 0x04034b50u) fail(member, "corrupt local zip header");
+        const std::uint64_t data = local + 30 + u16(zip.data() + local + 26) + u16(zip.data() + local + 28);
+        if (data + csize > zip.size()) fail(member, "compressed data runs past the end of the file (truncated?)");
+        if (usize > (std::uint64_t(1) << 36)) fail(member, "implausible size ", usize);
+        std::vector<std::uint8_t> raw(static_cast<std::size_t>(usize));
+        if (method == 0) {
+            if (csize != usize) fail(member, "stored member with different sizes");
+            std::memcpy(raw.data(), zip.data() + data, raw.size());
+        } else if (method == 8) {
+            z_stream z{};
+            if (inflateInit2(&z, -MAX_WBITS) != Z_OK) fail(member, "zlib inflateInit2 failed");
+            z.next_in = const_cast<Bytef*>(zip.data() + data);
+            z.avail_in = static_cast<uInt>(csize);
+            z.next_out = raw.data();
+            z.avail_out = static_cast<uInt>(raw.size());
+            const int rc = inflate(&z, Z_FINISH);
+            const auto produced = z.total_out;
+            inflateEnd(&z);
+            if (rc != Z_STREAM_END || produced != usize)
+                fail(member, "deflate data is corrupt (zlib: ", rc == Z_STREAM_END ? "short output" : (z.msg ? z.msg : "error"), ")");
+        } else {
+            fail(member, "zip compression method ", method, " is not supported (only stored and deflate)");
+        }
+        if (crc32(0L, raw.data(), static_cast<uInt>(raw.size())) != crc) fail(member, "CRC mismatch (corrupt file)");
+        if (name.size() > 4 && name.compare(name.size() - 4, 4, ".npy") == 0) name.resize(name.size() - 4);
+        out.emplace(name, parse_npy(raw, member));
+    }
+    return out;
+}
+
+/// A MedMNIST-layout split: `<split>_images` uint8 [N, H, W] or [N, H, W, 3] and
+/// `<split>_labels` [N, 1] (multiclass) or [N, K] with 0/1 values (multilabel, K > 1).
+inline dataset read_medmnist(const std::filesystem::path& path, const std::string& split) {
+    const auto arrays = read_npz(path);
+    const std::string where = path.string();
+    auto get = [&](const std::string& key) -> const npy_array& {
+        const auto it = arrays.find(key);
+        if (it == arrays.end()) npz_detail::fail(where, "no array '", key, "' (expected MedMNIST's <split>_images/_labels)");
+        return it->second;
+    };
+    const auto& img = get(split + "_images");
+    const auto& lab = get(split + "_labels");
+    const std::string iw = where + ":" + split + "_images", lw = where + ":" + split + "_labels";
+    if (img.descr != "|u1") npz_detail::fail(iw, "images must be uint8, got dtype '", img.descr, "'");
+    if (!(img.shape.size() == 3 || (img.shape.size() == 4 && (img.shape[3] == 3 || img.shape[3] == 1))))
+        npz_detail::fail(iw, "images must be N x H x W or N x H x W x 3, got ", img.shape.size(), " dimensions");
+    const auto n = img.shape[0];
+    if (lab.shape.empty() || lab.shape[0] != n || lab.shape.size() > 2)
+        npz_detail::fail(lw, "labels must be N x 1 or N x K with N = ", n);
+    if (npz_detail::item_size(lab.descr) == 0 || lab.descr == "<f4" || lab.descr == "<f8")
+        npz_detail::fail(lw, "labels must be integers, got dtype '", lab.descr, "'");
+    const std::int64_t k = lab.shape.size() == 2 ? lab.shape[1] : 1;
+    dataset d;
+    d.source = where;
+    d.task = k > 1 ? task_kind::multilabel : task_kind::multiclass;
+    int max_label = 0;
+    for (std::int64_t i = 0; i < n; ++i) {
+        d.patients.push_back(i);
+        d.names.push_back(split + " record " + std::to_string(i));
+        if (k == 1) {
+            const auto v = lab.integer(i);
+            if (v < 0 || v > 100000) npz_detail::fail(lw, "record ", i, " has label ", v);
+            d.labels.push_back(int(v));
+            max_label = std::max(max_label, int(v));
+        } else {
+            for (std::int64_t j = 0; j < k; ++j) {
+                const auto v = lab.integer(i * k + j);
+                if (v != 0 && v != 1) npz_detail::fail(lw, "record ", i, " label ", j, " is ", v, " (multi-label values are 0/1)");
+                d.targets.push_back(float(v));
+            }
+        }
+    }
+    // Classes are counted over every split in the file, so a split that lacks the last
+    // class still has the same number of outputs.
+    if (k == 1)
+        for (const auto& [key, other] : arrays)
+            if (key.size() > 7 && key.compare(key.size() - 7, 7, "_labels") == 0 && other.shape.size() <= 2 &&
+                npz_detail::item_size(other.descr) != 0 && other.descr != "<f4" && other.descr != "<f8")
+                for (std::int64_t i = 0; i < other.numel(); ++i)
+                    max_label = std::max(max_label, int(std::min<std::int64_t>(other.integer(i), 100000)));
+    d.num_classes = k > 1 ? k : max_label + 1;
+    const std::int64_t channels = img.shape.size() == 4 ? img.shape[3] : 1;
+    d.decode = uint8_decoder(std::make_shared<const std::vector<std::uint8_t>>(img.bytes), img.shape[1], img.shape[2], channels);
+    d.validate();
+    return d;
+}
+
+}  // namespace micle::data

@@ -1,0 +1,220 @@
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+
+#include "data/writers.hpp"
+#include "micle/data/csv.hpp"
+#include "micle/data/npz.hpp"
+#include "testing.hpp"
+
+using namespace micle;
+using namespace micle::data;
+namespace fs = std::filesystem;
+
+namespace {
+struct scratch {
+    fs::path dir;
+    scratch() {
+        static int n = 0;
+        dir = fs::temp_directory_path() / ("micle-formats-" + std::to_string(::getpid()) + "-" + std::to_string(n++));
+        fs::create_directories(dir);
+    }
+    ~scratch() { fs::remove_all(dir); }
+};
+void truncate_file(const fs::path& p, std::size_t keep) {
+    auto bytes = read_file(p);
+    bytes.resize(std::min(keep, bytes.size()));
+    std::ofstream(p, std::ios::binary).write(reinterpret_cast<const char*>(bytes.data()), std::streamsize(bytes.size()));
+}
+}  // namespace
+
+TEST_CASE("PNG: 8- and 16-bit, gray and RGB, keep their values; broken files name the file") {
+    scratch s;
+    std::vector<std::uint16_t> g8{0, 17, 255, 128, 64, 3}, g16{0, 1, 4095, 65535, 30000, 12345};
+    std::vector<std::uint16_t> rgb(3 * 6);
+    for (std::size_t i = 0; i < rgb.size(); ++i) rgb[i] = std::uint16_t((i * 37) % 256);
+    testing::write_png(s.dir / "g8.png", 3, 2, 1, 8, g8);
+    testing::write_png(s.dir / "g16.png", 3, 2, 1, 16, g16);
+    testing::write_png(s.dir / "rgb.png", 3, 2, 3, 8, rgb);
+    const auto a = decode_image_file(s.dir / "g8.png");
+    CHECK(a.channels == 1);
+    CHECK(a.bits == 8);
+    for (std::size_t i = 0; i < 6; ++i) CHECK(a.pixels[i] == doctest::Approx(g8[i] / 255.0));
+    const auto b = decode_image_file(s.dir / "g16.png");
+    CHECK(b.bits == 16);
+    for (std::size_t i = 0; i < 6; ++i) CHECK(b.pixels[i] * 65535.0f == doctest::Approx(double(g16[i])));  // exact 16-bit
+    const auto c = decode_image_file(s.dir / "rgb.png");
+    CHECK(c.channels == 3);
+    for (std::int64_t ch = 0; ch < 3; ++ch)
+        for (std::int64_t i = 0; i < 6; ++i) CHECK(c.channel(ch)[i] == doctest::Approx(rgb[std::size_t(i * 3 + ch)] / 255.0));
+    truncate_file(s.dir / "g16.png", 60);
+    CHECK_THROWS_WITH_AS(decode_image_file(s.dir / "g16.png"), doctest::Contains("g16.png: corrupt PNG"), data_error);
+    std::ofstream(s.dir / "fake.png") << "not a png at all";
+    CHECK_THROWS_WITH_AS(decode_image_file(s.dir / "fake.png"), doctest::Contains("fake.png: not a PNG file"), data_error);
+    CHECK_THROWS_WITH_AS(decode_image_file(s.dir / "missing.png"), doctest::Contains("cannot open"), data_error);
+}
+
+TEST_CASE("JPEG: gray and RGB decode close to what was written; truncated files are errors, not gray padding") {
+    scratch s;
+    std::vector<std::uint8_t> gray(32 * 24), rgb(32 * 24 * 3);
+    for (std::size_t i = 0; i < gray.size(); ++i) gray[i] = std::uint8_t(40 + (i % 32) * 4);
+    for (std::size_t i = 0; i < rgb.size(); ++i) rgb[i] = std::uint8_t(i % 3 == 0 ? 200 : (i % 3 == 1 ? 60 : 100));
+    testing::write_jpeg(s.dir / "g.jpg", 32, 24, 1, gray);
+    testing::write_jpeg(s.dir / "c.jpeg", 32, 24, 3, rgb);
+    const auto g = decode_image_file(s.dir / "g.jpg");
+    CHECK(g.channels == 1);
+    CHECK(g.height == 24);
+    CHECK(g.width == 32);
+    double err = 0;
+    for (std::size_t i = 0; i < gray.size(); ++i) err = std::max(err, std::abs(g.pixels[i] * 255.0 - gray[i]));
+    CHECK(err < 6);  // lossy at quality 95
+    const auto c = decode_image_file(s.dir / "c.jpeg");
+    CHECK(c.channels == 3);
+    CHECK(c.at(0, 5, 5) * 255 == doctest::Approx(200).epsilon(0.03));
+    CHECK(c.at(1, 5, 5) * 255 == doctest::Approx(60).epsilon(0.08));
+    truncate_file(s.dir / "g.jpg", read_file(s.dir / "g.jpg").size() / 2);
+    CHECK_THROWS_WITH_AS(decode_image_file(s.dir / "g.jpg"), doctest::Contains("g.jpg: corrupt JPEG"), data_error);
+}
+
+TEST_CASE("DICOM (written with DCMTK): rescale, file and user windows, MONOCHROME1 inverted, 12-bit depth kept") {
+    scratch s;
+    // 12-bit ramp 0..4000
+    std::vector<std::uint16_t> px{0, 500, 1000, 1500, 2000, 2500, 3000, 3500, 4000, 4095, 100, 200};
+    testing::dicom_spec spec;
+    testing::write_dicom(s.dir / "minmax.dcm", spec, px);
+    const auto a = decode_dicom(s.dir / "minmax.dcm");
+    CHECK(a.bits == 12);
+    CHECK(a.height == 3);
+    CHECK(a.width == 4);
+    CHECK(a.pixels[0] == doctest::Approx(0.0));      // min-max window: 0 -> 0
+    CHECK(a.pixels[9] == doctest::Approx(1.0));      // 4095 -> 1
+    CHECK(a.pixels[4] == doctest::Approx(2000.0 / 4095).epsilon(0.01));
+    CHECK(dicom_patient_id(s.dir / "minmax.dcm") == "P001");
+
+    // MONOCHROME1: low stored values are bright
+    spec.photometric = "MONOCHROME1";
+    testing::write_dicom(s.dir / "m1.dcm", spec, px);
+    const auto m1 = decode_dicom(s.dir / "m1.dcm");
+    CHECK(m1.pixels[0] == doctest::Approx(1.0));
+    CHECK(m1.pixels[9] == doctest::Approx(0.0));
+
+    // Rescale to Hounsfield-like units (slope 1, intercept -1024) and a file window of
+    // centre 40, width 400 (-160..240 HU): stored 864 (-160 HU) -> 0, 1264 (240 HU) -> 1.
+    testing::dicom_spec ct;
+    ct.photometric = "MONOCHROME2";
+    ct.intercept = -1024;
+    ct.window_center = 40;
+    ct.window_width = 400;
+    std::vector<std::uint16_t> hu{0, 864, 1064, 1264, 2000, 1024, 1164, 964, 0, 0, 0, 0};
+    testing::write_dicom(s.dir / "ct.dcm", ct, hu);
+    const auto w = decode_dicom(s.dir / "ct.dcm");
+    CHECK(w.pixels[0] == doctest::Approx(0.0));
+    CHECK(w.pixels[1] == doctest::Approx(0.0).epsilon(0.01));
+    CHECK(w.pixels[2] == doctest::Approx(0.5).epsilon(0.01));
+    CHECK(w.pixels[3] == doctest::Approx(1.0).epsilon(0.01));
+    CHECK(w.pixels[4] == doctest::Approx(1.0));
+    // A user window overrides the file's: centre 0, width 2000 (-1000..1000 HU): 0 HU -> 0.5
+    const auto u = decode_dicom(s.dir / "ct.dcm", {0.0, 2000.0});
+    CHECK(u.pixels[5] == doctest::Approx(0.5).epsilon(0.01));
+
+    truncate_file(s.dir / "ct.dcm", 300);
+    CHECK_THROWS_WITH_AS(decode_dicom(s.dir / "ct.dcm"), doctest::Contains("ct.dcm"), data_error);
+    std::ofstream(s.dir / "junk.dcm") << "junk";
+    CHECK_THROWS_WITH_AS(decode_dicom(s.dir / "junk.dcm"), doctest::Contains("junk.dcm: not a readable DICOM file"), data_error);
+}
+
+TEST_CASE("CSV manifests: multi-class with names and splits, multi-label, and line-numbered errors") {
+    scratch s;
+    fs::create_directories(s.dir / "img");
+    for (int i = 0; i < 4; ++i) testing::write_png(s.dir / "img" / (std::to_string(i) + ".png"), 2, 2, 1, 8, std::vector<std::uint16_t>(4, std::uint16_t(i * 50)));
+    {
+        std::ofstream m(s.dir / "mc.csv");
+        m << "path,patient_id,label,split\n"
+          << "img/0.png,P1,pneumonia,train\n"
+          << "img/1.png,P1,pneumonia,train\n"
+          << "\n"
+          << "\"img/2.png\", P2 ,normal,test\n"
+          << "img/3.png,P3,\"effusion, left\",val\n";
+    }
+    const auto mc = read_csv_manifest(s.dir / "mc.csv");
+    CHECK(mc.size() == 4);
+    CHECK(mc.task == task_kind::multiclass);
+    CHECK(mc.class_names == std::vector<std::string>{"effusion, left", "normal", "pneumonia"});
+    CHECK(mc.labels == std::vector<int>{2, 2, 1, 0});
+    CHECK(mc.patients[0] == mc.patients[1]);
+    CHECK(mc.patients[1] != mc.patients[2]);
+    CHECK(mc.splits == std::vector<std::string>{"train", "train", "test", "val"});
+    CHECK(mc.load(2).pixels[0] == doctest::Approx(100 / 255.0));
+    {
+        std::ofstream m(s.dir / "ml.csv");
+        m << "image,patient,atelectasis,effusion,mass\n"
+          << "img/0.png,A,1,0,1\n"
+          << "img/1.png,B,0,0,0\n";
+    }
+    const auto ml = read_csv_manifest(s.dir / "ml.csv");
+    CHECK(ml.task == task_kind::multilabel);
+    CHECK(ml.num_classes == 3);
+    CHECK(ml.targets == std::vector<float>{1, 0, 1, 0, 0, 0});
+    CHECK(ml.class_names == std::vector<std::string>{"atelectasis", "effusion", "mass"});
+
+    auto bad = [&](const std::string& body) {
+        std::ofstream(s.dir / "bad.csv") << body;
+        return s.dir / "bad.csv";
+    };
+    CHECK_THROWS_WITH_AS(read_csv_manifest(bad("path,patient_id,label\nimg/0.png,P1\n")),
+                         doctest::Contains("bad.csv:2: 2 fields, the header has 3"), data_error);
+    CHECK_THROWS_WITH_AS(read_csv_manifest(bad("path,patient_id,label\nimg/0.png,P1,a\nimg/9.png,P2,b\n")),
+                         doctest::Contains("bad.csv:3: image"), data_error);
+    CHECK_THROWS_WITH_AS(read_csv_manifest(bad("path,label,split\nimg/0.png,a,training\n")),
+                         doctest::Contains("bad.csv:2: split 'training' is not train, val or test"), data_error);
+    CHECK_THROWS_WITH_AS(read_csv_manifest(bad("path,x,y\nimg/0.png,1,2\n")),
+                         doctest::Contains("bad.csv:2: label column 'y' has '2' (0 or 1 expected)"), data_error);
+    CHECK_THROWS_WITH_AS(read_csv_manifest(bad("path,label\nimg/0.png,\"open\n")),
+                         doctest::Contains("bad.csv:2: unterminated quoted field"), data_error);
+    CHECK_THROWS_WITH_AS(read_csv_manifest(bad("patient,label\nP,1\n")), doctest::Contains("bad.csv:1: no path column"),
+                         data_error);
+    CHECK_THROWS_WITH_AS(read_csv_manifest(s.dir / "none.csv"), doctest::Contains("cannot open manifest"), data_error);
+}
+
+TEST_CASE("MedMNIST .npz written by NumPy: stored and compressed, gray, RGB and multi-label; bad arrays") {
+    scratch s;
+    const std::string script = R"PY(
+import numpy as np, sys
+d = sys.argv[1]
+r = np.random.default_rng(0)
+np.savez_compressed(d + '/gray.npz', train_images=r.integers(0, 256, (5, 28, 28), dtype=np.uint8),
+    train_labels=np.array([[0], [3], [1], [3], [2]], dtype=np.uint8),
+    test_images=np.zeros((2, 28, 28), np.uint8), test_labels=np.array([[4], [0]], dtype=np.uint8))
+np.savez(d + '/rgb.npz', val_images=np.full((3, 8, 8, 3), 255, np.uint8), val_labels=np.array([[1], [0], [1]], np.int64))
+np.savez(d + '/ml.npz', test_images=np.zeros((2, 4, 4), np.uint8), test_labels=np.array([[1, 0, 1], [0, 0, 1]], np.uint8))
+np.savez(d + '/float.npz', train_images=np.zeros((2, 4, 4), np.float32), train_labels=np.zeros((2, 1), np.uint8))
+np.savez(d + '/short.npz', train_images=np.zeros((2, 4, 4), np.uint8), train_labels=np.zeros((3, 1), np.uint8))
+)PY";
+    std::ofstream(s.dir / "make.py") << script;
+    const std::string cmd = std::string(MICLE_TEST_PYTHON) + " " + (s.dir / "make.py").string() + " " + s.dir.string();
+    REQUIRE_MESSAGE(std::system(cmd.c_str()) == 0, "NumPy (python3-numpy) is needed to write the .npz fixtures: " << cmd);
+
+    const auto tr = read_medmnist(s.dir / "gray.npz", "train");
+    CHECK(tr.size() == 5);
+    CHECK(tr.labels == std::vector<int>{0, 3, 1, 3, 2});
+    CHECK(tr.num_classes == 5);  // the test split's label 4 counts
+    const auto raw = read_npz(s.dir / "gray.npz").at("train_images");
+    CHECK(tr.load(1).pixels[7] == doctest::Approx(raw.bytes[28 * 28 + 7] / 255.0));
+    const auto rgb = read_medmnist(s.dir / "rgb.npz", "val");
+    CHECK(rgb.load(0).channels == 3);
+    CHECK(rgb.load(2).pixels.back() == 1.0f);
+    const auto ml = read_medmnist(s.dir / "ml.npz", "test");
+    CHECK(ml.task == task_kind::multilabel);
+    CHECK(ml.targets == std::vector<float>{1, 0, 1, 0, 0, 1});
+    CHECK_THROWS_WITH_AS(read_medmnist(s.dir / "float.npz", "train"),
+                         doctest::Contains("float.npz:train_images: images must be uint8, got dtype '<f4'"), data_error);
+    CHECK_THROWS_WITH_AS(read_medmnist(s.dir / "short.npz", "train"),
+                         doctest::Contains("short.npz:train_labels: labels must be N x 1 or N x K with N = 2"), data_error);
+    CHECK_THROWS_WITH_AS(read_medmnist(s.dir / "gray.npz", "val"), doctest::Contains("no array 'val_images'"), data_error);
+    truncate_file(s.dir / "gray.npz", 3000);
+    CHECK_THROWS_AS(read_medmnist(s.dir / "gray.npz", "train"), data_error);
+    auto bytes = read_file(s.dir / "rgb.npz");
+    bytes[200] ^= 0xff;  // inside the first member's data: the CRC catches it
+    std::ofstream(s.dir / "flip.npz", std::ios::binary).write(reinterpret_cast<const char*>(bytes.data()), std::streamsize(bytes.size()));
+    CHECK_THROWS_WITH_AS(read_npz(s.dir / "flip.npz"), doctest::Contains("CRC mismatch"), data_error);
+}
