@@ -77,11 +77,10 @@ inline image decode_image_file(const std::filesystem::path& path, const dicom_op
     throw data_error(micle::detail::cat(path.string(), ": unknown image type '", ext, "' (PNG, JPEG or DICOM expected)"));
 }
 
-inline dataset read_csv_manifest(const std::filesystem::path& manifest, const dicom_options& dicom = {}) {
-    std::ifstream in(manifest);
-    if (!in) throw data_error(micle::detail::cat("cannot open manifest ", manifest));
-    const std::string file = manifest.string();
-    const auto base = manifest.parent_path();
+/// Parses a manifest from a stream; image paths are relative to `base`, `file` names the
+/// manifest in errors. Every listed image must exist.
+inline dataset parse_csv_manifest(std::istream& in, const std::filesystem::path& base, const std::string& file,
+                                  const dicom_options& dicom = {}) {
     std::string line;
     std::size_t line_no = 0;
     std::vector<std::string> header;
@@ -126,7 +125,7 @@ inline dataset read_csv_manifest(const std::filesystem::path& manifest, const di
         if (!std::filesystem::exists(p)) throw data_error(micle::detail::cat(where, ": image ", p, " does not exist"));
         paths->push_back(p);
         d.names.push_back(where + " (" + p.string() + ")");
-        const std::string patient = patient_col >= 0 ? f[std::size_t(patient_col)] : "#" + std::to_string(line_no);
+        const std::string patient = patient_col >= 0 ? f[std::size_t(patient_col)] : micle::detail::cat("#", line_no);
         if (patient.empty()) throw data_error(micle::detail::cat(where, ": empty patient id"));
         d.patients.push_back(patient_ids.emplace(patient, std::int64_t(patient_ids.size())).first->second);
         if (split_col >= 0) {
@@ -175,6 +174,12 @@ inline dataset read_csv_manifest(const std::filesystem::path& manifest, const di
     d.decode = [paths, dicom](std::int64_t i) { return decode_image_file((*paths)[std::size_t(i)], dicom); };
     d.validate();
     return d;
+}
+
+inline dataset read_csv_manifest(const std::filesystem::path& manifest, const dicom_options& dicom = {}) {
+    std::ifstream in(manifest);
+    if (!in) throw data_error(micle::detail::cat("cannot open manifest ", manifest));
+    return parse_csv_manifest(in, manifest.parent_path(), manifest.string(), dicom);
 }
 
 }  // namespace micle::data

@@ -127,13 +127,10 @@ inline std::uint32_t u32(const std::uint8_t* p) { return p[0] | (p[1] << 8) | (p
 inline std::uint16_t u16(const std::uint8_t* p) { return std::uint16_t(p[0] | (p[1] << 8)); }
 }  // namespace npz_detail
 
-/// Reads every array of an .npz archive (member names without ".npy").
-inline std::map<std::string, npy_array> read_npz(const std::filesystem::path& path) {
+/// Reads every array of an .npz archive held in memory (member names without ".npy");
+/// `where` names it in errors.
+inline std::map<std::string, npy_array> parse_npz(const std::vector<std::uint8_t>& zip, const std::string& where) {
     using namespace npz_detail;
-    const std::string where = path.string();
-    std::ifstream in(path, std::ios::binary);
-    if (!in) fail(where, "cannot open");
-    const std::vector<std::uint8_t> zip((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
     // End of central directory: the last "PK\5\6" within the final 64 KiB + 22 bytes.
     if (zip.size() < 22) fail(where, "not a zip archive (", zip.size(), " bytes)");
     std::size_t eocd = std::string::npos;
@@ -203,6 +200,14 @@ inline std::map<std::string, npy_array> read_npz(const std::filesystem::path& pa
         out.emplace(name, parse_npy(raw, member));
     }
     return out;
+}
+
+/// Reads every array of an .npz file.
+inline std::map<std::string, npy_array> read_npz(const std::filesystem::path& path) {
+    std::ifstream in(path, std::ios::binary);
+    if (!in) npz_detail::fail(path.string(), "cannot open");
+    const std::vector<std::uint8_t> zip((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    return parse_npz(zip, path.string());
 }
 
 /// A MedMNIST-layout split: `<split>_images` uint8 [N, H, W] or [N, H, W, 3] and

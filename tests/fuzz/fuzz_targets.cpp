@@ -1,0 +1,87 @@
+// libFuzzer entry points for every parser of untrusted input. Each target feeds the bytes
+// to one reader; a micle error (std::exception) is the expected answer to bad input, and
+// anything else - a crash, a sanitizer report, a hang - is a bug.
+//
+// Built twice: with clang -fsanitize=fuzzer,address,undefined as fuzz_<format> (cmake
+// -DMICLE_BUILD_FUZZERS=ON -DCMAKE_CXX_COMPILER=clang++; MICLE_FUZZ_FORMAT picks the
+// target), and with a plain main() (replay.cpp) as micle_fuzz_replay, which ctest runs
+// over tests/fuzz/corpus/<format>/ in every build, the sanitizer build included.
+#include <cstdint>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <string>
+#include <unistd.h>
+
+#include "micle/data/csv.hpp"
+#include "micle/data/decode.hpp"
+#include "micle/data/dicom.hpp"
+#include "micle/data/npz.hpp"
+#include "micle/train/safetensors.hpp"
+
+
+namespace {
+std::filesystem::path scratch_file(const char* ext) {
+    return std::filesystem::temp_directory_path() / ("micle-fuzz-" + std::to_string(::getpid()) + ext);
+}
+void write_bytes(const std::filesystem::path& p, const std::uint8_t* data, std::size_t size) {
+    std::ofstream(p, std::ios::binary).write(reinterpret_cast<const char*>(data), std::streamsize(size));
+}
+}  // namespace
+
+/// Feeds one input to the reader of `format` (png, jpeg, dicom, npz, csv, safetensors).
+int micle_fuzz_one(const std::string& format, const std::uint8_t* data, std::size_t size) {
+    using namespace micle;
+    try {
+        if (format == "png") {
+            data::decode_png(data, size, "fuzz.png");
+        } else if (format == "jpeg") {
+            data::decode_jpeg(data, size, "fuzz.jpg");
+        } else if (format == "npz") {
+            data::parse_npz(std::vector<std::uint8_t>(data, data + size), "fuzz.npz");
+        } else if (format == "csv") {
+            std::istringstream in(std::string(reinterpret_cast<const char*>(data), size));
+            data::parse_csv_manifest(in, "/nonexistent-micle-fuzz", "fuzz.csv");
+        } else if (format == "dicom") {
+            const auto p = scratch_file(".dcm");
+            write_bytes(p, data, size);
+            try {
+                data::decode_dicom(p);
+            } catch (...) {
+                std::filesystem::remove(p);
+                throw;
+            }
+            std::filesystem::remove(p);
+        } else if (format == "safetensors") {
+            const auto p = scratch_file(".safetensors");
+            write_bytes(p, data, size);
+            try {
+                safetensors::reader r(p);
+                for (const auto& n : r.names()) {
+                    if (r.at(n).type == safetensors::dtype::i64 || r.at(n).type == safetensors::dtype::i32 ||
+                        r.at(n).type == safetensors::dtype::u8)
+                        r.integers(n);
+                    else
+                        r.floats(n);
+                }
+            } catch (...) {
+                std::filesystem::remove(p);
+                throw;
+            }
+            std::filesystem::remove(p);
+        } else {
+            std::fprintf(stderr, "micle_fuzz_one: unknown format %s\n", format.c_str());
+            return -1;
+        }
+    } catch (const std::exception&) {
+        // a clear error is the right answer to bad input
+    }
+    return 0;
+}
+
+#ifdef MICLE_FUZZ_FORMAT
+extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
+    return micle_fuzz_one(MICLE_FUZZ_FORMAT, data, size);
+}
+#endif

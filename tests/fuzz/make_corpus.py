@@ -1,0 +1,77 @@
+#!/usr/bin/python3
+"""Regenerates tests/fuzz/corpus: a few valid files per format and many broken variants
+(truncations, flipped bytes, wrong headers). The DICOM seeds are files written by DCMTK
+(tests/data/writers.hpp), passed as arguments. Deterministic (seeded).
+Usage: make_corpus.py OUT_DIR SEED1.dcm [SEED2.dcm ...]"""
+import io
+import json
+import os
+import random
+import struct
+import sys
+import zipfile
+
+import numpy as np
+from PIL import Image
+
+out = sys.argv[1]
+rng = random.Random(1)
+
+
+def variants(name, data, d):
+    os.makedirs(d, exist_ok=True)
+    with open(os.path.join(d, name), "wb") as f:
+        f.write(data)
+    cuts = sorted({0, 1, 7, 8, 16, 33, len(data) // 3, len(data) // 2, len(data) - 1})
+    for c in cuts:
+        if c < len(data):
+            with open(os.path.join(d, f"{name}.cut{c}"), "wb") as f:
+                f.write(data[:c])
+    for k in range(6):
+        b = bytearray(data)
+        for _ in range(1 + k):
+            i = rng.randrange(len(b))
+            b[i] ^= 1 << rng.randrange(8)
+        with open(os.path.join(d, f"{name}.flip{k}"), "wb") as f:
+            f.write(bytes(b))
+
+
+img = np.arange(12 * 10, dtype=np.uint8).reshape(12, 10)
+for mode, arr, ext in [("L", img, "gray8"), ("RGB", np.stack([img] * 3, -1), "rgb8")]:
+    buf = io.BytesIO()
+    Image.fromarray(arr, mode).save(buf, "PNG")
+    variants(f"{ext}.png", buf.getvalue(), os.path.join(out, "png"))
+    buf = io.BytesIO()
+    Image.fromarray(arr, mode).save(buf, "JPEG", quality=90)
+    variants(f"{ext}.jpg", buf.getvalue(), os.path.join(out, "jpeg"))
+buf = io.BytesIO()
+Image.fromarray((img.astype(np.uint16) * 500), "I;16").save(buf, "PNG")
+variants("gray16.png", buf.getvalue(), os.path.join(out, "png"))
+
+buf = io.BytesIO()
+np.savez_compressed(buf, train_images=np.zeros((2, 4, 4), np.uint8), train_labels=np.array([[1], [0]], np.uint8))
+variants("medmnist.npz", buf.getvalue(), os.path.join(out, "npz"))
+buf = io.BytesIO()
+np.savez(buf, test_images=np.ones((1, 3, 3, 3), np.uint8), test_labels=np.array([[1, 0]], np.int64))
+variants("stored.npz", buf.getvalue(), os.path.join(out, "npz"))
+
+for i, text in enumerate([
+    "path,patient_id,label,split\na.png,P1,x,train\n",
+    "path,label\n\"unterminated,1\n",
+    "image,patient,a,b\nx.png,P,1,0\ny.png,P,0,2\n",
+    "\n\n",
+    "path,label\n,1\n",
+    "path,\"la\"\"bel\",split\nq.png,1,val\n",
+]):
+    variants(f"manifest{i}.csv", text.encode(), os.path.join(out, "csv"))
+
+header = json.dumps({"w": {"dtype": "F32", "shape": [2, 2], "data_offsets": [0, 16]},
+                     "n": {"dtype": "I64", "shape": [], "data_offsets": [16, 24]},
+                     "__metadata__": {"arch": "resnet18"}}).encode()
+st = struct.pack("<Q", len(header)) + header + struct.pack("<4f", 1, 2, 3, 4) + struct.pack("<q", 7)
+variants("weights.safetensors", st, os.path.join(out, "safetensors"))
+variants("overlap.safetensors", st.replace(b"[16, 24]", b"[8, 16]"), os.path.join(out, "safetensors"))
+
+for k, seed in enumerate(sys.argv[2:]):
+    with open(seed, "rb") as f:
+        variants(f"seed{k}.dcm", f.read(), os.path.join(out, "dicom"))
