@@ -17,6 +17,7 @@
 #include "micle/data/csv.hpp"
 #include "micle/data/decode.hpp"
 #include "micle/data/dicom.hpp"
+#include "micle/data/idx.hpp"
 #include "micle/data/npz.hpp"
 #include "micle/train/safetensors.hpp"
 
@@ -30,7 +31,7 @@ void write_bytes(const std::filesystem::path& p, const std::uint8_t* data, std::
 }
 }  // namespace
 
-/// Feeds one input to the reader of `format` (png, jpeg, dicom, npz, csv, safetensors).
+/// Feeds one input to the reader of `format` (png, jpeg, dicom, npz, csv, idx, safetensors).
 int micle_fuzz_one(const std::string& format, const std::uint8_t* data, std::size_t size) {
     using namespace micle;
     try {
@@ -48,6 +49,16 @@ int micle_fuzz_one(const std::string& format, const std::uint8_t* data, std::siz
             write_bytes(p, data, size);
             try {
                 data::decode_dicom(p);
+            } catch (...) {
+                std::filesystem::remove(p);
+                throw;
+            }
+            std::filesystem::remove(p);
+        } else if (format == "idx") {
+            const auto p = scratch_file(".idx");
+            write_bytes(p, data, size);
+            try {
+                data::read_idx(p);
             } catch (...) {
                 std::filesystem::remove(p);
                 throw;

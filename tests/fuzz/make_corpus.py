@@ -72,6 +72,15 @@ st = struct.pack("<Q", len(header)) + header + struct.pack("<4f", 1, 2, 3, 4) + 
 variants("weights.safetensors", st, os.path.join(out, "safetensors"))
 variants("overlap.safetensors", st.replace(b"[16, 24]", b"[8, 16]"), os.path.join(out, "safetensors"))
 
+labels = bytes([0, 0, 8, 1, 0, 0, 0, 4, 3, 1, 4, 1])
+images = bytes([0, 0, 8, 3, 0, 0, 0, 2, 0, 0, 0, 2, 0, 0, 0, 2]) + bytes(range(8))
+variants("labels.idx", labels, os.path.join(out, "idx"))
+variants("images.idx", images, os.path.join(out, "idx"))
+variants("huge-header.idx", bytes([0, 0, 8, 3, 0, 0, 255, 255, 0, 0, 255, 255, 0, 0, 0, 9]) + bytes(20), os.path.join(out, "idx"))
+with open(os.path.join(out, "idx", "images.idx.gz"), "wb") as f:
+    import gzip
+    f.write(gzip.compress(images, mtime=0))
+
 for k, seed in enumerate(sys.argv[2:]):
     with open(seed, "rb") as f:
         variants(f"seed{k}.dcm", f.read(), os.path.join(out, "dicom"))

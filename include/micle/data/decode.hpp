@@ -32,6 +32,7 @@ struct png_reader_state {
     const std::uint8_t* data;
     std::size_t size, pos;
     char message[256];
+    png_bytep* rows;  // here, not a local: locals changed after setjmp are indeterminate after longjmp
 };
 
 inline void png_read_fn(png_structp png, png_bytep out, png_size_t n) {
@@ -63,9 +64,10 @@ inline bool png_decode_raw(png_reader_state& s, raw_image& out) {
         png_destroy_read_struct(&png, nullptr, nullptr);
         return std::snprintf(s.message, sizeof s.message, "out of memory"), false;
     }
-    png_bytep* rows = nullptr;
+    s.rows = nullptr;
     if (setjmp(png_jmpbuf(png))) {
-        std::free(rows);
+        std::free(s.rows);
+        s.rows = nullptr;
         png_destroy_read_struct(&png, &info, nullptr);
         return false;
     }
@@ -86,12 +88,13 @@ inline bool png_decode_raw(png_reader_state& s, raw_image& out) {
     out.bits = png_get_bit_depth(png, info);
     const std::size_t stride = png_get_rowbytes(png, info);
     out.bytes.resize(stride * out.height);
-    rows = static_cast<png_bytep*>(std::malloc(sizeof(png_bytep) * out.height));
-    if (!rows) png_error(png, "out of memory");
-    for (std::uint32_t y = 0; y < out.height; ++y) rows[y] = out.bytes.data() + y * stride;
-    png_read_image(png, rows);
+    s.rows = static_cast<png_bytep*>(std::malloc(sizeof(png_bytep) * out.height));
+    if (!s.rows) png_error(png, "out of memory");
+    for (std::uint32_t y = 0; y < out.height; ++y) s.rows[y] = out.bytes.data() + y * stride;
+    png_read_image(png, s.rows);
     png_read_end(png, nullptr);
-    std::free(rows);
+    std::free(s.rows);
+    s.rows = nullptr;
     png_destroy_read_struct(&png, &info, nullptr);
     return true;
 }
@@ -173,7 +176,7 @@ inline image to_planar(const raw_image& r) {
 /// Decodes a PNG held in memory; `name` is used in error messages.
 inline image decode_png(const std::uint8_t* data, std::size_t size, const std::string& name) {
     if (size < 8 || png_sig_cmp(data, 0, 8) != 0) throw data_error(micle::detail::cat(name, ": not a PNG file"));
-    decode_detail::png_reader_state s{data, size, 0, {}};
+    decode_detail::png_reader_state s{data, size, 0, {}, nullptr};
     decode_detail::raw_image raw;
     if (!decode_detail::png_decode_raw(s, raw)) throw data_error(micle::detail::cat(name, ": corrupt PNG: ", s.message));
     if (raw.channels != 1 && raw.channels != 3)

@@ -4,6 +4,7 @@
 // DD big-endian 32-bit sizes, then the data.
 #include <zlib.h>
 
+#include <algorithm>
 #include <array>
 #include <cstdint>
 #include <filesystem>
@@ -57,8 +58,15 @@ inline idx_array read_idx(const std::filesystem::path& path) {
         total *= v;
         if (total > (std::uint64_t(1) << 34)) throw data_error(micle::detail::cat("idx file ", path, ": implausible size"));
     }
-    out.data.resize(static_cast<std::size_t>(total));
-    read(out.data.data(), out.data.size(), "the data");
+    // Read in chunks, so that a header that promises more than the file holds fails at the
+    // end of the file instead of allocating what it promised.
+    constexpr std::size_t chunk = std::size_t(16) << 20;
+    for (std::uint64_t done = 0; done < total;) {
+        const auto n = static_cast<std::size_t>(std::min<std::uint64_t>(chunk, total - done));
+        out.data.resize(static_cast<std::size_t>(done) + n);
+        read(out.data.data() + done, n, "the data");
+        done += n;
+    }
     return out;
 }
 

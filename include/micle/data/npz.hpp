@@ -175,10 +175,14 @@ inline std::map<std::string, npy_array> parse_npz(const std::vector<std::uint8_t
         if (local + 30 > zip.size() || u32(zip.data() + local) != 0x04034b50u) fail(member, "corrupt local zip header");
         const std::uint64_t data = local + 30 + u16(zip.data() + local + 26) + u16(zip.data() + local + 28);
         if (data + csize > zip.size()) fail(member, "compressed data runs past the end of the file (truncated?)");
+        // Sizes are checked against what the data can hold before anything is allocated:
+        // deflate expands at most 1032:1.
+        if (method == 0 && csize != usize) fail(member, "stored member with different sizes");
+        if (method == 8 && usize > csize * 1032 + 1024)
+            fail(member, "uncompressed size ", usize, " is impossible for ", csize, " deflate bytes");
         if (usize > (std::uint64_t(1) << 36)) fail(member, "implausible size ", usize);
         std::vector<std::uint8_t> raw(static_cast<std::size_t>(usize));
         if (method == 0) {
-            if (csize != usize) fail(member, "stored member with different sizes");
             std::memcpy(raw.data(), zip.data() + data, raw.size());
         } else if (method == 8) {
             z_stream z{};
