@@ -1,6 +1,7 @@
 #pragma once
 // Patient-level splits, the leakage check, and simulated patient bags.
 #include <algorithm>
+#include <cmath>
 #include <map>
 #include <numeric>
 #include <set>
@@ -68,6 +69,29 @@ inline split_indices patient_split(const dataset& d, const split_fractions& f, s
         }
     }
     for (auto* v : {&out.train, &out.val, &out.test}) std::sort(v->begin(), v->end());
+    return out;
+}
+
+/// The labelled subset of a label-efficiency experiment: a fraction of the *patients* of
+/// each label stratum (at least one patient per stratum), all their images, seeded.
+/// Returns sorted sample indices.
+inline std::vector<std::int64_t> label_fraction(const dataset& d, double fraction, std::uint64_t seed) {
+    check<value_error>(fraction > 0 && fraction <= 1, "label_fraction: fraction must be in (0, 1], got ", fraction);
+    std::map<std::int64_t, std::vector<std::int64_t>> by_patient;
+    for (std::int64_t i = 0; i < d.size(); ++i) by_patient[d.patients[std::size_t(i)]].push_back(i);
+    std::map<int, std::vector<std::int64_t>> strata;
+    for (const auto& [p, samples] : by_patient) strata[detail::patient_stratum(d, samples)].push_back(p);
+    std::vector<std::int64_t> out;
+    for (auto& [stratum, pats] : strata) {
+        rng gen(derive_seed(seed, {0x6672616374ull, std::uint64_t(stratum + 1)}));
+        std::shuffle(pats.begin(), pats.end(), gen);
+        const auto take = std::max<std::size_t>(1, std::size_t(std::llround(fraction * double(pats.size()))));
+        for (std::size_t k = 0; k < std::min(take, pats.size()); ++k) {
+            const auto& s = by_patient[pats[k]];
+            out.insert(out.end(), s.begin(), s.end());
+        }
+    }
+    std::sort(out.begin(), out.end());
     return out;
 }
 

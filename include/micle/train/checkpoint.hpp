@@ -6,7 +6,11 @@
 #include <string>
 #include <vector>
 
+#include <cstdio>
+#include <fstream>
+
 #include "micle/nn/parameter.hpp"
+#include "micle/optim/optimizer.hpp"
 #include "micle/train/safetensors.hpp"
 
 namespace micle::train {
@@ -111,6 +115,84 @@ load_report load_weights(const std::filesystem::path& path, context<B>& ctx, nn:
     for (auto& t : todo) t.target->assign(ctx, t.values);
     for (auto& [c, v] : counters) c->value = v;
     return report;
+}
+
+}  // namespace micle::train
+
+namespace micle::train {
+
+/// A training run's checkpoint directory: `<dir>/ckpt-NNNNNN/` holds `model.safetensors`
+/// (weights, torchvision names) and `state.safetensors` (optimizer buffers, step, epoch,
+/// anything in `meta`); `<dir>/latest` names the newest complete one. A checkpoint is
+/// written completely, then `latest` is replaced atomically (temporary file, fsync,
+/// rename), then older checkpoints are removed - a run killed at any moment leaves
+/// `latest` pointing at a complete checkpoint.
+struct optimizer_states {
+    std::string prefix;                 ///< e.g. "optim." or "head_optim."
+    std::vector<optim::state_entry> entries;
+};
+
+inline std::filesystem::path latest_checkpoint(const std::filesystem::path& dir) {
+    std::ifstream in(dir / "latest");
+    std::string name;
+    if (!in || !std::getline(in, name) || name.empty())
+        throw safetensors::io_error(micle::detail::cat("no checkpoint in ", dir, " (", dir / "latest", " is missing)"));
+    const auto p = dir / name;
+    if (!std::filesystem::exists(p / "model.safetensors") || !std::filesystem::exists(p / "state.safetensors"))
+        throw safetensors::io_error(micle::detail::cat("checkpoint ", p, " named by ", dir / "latest", " is incomplete"));
+    return p;
+}
+
+template <class B>
+std::filesystem::path save_checkpoint(const std::filesystem::path& dir, std::int64_t index, context<B>& ctx,
+                                      const nn::state_list<B>& model, const std::vector<optimizer_states>& optimizers,
+                                      const std::map<std::string, std::string>& meta) {
+    namespace fs = std::filesystem;
+    char name[32];
+    std::snprintf(name, sizeof name, "ckpt-%06lld", static_cast<long long>(index));
+    const fs::path ck = dir / name;
+    fs::create_directories(ck);
+    save_weights(ck / "model.safetensors", ctx, model, meta);
+    safetensors::writer w;
+    for (const auto& o : optimizers)
+        for (const auto& e : o.entries)
+            w.add_f32(o.prefix + e.name, shape{static_cast<std::int64_t>(e.values->size())}, *e.values);
+    for (const auto& [k, v] : meta) w.set_metadata(k, v);
+    w.write(ck / "state.safetensors");
+    // Point `latest` at it atomically.
+    const fs::path tmp = dir / ".latest.tmp";
+    {
+        std::ofstream out(tmp, std::ios::trunc);
+        out << name << "\n";
+        out.flush();
+        if (!out) throw safetensors::io_error(micle::detail::cat("cannot write ", tmp));
+    }
+    if (const int fd = ::open(tmp.c_str(), O_RDONLY | O_CLOEXEC); fd >= 0) {
+        ::fsync(fd);
+        ::close(fd);
+    }
+    fs::rename(tmp, dir / "latest");
+    for (const auto& e : fs::directory_iterator(dir))
+        if (e.is_directory() && e.path().filename().string().rfind("ckpt-", 0) == 0 && e.path().filename() != name)
+            fs::remove_all(e.path());
+    return ck;
+}
+
+/// Restores model and optimizer buffers from `ckpt` (a ckpt-NNNNNN directory); returns
+/// the metadata saved with it.
+template <class B>
+std::map<std::string, std::string> load_checkpoint(const std::filesystem::path& ckpt, context<B>& ctx,
+                                                   nn::state_list<B>& model, const std::vector<optimizer_states>& optimizers) {
+    load_weights(ckpt / "model.safetensors", ctx, model);
+    const safetensors::reader r(ckpt / "state.safetensors");
+    for (const auto& o : optimizers)
+        for (const auto& e : o.entries) {
+            const auto v = r.floats(o.prefix + e.name);
+            if (v.size() != e.values->size())
+                r.fail("optimizer buffer '", o.prefix + e.name, "' has ", v.size(), " values, the model needs ", e.values->size());
+            *e.values = v;
+        }
+    return r.metadata();
 }
 
 }  // namespace micle::train

@@ -1,0 +1,226 @@
+#pragma once
+// Shared pieces of the `micle` trainer: option parsing, the DATA SPEC, run directories,
+// logging and the progress line. Uses only micle's public headers.
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <numeric>
+#include <optional>
+#include <set>
+#include <string>
+#include <vector>
+
+#include <micle/micle.hpp>
+
+#include "micle/data/csv.hpp"
+#include "micle/data/fashion_mnist.hpp"
+#include "micle/data/npz.hpp"
+#include "micle/data/split.hpp"
+#include "micle/models/resnet.hpp"
+#include "micle/train/checkpoint.hpp"
+
+namespace micle::cli {
+
+namespace fs = std::filesystem;
+using backend = micle::default_backend;
+
+/// A user mistake on the command line: printed with the subcommand's usage, exit code 2.
+class usage_error : public error {
+public:
+    using error::error;
+};
+
+/// --key value options and --flag switches, checked against what a subcommand accepts.
+class options {
+public:
+    options(int argc, char** argv, int first, const std::set<std::string>& valued, const std::set<std::string>& flags) {
+        for (int i = first; i < argc; ++i) {
+            std::string a = argv[i];
+            if (a == "--help" || a == "-h") {
+                help_ = true;
+                continue;
+            }
+            if (a.rfind("--", 0) != 0) throw usage_error("unexpected argument '" + a + "'");
+            a = a.substr(2);
+            if (flags.count(a)) {
+                values_[a] = "1";
+            } else if (valued.count(a)) {
+                if (i + 1 >= argc) throw usage_error("--" + a + " needs a value");
+                values_[a] = argv[++i];
+            } else {
+                throw usage_error("unknown option --" + a);
+            }
+        }
+    }
+    bool help() const { return help_; }
+    bool has(const std::string& k) const { return values_.count(k) != 0; }
+    std::string str(const std::string& k, const std::string& fallback = "") const {
+        const auto it = values_.find(k);
+        return it == values_.end() ? fallback : it->second;
+    }
+    std::string required(const std::string& k) const {
+        if (!has(k)) throw usage_error("--" + k + " is required");
+        return str(k);
+    }
+    long long integer(const std::string& k, long long fallback) const {
+        if (!has(k)) return fallback;
+        try {
+            std::size_t used = 0;
+            const long long v = std::stoll(str(k), &used);
+            if (used != str(k).size()) throw std::invalid_argument("");
+            return v;
+        } catch (const std::exception&) {
+            throw usage_error("--" + k + " expects an integer, got '" + str(k) + "'");
+        }
+    }
+    double number(const std::string& k, double fallback) const {
+        if (!has(k)) return fallback;
+        try {
+            std::size_t used = 0;
+            const double v = std::stod(str(k), &used);
+            if (used != str(k).size()) throw std::invalid_argument("");
+            return v;
+        } catch (const std::exception&) {
+            throw usage_error("--" + k + " expects a number, got '" + str(k) + "'");
+        }
+    }
+
+private:
+    std::map<std::string, std::string> values_;
+    bool help_ = false;
+};
+
+/// The dataset of a DATA SPEC and split: a CSV manifest (its split column, or a seeded
+/// 70/10/20 patient-level split), a MedMNIST .npz (its arrays), an IDX directory
+/// (train/test as stored; "fashion-mnist" names Debian's copy).
+inline data::dataset load_split(const std::string& spec, const std::string& split, std::uint64_t split_seed = 0) {
+    if (split != "train" && split != "val" && split != "test")
+        throw usage_error("--split must be train, val or test, not '" + split + "'");
+    const fs::path p = spec == "fashion-mnist" ? fs::path(data::fashion_mnist_dir) : fs::path(spec);
+    if (fs::is_directory(p)) {
+        if (split == "val")
+            throw usage_error("the IDX dataset " + p.string() + " has train and test splits only (use --split test)");
+        return data::read_idx_dataset(p, split);
+    }
+    const std::string ext = p.extension().string();
+    if (ext == ".npz") return data::read_medmnist(p, split);
+    if (ext == ".csv") {
+        const auto all = data::read_csv_manifest(p);
+        std::vector<std::int64_t> idx;
+        if (!all.splits.empty()) {
+            for (std::int64_t i = 0; i < all.size(); ++i)
+                if (all.splits[std::size_t(i)] == split) idx.push_back(i);
+        } else {
+            const auto parts = data::patient_split(all, {0.7, 0.1, 0.2}, split_seed);
+            idx = split == "train" ? parts.train : (split == "val" ? parts.val : parts.test);
+        }
+        if (idx.empty()) throw data::data_error("manifest " + p.string() + " has no " + split + " images");
+        return all.subset(idx);
+    }
+    throw usage_error("--data " + spec + ": expected a .csv manifest, a .npz file or an IDX directory");
+}
+
+/// Appends JSON lines to <dir>/metrics.jsonl.
+class jsonl {
+public:
+    explicit jsonl(const fs::path& file) : out_(file, std::ios::app) {
+        if (!out_) throw data::data_error("cannot write " + file.string());
+    }
+    void write(const std::string& line) {
+        out_ << line << '\n';
+        out_.flush();
+    }
+
+private:
+    std::ofstream out_;
+};
+
+/// A progress line on a terminal (rewritten in place), plain log lines otherwise.
+class progress {
+public:
+    progress() : tty_(::isatty(STDERR_FILENO) != 0), start_(std::chrono::steady_clock::now()) {}
+    void update(std::int64_t epoch, std::int64_t epochs, std::int64_t step, std::int64_t steps, double loss, double lr,
+                double images_per_s, std::int64_t done, std::int64_t total) {
+        const double elapsed = seconds();
+        const double eta = done > 0 ? elapsed * double(total - done) / double(done) : 0.0;
+        if (tty_) {
+            std::fprintf(stderr, "\r\033[Kepoch %lld/%lld  step %lld/%lld  loss %.4f  lr %.4g  %.0f img/s  ETA %.0fs",
+                         (long long)epoch + 1, (long long)epochs, (long long)step + 1, (long long)steps, loss, lr,
+                         images_per_s, eta);
+        } else if (step + 1 == steps || (step % 20) == 0) {
+            std::fprintf(stderr, "epoch %lld/%lld step %lld/%lld loss %.4f lr %.4g %.0f img/s ETA %.0fs\n", (long long)epoch + 1,
+                         (long long)epochs, (long long)step + 1, (long long)steps, loss, lr, images_per_s, eta);
+        }
+    }
+    void end_line() {
+        if (tty_) std::fprintf(stderr, "\n");
+    }
+    double seconds() const { return std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count(); }
+
+private:
+    bool tty_;
+    std::chrono::steady_clock::time_point start_;
+};
+
+/// The backbone options shared by the subcommands, as saved in checkpoint metadata.
+inline models::resnet_config backbone_from(const options& o, const std::map<std::string, std::string>& meta = {}) {
+    auto pick = [&](const std::string& key, const std::string& fallback) {
+        if (o.has(key)) return o.str(key);
+        const auto it = meta.find(key);
+        return it == meta.end() ? fallback : it->second;
+    };
+    models::resnet_config c;
+    const std::string arch = pick("arch", "resnet18");
+    if (arch.rfind("resnet", 0) != 0) throw usage_error("--arch must be resnet18/34/50/101/152, not '" + arch + "'");
+    try {
+        c.depth = std::stoi(arch.substr(6));
+        c.width = std::stoi(pick("width", "1"));
+        c.base_channels = std::stoll(pick("base-channels", "64"));
+        c.in_channels = std::stoll(pick("channels", "1"));
+    } catch (const std::exception&) {
+        throw usage_error("bad architecture options (arch " + arch + ")");
+    }
+    const std::string stem = pick("stem", "imagenet");
+    if (stem != "imagenet" && stem != "small") throw usage_error("--stem must be imagenet or small, not '" + stem + "'");
+    c.stem = stem == "small" ? models::stem_kind::small : models::stem_kind::imagenet;
+    c.validate();
+    return c;
+}
+
+inline std::map<std::string, std::string> backbone_meta(const models::resnet_config& c, std::int64_t image_size) {
+    return {{"arch", "resnet" + std::to_string(c.depth)},
+            {"width", std::to_string(c.width)},
+            {"base-channels", std::to_string(c.base_channels)},
+            {"channels", std::to_string(c.in_channels)},
+            {"stem", c.stem == models::stem_kind::small ? "small" : "imagenet"},
+            {"image-size", std::to_string(image_size)}};
+}
+
+/// Metadata of a checkpoint given to --init/--model: a run directory (its latest
+/// checkpoint's model) or a .safetensors file.
+inline fs::path model_file(const std::string& spec) {
+    const fs::path p(spec);
+    if (fs::is_directory(p)) return train::latest_checkpoint(p) / "model.safetensors";
+    return p;
+}
+
+inline std::vector<std::int64_t> shuffled_indices(std::int64_t n, std::uint64_t seed) {
+    std::vector<std::int64_t> order(static_cast<std::size_t>(n));
+    std::iota(order.begin(), order.end(), 0);
+    rng gen(derive_seed(seed, {0x737562736574ull}));
+    std::shuffle(order.begin(), order.end(), gen);
+    return order;
+}
+
+inline std::string json_number(double v) {
+    if (std::isnan(v)) return "null";
+    char buf[64];
+    std::snprintf(buf, sizeof buf, "%.6g", v);
+    return buf;
+}
+
+}  // namespace micle::cli

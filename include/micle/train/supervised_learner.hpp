@@ -1,0 +1,147 @@
+#pragma once
+// Supervised fine-tuning: a backbone, a linear classifier head (`fc`), softmax
+// cross-entropy (multi-class) or sigmoid binary cross-entropy (multi-label), and separate
+// optimizers for backbone and head so the head can learn at its own rate. With
+// `freeze_backbone` the backbone runs in inference mode and is not updated (a linear probe
+// on fixed features).
+#include <cmath>
+#include <span>
+#include <vector>
+
+#include "micle/core/concepts.hpp"
+#include "micle/core/ops.hpp"
+#include "micle/heads/projection.hpp"
+#include "micle/nn/parameter.hpp"
+
+namespace micle {
+
+enum class task_type : std::uint8_t { multiclass, multilabel };
+
+template <class BackboneConfig, class OptimizerConfig>
+struct supervised_learner_config {
+    BackboneConfig backbone{};
+    std::int64_t classes = 10;
+    task_type task = task_type::multiclass;
+    OptimizerConfig optimizer{};
+    float head_lr_scale = 1.0f;    ///< head learning rate = lr * head_lr_scale
+    bool freeze_backbone = false;  ///< linear probe
+    std::uint64_t seed = 0;
+};
+
+template <class B, template <class> class BackboneT, template <class> class OptimizerT>
+    requires Backend<B> && Backbone<BackboneT<B>, B> && Optimizer<OptimizerT<B>, B>
+class supervised_learner {
+public:
+    using backbone_type = BackboneT<B>;
+    using optimizer_type = OptimizerT<B>;
+    using config = supervised_learner_config<typename backbone_type::config, typename optimizer_type::config>;
+
+    supervised_learner(context<B>& ctx, const config& cfg)
+        : ctx_(ctx),
+          cfg_(cfg),
+          backbone_(ctx, cfg.backbone, cfg.seed),
+          head_(ctx, heads::linear_config{cfg.classes, "fc"}, backbone_.output_dim(), cfg.seed),
+          backbone_opt_(cfg.optimizer, backbone_.state().params),
+          head_opt_(cfg.optimizer, head_.state().params) {}
+
+    /// One step on images [N, C, H, W]; `labels` (multi-class, N ints) or `targets`
+    /// (multi-label, N*K values in [0, 1]). Returns the loss before the update; a
+    /// non-finite loss throws before anything changes.
+    float step(const tensor<B>& images, std::span<const int> labels, std::span<const float> targets, float lr) {
+        const bool train_backbone = !cfg_.freeze_backbone;
+        const auto& features = backbone_.forward(ctx_, images, train_backbone);
+        const auto& logits = head_.forward(ctx_, features, true);
+        const float loss = loss_and_gradient(logits, labels, targets);
+        const auto& dfeat = head_.backward(ctx_, dlogits_);
+        head_opt_.step(ctx_, lr * cfg_.head_lr_scale);
+        if (train_backbone) {
+            backbone_.backward(ctx_, dfeat);
+            backbone_opt_.step(ctx_, lr);
+        }
+        ++steps_;
+        return loss;
+    }
+
+    /// Backbone features of images in inference mode, for a linear probe that computes
+    /// them once.
+    const tensor<B>& features(const tensor<B>& images) { return backbone_.forward(ctx_, images, false); }
+
+    /// A head-only step on precomputed features [N, F] (linear probe).
+    float step_head(const tensor<B>& features, std::span<const int> labels, std::span<const float> targets, float lr) {
+        const auto& logits = head_.forward(ctx_, features, true);
+        const float loss = loss_and_gradient(logits, labels, targets);
+        head_.backward(ctx_, dlogits_);
+        head_opt_.step(ctx_, lr * cfg_.head_lr_scale);
+        ++steps_;
+        return loss;
+    }
+
+    /// Class probabilities (softmax) or label probabilities (sigmoid), N x K, host memory.
+    std::vector<float> predict(const tensor<B>& images) { return probabilities(features(images)); }
+
+    /// Probabilities from precomputed features.
+    std::vector<float> probabilities(const tensor<B>& features) {
+        const auto logits = head_.forward(ctx_, features, false).to_host(ctx_);
+        const auto k = cfg_.classes;
+        std::vector<float> p(logits.size());
+        for (std::size_t i = 0; i < logits.size(); i += std::size_t(k)) {
+            if (cfg_.task == task_type::multiclass) {
+                float mx = logits[i];
+                for (std::int64_t c = 1; c < k; ++c) mx = std::max(mx, logits[i + std::size_t(c)]);
+                double s = 0;
+                for (std::int64_t c = 0; c < k; ++c) s += std::exp(double(logits[i + std::size_t(c)] - mx));
+                for (std::int64_t c = 0; c < k; ++c)
+                    p[i + std::size_t(c)] = float(std::exp(double(logits[i + std::size_t(c)] - mx)) / s);
+            } else {
+                for (std::int64_t c = 0; c < k; ++c) p[i + std::size_t(c)] = 1.0f / (1.0f + std::exp(-logits[i + std::size_t(c)]));
+            }
+        }
+        return p;
+    }
+
+    backbone_type& backbone() noexcept { return backbone_; }
+    heads::linear<B>& head() noexcept { return head_; }
+    const config& cfg() const noexcept { return cfg_; }
+    std::int64_t steps_done() const noexcept { return steps_; }
+    void set_steps_done(std::int64_t s) noexcept { steps_ = s; }
+    optimizer_type& backbone_optimizer() noexcept { return backbone_opt_; }
+    optimizer_type& head_optimizer() noexcept { return head_opt_; }
+
+    /// Backbone and head (`fc.`) state, named as a torchvision classifier's.
+    nn::state_list<B> state() {
+        auto s = backbone_.state();
+        s.append(head_.state());
+        return s;
+    }
+
+private:
+    float loss_and_gradient(const tensor<B>& logits, std::span<const int> labels, std::span<const float> targets) {
+        float loss;
+        if (cfg_.task == task_type::multiclass) {
+            loss = ce_.forward(ctx_, logits, labels);
+        } else {
+            target_t_ = tensor<B>::from_host(ctx_, logits.shape(), targets);
+            loss = bce_.forward(ctx_, logits, target_t_);
+        }
+        check<value_error>(std::isfinite(loss), "supervised_learner: the loss is ",
+                           std::isnan(loss) ? "NaN" : (loss > 0 ? "+inf" : "-inf"), " at step ", steps_,
+                           "; parameters were not updated");
+        if (cfg_.task == task_type::multiclass)
+            ce_.backward(ctx_, dlogits_);
+        else
+            bce_.backward(ctx_, dlogits_);
+        return loss;
+    }
+
+    context<B>& ctx_;
+    config cfg_;
+    backbone_type backbone_;
+    heads::linear<B> head_;
+    optimizer_type backbone_opt_, head_opt_;
+    ops::softmax_cross_entropy<B> ce_;
+    ops::sigmoid_bce<B> bce_;
+    tensor<B> dlogits_, target_t_;
+    std::int64_t steps_ = 0;
+};
+
+}  // namespace micle
