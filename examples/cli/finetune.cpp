@@ -19,7 +19,10 @@ const char* finetune_usage =
     "  --epochs E (10)  --batch-size N (64)  --lr LR (0.1, scaled by N/256)  --head-lr-scale X (1)\n"
     "  --optimizer sgd|adamw (sgd)  --weight-decay WD (sgd 1e-4, adamw 1e-2)\n"
     "  --image-size S, --arch, --width, --stem, --base-channels, --channels: default to the --init checkpoint's\n"
-    "  --workers W (2)  --seed S (0)  --resume\n";
+    "  --max-samples N        draw the labelled fraction from a seeded random pool of N training images\n"
+    "  --pool-seed S (0)      the seed of that pool (keep it fixed across fractions and methods)\n"
+    "  --workers W (2)  --seed S (0)  --resume\n"
+    "  --stop-after K         stop after epoch K, checkpointed (for time-limited jobs; --resume continues)\n";
 
 namespace {
 
@@ -42,7 +45,13 @@ int run_finetune(const options& o, typename Opt<backend>::config opt_cfg, double
     if (size < 8 || n < 1 || epochs < 1 || workers < 1) throw usage_error("need --image-size >= 8, --batch-size >= 1, --epochs >= 1");
     if (probe && !o.has("init")) throw usage_error("--linear-probe needs --init (a probe of random features is meaningless)");
 
-    const auto full = load_split(o.required("data"), "train");
+    auto full = load_split(o.required("data"), "train");
+    if (o.has("max-samples") && o.integer("max-samples", 0) < full.size()) {
+        auto order = shuffled_indices(full.size(), std::uint64_t(o.integer("pool-seed", 0)));
+        order.resize(std::size_t(std::max<long long>(1, o.integer("max-samples", 0))));
+        std::sort(order.begin(), order.end());
+        full = full.subset(order);
+    }
     const auto chosen = data::label_fraction(full, fraction, seed);
     const auto labelled = full.subset(chosen);
     fs::create_directories(out);
@@ -105,7 +114,8 @@ int run_finetune(const options& o, typename Opt<backend>::config opt_cfg, double
 
     jsonl log(out / "metrics.jsonl");
     progress bar;
-    for (std::int64_t epoch = start_epoch; epoch < epochs; ++epoch) {
+    const std::int64_t stop_after = o.integer("stop-after", epochs);
+    for (std::int64_t epoch = start_epoch; epoch < std::min(epochs, stop_after); ++epoch) {
         const auto order = shuffled(labelled.size(), seed, epoch);
         std::unique_ptr<data::prefetch_loader<labeled_batch>> loader;
         if (!probe)
@@ -178,7 +188,8 @@ int run_finetune(const options& o, typename Opt<backend>::config opt_cfg, double
 int finetune(int argc, char** argv) {
     const options o(argc, argv, 2,
                     {"data", "init", "out", "label-fraction", "epochs", "batch-size", "lr", "head-lr-scale", "optimizer",
-                     "weight-decay", "image-size", "arch", "width", "stem", "base-channels", "channels", "workers", "seed"},
+                     "max-samples", "pool-seed",
+                     "weight-decay", "image-size", "arch", "width", "stem", "base-channels", "channels", "workers", "seed", "stop-after"},
                     {"linear-probe", "resume"});
     if (o.help()) {
         std::printf("%s", finetune_usage);

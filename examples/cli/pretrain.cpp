@@ -28,7 +28,8 @@ const char* pretrain_usage =
     "  --temperature T (0.1)\n"
     "  --init CKPT            start from a checkpoint (micle run dir or torchvision-named .safetensors)\n"
     "  --max-samples N        use a seeded random subset of N training images\n"
-    "  --workers W (2)  --seed S (0)  --resume   continue the run in --out from its latest checkpoint\n";
+    "  --workers W (2)  --seed S (0)  --resume   continue the run in --out from its latest checkpoint\n"
+    "  --stop-after K         stop after epoch K, checkpointed (for time-limited jobs; --resume continues)\n";
 
 namespace {
 
@@ -113,7 +114,8 @@ int run_pretrain(const options& o, typename Opt<backend>::config opt_cfg, float 
     }
     jsonl log(out / "metrics.jsonl");
     progress bar;
-    for (std::int64_t epoch = start_epoch; epoch < epochs; ++epoch) {
+    const std::int64_t stop_after = o.integer("stop-after", epochs);
+    for (std::int64_t epoch = start_epoch; epoch < std::min(epochs, stop_after); ++epoch) {
         data::prefetch_loader<contrastive::view_batch> loader(
             [&](std::int64_t b) { return views ? views->make_batch(epoch, b, n) : bags->make_batch(epoch, b, n); },
             steps_per_epoch, workers, 2 * workers);
@@ -159,7 +161,7 @@ int pretrain(int argc, char** argv) {
     const options o(argc, argv, 2,
                     {"data", "out", "pairs", "simulated-bags", "arch", "width", "stem", "base-channels", "channels",
                      "image-size", "augment", "epochs", "batch-size", "optimizer", "lr", "weight-decay", "warmup-epochs",
-                     "temperature", "init", "max-samples", "workers", "seed"},
+                     "temperature", "init", "max-samples", "workers", "seed", "stop-after"},
                     {"resume"});
     if (o.help()) {
         std::printf("%s", pretrain_usage);

@@ -170,3 +170,49 @@ TEST_CASE("checkpoint: a save that fails part-way (file size limit) keeps the pr
     for ([[maybe_unused]] const auto& e : fs::directory_iterator(dir.path)) ++files;
     CHECK(files == 1);  // no temporary file left behind
 }
+
+TEST_CASE("training checkpoints: 'latest' always names a complete checkpoint, even when a save fails") {
+    temp_dir dir;
+    context<R> ctx;
+    models::resnet<R> a(ctx, tiny(), 1);
+    std::vector<float> moments(7, 0.5f);
+    const std::vector<train::optimizer_states> opt{{"optim.", {{"momentum.x", &moments}}}};
+    train::save_checkpoint(dir.path, 1, ctx, a.state(), opt, {{"epoch", "1"}});
+    CHECK(train::latest_checkpoint(dir.path).filename() == "ckpt-000001");
+
+    // The second save runs out of space part-way: latest still names checkpoint 1.
+    rlimit old{};
+    REQUIRE(::getrlimit(RLIMIT_FSIZE, &old) == 0);
+    const auto old_handler = std::signal(SIGXFSZ, SIG_IGN);
+    rlimit small = old;
+    small.rlim_cur = 4096;
+    REQUIRE(::setrlimit(RLIMIT_FSIZE, &small) == 0);
+    bool failed = false;
+    try {
+        train::save_checkpoint(dir.path, 2, ctx, a.state(), opt, {{"epoch", "2"}});
+    } catch (const safetensors::io_error&) {
+        failed = true;
+    }
+    ::setrlimit(RLIMIT_FSIZE, &old);
+    std::signal(SIGXFSZ, old_handler);
+    CHECK(failed);
+    const auto latest = train::latest_checkpoint(dir.path);
+    CHECK(latest.filename() == "ckpt-000001");
+
+    // It loads, model and optimizer buffers alike.
+    models::resnet<R> b(ctx, tiny(), 2);
+    auto sb = b.state();
+    std::vector<float> restored(7, 0.0f);
+    const auto meta = train::load_checkpoint(latest, ctx, sb, {{"optim.", {{"momentum.x", &restored}}}});
+    CHECK(meta.at("epoch") == "1");
+    CHECK(restored == moments);
+    const auto x = tensor<R>::from_host(ctx, {1, 3, 8, 8}, testing::random_values(192, 9));
+    CHECK(b.forward(ctx, x, false).to_host(ctx) == a.forward(ctx, x, false).to_host(ctx));
+
+    // A later successful save moves latest and removes the older checkpoints.
+    train::save_checkpoint(dir.path, 3, ctx, a.state(), opt, {{"epoch", "3"}});
+    CHECK(train::latest_checkpoint(dir.path).filename() == "ckpt-000003");
+    CHECK_FALSE(fs::exists(dir.path / "ckpt-000001"));
+    CHECK_THROWS_WITH_AS(train::latest_checkpoint(dir.path / "nothing"), doctest::Contains("no checkpoint in"),
+                         safetensors::io_error);
+}
