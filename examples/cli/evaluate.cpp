@@ -1,4 +1,6 @@
 // micle evaluate: the paper's metrics of a fine-tuned model on a split, as a JSON report.
+#include <memory>
+
 #include "batches.hpp"
 #include "micle/data/loader.hpp"
 #include "micle/optim/optimizer.hpp"
@@ -15,7 +17,8 @@ const char* evaluate_usage =
     "  --split train|val|test (test)\n"
     "  --report FILE.json     task, n, accuracy, auc_macro, auc_per_class, confusion_matrix (multi-class);\n"
     "                         with --patient-level also the same after averaging each patient's probabilities\n"
-    "  --patient-level  --batch-size N (128)  --workers W (2)\n";
+    "  --patient-level  --batch-size N (128)  --workers W (2)\n"
+    "Also writes FILE.roc.csv (class,fpr,tpr) for micle plot.\n";
 
 namespace {
 
@@ -86,6 +89,45 @@ int evaluate(int argc, char** argv) {
                                                      mc ? std::span<const float>{} : std::span<const float>(d.targets));
         const auto rp = mc ? metrics::multiclass(a.probs, a.labels, cfg.classes) : metrics::multilabel(a.probs, a.targets, cfg.classes);
         json += ", \"patient_level\": " + report_json(rp, mc);
+    }
+    // ROC curves (one-vs-rest per class, or per label) for plotting: class,fpr,tpr lines.
+    const fs::path roc_path = fs::path(report_path).replace_extension(".roc.csv");
+    {
+        std::ofstream roc(roc_path);
+        roc << "class,fpr,tpr\n";
+        const auto n = d.size();
+        std::vector<float> col(static_cast<std::size_t>(n));
+        std::unique_ptr<bool[]> pos(new bool[std::size_t(std::max<std::int64_t>(n, 1))]);
+        for (std::int64_t c = 0; c < cfg.classes; ++c) {
+            for (std::int64_t i = 0; i < n; ++i) {
+                col[std::size_t(i)] = probs[std::size_t(i * cfg.classes + c)];
+                pos[std::size_t(i)] = mc ? d.labels[std::size_t(i)] == c : d.targets[std::size_t(i * cfg.classes + c)] >= 0.5f;
+            }
+            for (const auto& [fpr, tpr] : metrics::roc_curve(col, std::span<const bool>(pos.get(), std::size_t(n))))
+                roc << c << ',' << fpr << ',' << tpr << '\n';
+        }
+        if (!roc) throw data::data_error("cannot write " + roc_path.string());
+    }
+    json += ", \"roc_csv\": \"" + roc_path.string() + "\"";
+    if (meta.count("class-names")) {
+        json += ", \"class_names\": [";
+        std::string names = meta.at("class-names"), item;
+        std::size_t start = 0;
+        bool first = true;
+        while (start <= names.size()) {
+            const auto tab = names.find('\t', start);
+            item = names.substr(start, tab == std::string::npos ? std::string::npos : tab - start);
+            std::string escaped;
+            for (char ch : item) {
+                if (ch == '"' || ch == '\\') escaped += '\\';
+                escaped += ch;
+            }
+            json += (first ? "\"" : ", \"") + escaped + "\"";
+            first = false;
+            if (tab == std::string::npos) break;
+            start = tab + 1;
+        }
+        json += "]";
     }
     json += "}\n";
     const auto tmp = report_path.string() + ".tmp";

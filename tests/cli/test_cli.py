@@ -94,6 +94,11 @@ def csv_pipeline():
     assert r["task"] == "multiclass" and len(r["auc_per_class"]) == 3 and len(r["confusion_matrix"]) == 3
     assert sum(map(sum, r["confusion_matrix"])) == r["n"]
     assert r["patient_level"]["n"] <= r["n"]
+    assert r["class_names"] == ["effusion", "mass", "normal"], r["class_names"]
+    run("plot", "--report", f"{work}/csv-report.json")
+    run("plot", "--run", f"{work}/p-csv")
+    for svg in [f"{work}/csv-report.roc.svg", f"{work}/p-csv/curves.svg"]:
+        assert "<svg" in open(svg).read(), f"{svg} is not an SVG"
 
 
 def npz_pipeline():

@@ -57,3 +57,15 @@ TEST_CASE("metrics: patient-level aggregation averages each patient's probabilit
     CHECK(a.labels == std::vector<int>{0, 1});  // patient 7: two images of class 0, one of 1
     CHECK_THROWS_AS(metrics::aggregate_by_patient(p, 3, patients, labels, {}), shape_error);
 }
+
+TEST_CASE("metrics: the ROC curve steps through every distinct threshold, ties together") {
+    const std::vector<float> s{0.9f, 0.8f, 0.8f, 0.3f};
+    const bool y[] = {true, false, true, false};
+    const auto c = metrics::roc_curve(s, y);
+    const std::vector<std::pair<double, double>> want{{0, 0}, {0, 0.5}, {0.5, 1.0}, {1.0, 1.0}};
+    CHECK(c == want);
+    // Its trapezoidal area is the AUC.
+    double area = 0;
+    for (std::size_t i = 1; i < c.size(); ++i) area += (c[i].first - c[i - 1].first) * (c[i].second + c[i - 1].second) / 2;
+    CHECK(area == doctest::Approx(metrics::roc_auc(s, y)));
+}

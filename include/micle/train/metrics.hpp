@@ -43,6 +43,27 @@ inline double roc_auc(std::span<const float> scores, std::span<const bool> posit
     return (rank_sum - double(pos) * double(pos + 1) / 2.0) / (double(pos) * double(neg));
 }
 
+/// The ROC curve: (false-positive rate, true-positive rate) at every distinct score used
+/// as a threshold, from (0, 0) to (1, 1). Empty when either class is absent.
+inline std::vector<std::pair<double, double>> roc_curve(std::span<const float> scores, std::span<const bool> positive) {
+    check(scores.size() == positive.size(), "roc_curve: ", scores.size(), " scores for ", positive.size(), " labels");
+    std::vector<std::size_t> order(scores.size());
+    std::iota(order.begin(), order.end(), 0);
+    std::sort(order.begin(), order.end(), [&](std::size_t a, std::size_t b) { return scores[a] > scores[b]; });
+    double pos = 0, neg = 0;
+    for (bool p : positive) (p ? pos : neg) += 1;
+    if (pos == 0 || neg == 0) return {};
+    std::vector<std::pair<double, double>> out{{0.0, 0.0}};
+    double tp = 0, fp = 0;
+    for (std::size_t i = 0; i < order.size();) {
+        std::size_t j = i;
+        while (j < order.size() && scores[order[j]] == scores[order[i]]) (positive[order[j++]] ? tp : fp) += 1;
+        out.emplace_back(fp / neg, tp / pos);
+        i = j;
+    }
+    return out;
+}
+
 /// Mean of the non-NaN values (NaN if all are NaN).
 inline double nan_mean(std::span<const double> v) {
     double s = 0;
