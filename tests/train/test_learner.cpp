@@ -1,10 +1,13 @@
 #include <cmath>
+#include <filesystem>
 #include <limits>
+#include <unistd.h>
 
 #include "micle/contrastive/nt_xent.hpp"
 #include "micle/heads/projection.hpp"
 #include "micle/models/resnet.hpp"
 #include "micle/optim/optimizer.hpp"
+#include "micle/train/checkpoint.hpp"
 #include "micle/train/contrastive_learner.hpp"
 #include "testing.hpp"
 
@@ -99,4 +102,41 @@ TEST_CASE_TEMPLATE("contrastive_learner: a NaN loss stops the step before any up
                          value_error);
     CHECK(state.params[0]->value.to_host(ctx) == before);
     CHECK(learner.steps_done() == 1);
+}
+
+TEST_CASE("contrastive_learner: a run checkpointed and resumed ends bitwise equal to an uninterrupted one (reference)") {
+    using R = reference;
+    namespace fs = std::filesystem;
+    context<R> ctx;
+    using L = simclr_lars<R>;
+    const auto cfg = tiny_config<L>();
+    const std::vector<std::int64_t> groups{0, 1, 2, 3, 0, 1, 2, 3};
+    auto batch = [&](int s) {
+        return tensor<R>::from_host(ctx, {8, 3, 8, 8}, testing::random_values(8 * 3 * 8 * 8, 40 + std::uint64_t(s)));
+    };
+    L straight(ctx, cfg);
+    for (int s = 0; s < 4; ++s) straight.step(batch(s), groups, 0.5f);
+
+    const fs::path dir = fs::temp_directory_path() / ("micle-resume-" + std::to_string(::getpid()));
+    {
+        L first(ctx, cfg);
+        for (int s = 0; s < 2; ++s) first.step(batch(s), groups, 0.5f);
+        train::save_checkpoint(dir, 1, ctx, first.state(), {{"optim.", first.optimizer().state()}},
+                               {{"step", std::to_string(first.steps_done())}});
+    }
+    L resumed(ctx, cfg);
+    auto state = resumed.state();
+    const auto meta = train::load_checkpoint(train::latest_checkpoint(dir), ctx, state,
+                                             {{"optim.", resumed.optimizer().state()}});
+    resumed.set_steps_done(std::stoll(meta.at("step")));
+    for (int s = 2; s < 4; ++s) resumed.step(batch(s), groups, 0.5f);
+    fs::remove_all(dir);
+
+    auto a = straight.state(), b = resumed.state();
+    for (std::size_t i = 0; i < a.params.size(); ++i) {
+        CAPTURE(a.params[i]->name);
+        CHECK(a.params[i]->value.to_host(ctx) == b.params[i]->value.to_host(ctx));
+    }
+    for (std::size_t i = 0; i < a.buffers.size(); ++i) CHECK(a.buffers[i]->value.to_host(ctx) == b.buffers[i]->value.to_host(ctx));
+    CHECK(resumed.steps_done() == 4);
 }
