@@ -124,6 +124,21 @@ inline data::dataset load_split(const std::string& spec, const std::string& spli
     throw usage_error("--data " + spec + ": expected a .csv manifest, a .npz file or an IDX directory");
 }
 
+inline std::vector<std::int64_t> shuffled_indices(std::int64_t n, std::uint64_t seed) {
+    std::vector<std::int64_t> order(static_cast<std::size_t>(n));
+    std::iota(order.begin(), order.end(), 0);
+    rng gen(derive_seed(seed, {0x737562736574ull}));
+    std::shuffle(order.begin(), order.end(), gen);
+    return order;
+}
+
+inline std::string json_number(double v) {
+    if (std::isnan(v)) return "null";
+    char buf[64];
+    std::snprintf(buf, sizeof buf, "%.6g", v);
+    return buf;
+}
+
 /// Appends JSON lines to <dir>/metrics.jsonl.
 class jsonl {
 public:
@@ -166,6 +181,24 @@ private:
     std::chrono::steady_clock::time_point start_;
 };
 
+/// One training step's record: a metrics.jsonl line and the progress display.
+inline void record_step(jsonl& log, progress& bar, std::int64_t epoch, std::int64_t epochs, std::int64_t s,
+                        std::int64_t steps, std::int64_t step, double loss, double lr, double images_per_s,
+                        std::int64_t done, std::int64_t total) {
+    log.write("{\"epoch\": " + std::to_string(epoch) + ", \"step\": " + std::to_string(step) + ", \"loss\": " +
+              json_number(loss) + ", \"lr\": " + json_number(lr) + ", \"images_per_s\": " + json_number(images_per_s) +
+              "}");
+    bar.update(epoch, epochs, s, steps, loss, lr, images_per_s, done, total);
+}
+
+/// A non-finite loss: says so, names the last good checkpoint (which stays), exit code 3.
+inline int stop_training(const char* command, progress& bar, const std::exception& e, const fs::path& out) {
+    bar.end_line();
+    std::fprintf(stderr, "micle %s: stopping: %s\nmicle %s: the last good checkpoint is %s\n", command, e.what(), command,
+                 fs::exists(out / "latest") ? train::latest_checkpoint(out).c_str() : "(none yet)");
+    return 3;
+}
+
 /// The backbone options shared by the subcommands, as saved in checkpoint metadata.
 inline models::resnet_config backbone_from(const options& o, const std::map<std::string, std::string>& meta = {}) {
     auto pick = [&](const std::string& key, const std::string& fallback) {
@@ -206,21 +239,6 @@ inline fs::path model_file(const std::string& spec) {
     const fs::path p(spec);
     if (fs::is_directory(p)) return train::latest_checkpoint(p) / "model.safetensors";
     return p;
-}
-
-inline std::vector<std::int64_t> shuffled_indices(std::int64_t n, std::uint64_t seed) {
-    std::vector<std::int64_t> order(static_cast<std::size_t>(n));
-    std::iota(order.begin(), order.end(), 0);
-    rng gen(derive_seed(seed, {0x737562736574ull}));
-    std::shuffle(order.begin(), order.end(), gen);
-    return order;
-}
-
-inline std::string json_number(double v) {
-    if (std::isnan(v)) return "null";
-    char buf[64];
-    std::snprintf(buf, sizeof buf, "%.6g", v);
-    return buf;
 }
 
 }  // namespace micle::cli

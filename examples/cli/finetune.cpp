@@ -152,17 +152,12 @@ int run_finetune(const options& o, typename Opt<backend>::config opt_cfg, double
                                         batch->targets, lr);
                 }
             } catch (const value_error& e) {
-                bar.end_line();
-                std::fprintf(stderr, "micle finetune: stopping: %s\nmicle finetune: the last good checkpoint is %s\n",
-                             e.what(), fs::exists(out / "latest") ? train::latest_checkpoint(out).c_str() : "(none yet)");
-                return 3;
+                return stop_training("finetune", bar, e, out);
             }
             const double ips = double(count) / std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
             epoch_loss += loss;
-            log.write("{\"epoch\": " + std::to_string(epoch) + ", \"step\": " + std::to_string(step) + ", \"loss\": " +
-                      json_number(loss) + ", \"lr\": " + json_number(lr) + ", \"images_per_s\": " + json_number(ips) + "}");
-            bar.update(epoch, epochs, s, steps_per_epoch, loss, lr, ips, step + 1 - start_epoch * steps_per_epoch,
-                       total - start_epoch * steps_per_epoch);
+            record_step(log, bar, epoch, epochs, s, steps_per_epoch, step, loss, lr, ips,
+                        step + 1 - start_epoch * steps_per_epoch, total - start_epoch * steps_per_epoch);
         }
         bar.end_line();
         auto meta = backbone_meta(cfg.backbone, size);

@@ -26,8 +26,16 @@ namespace {
 std::filesystem::path scratch_file(const char* ext) {
     return std::filesystem::temp_directory_path() / ("micle-fuzz-" + std::to_string(::getpid()) + ext);
 }
-void write_bytes(const std::filesystem::path& p, const std::uint8_t* data, std::size_t size) {
+/// Readers that take a path: the input goes to a scratch file, removed afterwards.
+template <class F>
+void with_file(const char* ext, const std::uint8_t* data, std::size_t size, F&& read) {
+    const auto p = scratch_file(ext);
     std::ofstream(p, std::ios::binary).write(reinterpret_cast<const char*>(data), std::streamsize(size));
+    struct remover {
+        std::filesystem::path p;
+        ~remover() { std::filesystem::remove(p); }
+    } cleanup{p};
+    read(p);
 }
 }  // namespace
 
@@ -45,42 +53,20 @@ int micle_fuzz_one(const std::string& format, const std::uint8_t* data, std::siz
             std::istringstream in(std::string(reinterpret_cast<const char*>(data), size));
             data::parse_csv_manifest(in, "/nonexistent-micle-fuzz", "fuzz.csv");
         } else if (format == "dicom") {
-            const auto p = scratch_file(".dcm");
-            write_bytes(p, data, size);
-            try {
-                data::decode_dicom(p);
-            } catch (...) {
-                std::filesystem::remove(p);
-                throw;
-            }
-            std::filesystem::remove(p);
+            with_file(".dcm", data, size, [](const std::filesystem::path& p) { data::decode_dicom(p); });
         } else if (format == "idx") {
-            const auto p = scratch_file(".idx");
-            write_bytes(p, data, size);
-            try {
-                data::read_idx(p);
-            } catch (...) {
-                std::filesystem::remove(p);
-                throw;
-            }
-            std::filesystem::remove(p);
+            with_file(".idx", data, size, [](const std::filesystem::path& p) { data::read_idx(p); });
         } else if (format == "safetensors") {
-            const auto p = scratch_file(".safetensors");
-            write_bytes(p, data, size);
-            try {
+            with_file(".safetensors", data, size, [](const std::filesystem::path& p) {
                 safetensors::reader r(p);
                 for (const auto& n : r.names()) {
-                    if (r.at(n).type == safetensors::dtype::i64 || r.at(n).type == safetensors::dtype::i32 ||
-                        r.at(n).type == safetensors::dtype::u8)
+                    const auto t = r.at(n).type;
+                    if (t == safetensors::dtype::i64 || t == safetensors::dtype::i32 || t == safetensors::dtype::u8)
                         r.integers(n);
                     else
                         r.floats(n);
                 }
-            } catch (...) {
-                std::filesystem::remove(p);
-                throw;
-            }
-            std::filesystem::remove(p);
+            });
         } else {
             std::fprintf(stderr, "micle_fuzz_one: unknown format %s\n", format.c_str());
             return -1;

@@ -37,6 +37,27 @@ models::resnet_config tiny(std::int64_t in_channels = 3) {
     return c;
 }
 
+/// Runs `f` with writes limited to `bytes` per file (EFBIG past it, as a full disk gives
+/// ENOSPC), SIGXFSZ ignored; restores both afterwards.
+template <class F>
+void with_file_size_limit(rlim_t bytes, F&& f) {
+    rlimit old{};
+    REQUIRE(::getrlimit(RLIMIT_FSIZE, &old) == 0);
+    const auto old_handler = std::signal(SIGXFSZ, SIG_IGN);
+    rlimit small = old;
+    small.rlim_cur = bytes;
+    REQUIRE(::setrlimit(RLIMIT_FSIZE, &small) == 0);
+    try {
+        f();
+    } catch (...) {
+        ::setrlimit(RLIMIT_FSIZE, &old);
+        std::signal(SIGXFSZ, old_handler);
+        throw;
+    }
+    ::setrlimit(RLIMIT_FSIZE, &old);
+    std::signal(SIGXFSZ, old_handler);
+}
+
 std::string bytes_of(const fs::path& p) {
     std::ifstream in(p, std::ios::binary);
     return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
@@ -147,21 +168,14 @@ TEST_CASE("checkpoint: a save that fails part-way (file size limit) keeps the pr
     train::save_weights(path, ctx, a.state());
     const std::string before = bytes_of(path);
 
-    // Writing more than RLIMIT_FSIZE bytes fails with EFBIG, as a full disk fails with ENOSPC.
-    rlimit old{};
-    REQUIRE(::getrlimit(RLIMIT_FSIZE, &old) == 0);
-    const auto old_handler = std::signal(SIGXFSZ, SIG_IGN);
-    rlimit small = old;
-    small.rlim_cur = 4096;
-    REQUIRE(::setrlimit(RLIMIT_FSIZE, &small) == 0);
     std::string message;
-    try {
-        train::save_weights(path, ctx, b.state());
-    } catch (const safetensors::io_error& e) {
-        message = e.what();
-    }
-    ::setrlimit(RLIMIT_FSIZE, &old);
-    std::signal(SIGXFSZ, old_handler);
+    with_file_size_limit(4096, [&] {
+        try {
+            train::save_weights(path, ctx, b.state());
+        } catch (const safetensors::io_error& e) {
+            message = e.what();
+        }
+    });
 
     CHECK(message.find("writing") != std::string::npos);
     CHECK(message.find("latest.safetensors") != std::string::npos);
@@ -181,20 +195,14 @@ TEST_CASE("training checkpoints: 'latest' always names a complete checkpoint, ev
     CHECK(train::latest_checkpoint(dir.path).filename() == "ckpt-000001");
 
     // The second save runs out of space part-way: latest still names checkpoint 1.
-    rlimit old{};
-    REQUIRE(::getrlimit(RLIMIT_FSIZE, &old) == 0);
-    const auto old_handler = std::signal(SIGXFSZ, SIG_IGN);
-    rlimit small = old;
-    small.rlim_cur = 4096;
-    REQUIRE(::setrlimit(RLIMIT_FSIZE, &small) == 0);
     bool failed = false;
-    try {
-        train::save_checkpoint(dir.path, 2, ctx, a.state(), opt, {{"epoch", "2"}});
-    } catch (const safetensors::io_error&) {
-        failed = true;
-    }
-    ::setrlimit(RLIMIT_FSIZE, &old);
-    std::signal(SIGXFSZ, old_handler);
+    with_file_size_limit(4096, [&] {
+        try {
+            train::save_checkpoint(dir.path, 2, ctx, a.state(), opt, {{"epoch", "2"}});
+        } catch (const safetensors::io_error&) {
+            failed = true;
+        }
+    });
     CHECK(failed);
     const auto latest = train::latest_checkpoint(dir.path);
     CHECK(latest.filename() == "ckpt-000001");
