@@ -56,7 +56,7 @@ load_report load_weights(const std::filesystem::path& path, context<B>& ctx, nn:
         tensor<B>* target;
         std::vector<float> values;
     };
-    std::vector<pending> todo;
+    std::vector<pending> assignments;
     std::vector<std::pair<nn::counter*, std::int64_t>> counters;
     std::map<std::string, bool> used;
     for (const auto& n : file.names()) used[n] = false;
@@ -85,7 +85,7 @@ load_report load_weights(const std::filesystem::path& path, context<B>& ctx, nn:
             values = std::move(summed);
             report.notes.push_back(micle::detail::cat("'", name, "' ", have, " summed over its 3 input channels for a 1-channel model"));
         }
-        todo.push_back({&target, std::move(values)});
+        assignments.push_back({&target, std::move(values)});
         report.loaded.push_back(name);
     };
     for (auto* p : state.params) take(p->name, p->value);
@@ -112,7 +112,7 @@ load_report load_weights(const std::filesystem::path& path, context<B>& ctx, nn:
                                report.unexpected.front(), "')");
         file.fail(msg, "; load non-strictly to accept this");
     }
-    for (auto& t : todo) t.target->assign(ctx, t.values);
+    for (auto& t : assignments) t.target->assign(ctx, t.values);
     for (auto& [c, v] : counters) c->value = v;
     return report;
 }
