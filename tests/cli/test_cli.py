@@ -138,10 +138,23 @@ def bad_input():
         assert "usage: micle " + cmd in run(cmd, "--help").stdout
 
 
+def nan_stops():
+    args = ["pretrain", "--data", f"{work}/tiny.npz", "--out", f"{work}/nan", "--epochs", "3", "--batch-size", "8",
+            "--optimizer", "sgd", *MODEL]
+    run(*args, "--stop-after", "1")
+    r = run(*args, "--resume", "--lr", "1e37", expect=3)  # diverges in epoch 2
+    assert "the loss is NaN" in r.stderr or "inf" in r.stderr, r.stderr
+    assert "last good checkpoint is " + f"{work}/nan/ckpt-000001" in r.stderr, r.stderr
+    assert open(f"{work}/nan/latest").read().strip() == "ckpt-000001"
+    run("finetune", "--data", f"{work}/tiny.npz", "--init", f"{work}/nan", "--out", f"{work}/after-nan", "--epochs", "1",
+        "--batch-size", "16")  # the kept checkpoint is usable
+
+
 check("CSV manifest: MICLe pretrain, fine-tune on 50% of labels, patient-level evaluation", csv_pipeline)
 check("MedMNIST .npz (multi-label): SimCLR/AdamW pretrain, linear probe, evaluation", npz_pipeline)
 check("IDX Fashion-MNIST: supervised fine-tuning from random init, evaluation", idx_pipeline)
 check("pretraining interrupted after epoch 1 and resumed ends with the same weights", exact_resume)
 check("bad input: missing files, unknown options, impossible splits", bad_input)
+check("a diverging run stops with exit code 3 and keeps its last good checkpoint", nan_stops)
 print(f"cli: {passed} passed, {len(failures)} failed")
 sys.exit(1 if failures else 0)
