@@ -1,15 +1,22 @@
 # Build settings for the executables we own (tests, benchmarks, examples): warnings are
-# errors, and MICLE_SANITIZE turns on ASan + UBSan.
+# errors (for C++ and for CUDA, host and device side), and MICLE_SANITIZE turns on ASan +
+# UBSan.
 function(micle_own_target target)
-  target_compile_options(${target} PRIVATE -Wall -Wextra -Werror)
+  set(host_warnings -Wall -Wextra -Werror)
   if(CMAKE_CXX_COMPILER_ID STREQUAL "GNU" AND CMAKE_CXX_COMPILER_VERSION VERSION_LESS 13)
     # g++ 12 at -O3 reports impossible std::string copies (-Wrestrict, GCC bug 105329)
     # for ordinary string code; g++ 13 fixed it.
-    target_compile_options(${target} PRIVATE -Wno-restrict)
+    list(APPEND host_warnings -Wno-restrict)
+  endif()
+  target_compile_options(${target} PRIVATE $<$<COMPILE_LANGUAGE:CXX>:${host_warnings}>)
+  if(CMAKE_CUDA_COMPILER)
+    list(JOIN host_warnings "," host_list)
+    target_compile_options(${target} PRIVATE
+      $<$<COMPILE_LANGUAGE:CUDA>:-Werror=all-warnings -Xcompiler=${host_list}>)
   endif()
   if(MICLE_SANITIZE)
-    target_compile_options(${target} PRIVATE -fsanitize=address,undefined -fno-sanitize-recover=undefined
-                                             -fno-omit-frame-pointer)
+    target_compile_options(${target} PRIVATE $<$<COMPILE_LANGUAGE:CXX>:-fsanitize=address,undefined
+                                             -fno-sanitize-recover=undefined -fno-omit-frame-pointer>)
     target_link_options(${target} PRIVATE -fsanitize=address,undefined)
   endif()
 endfunction()

@@ -10,15 +10,56 @@
 #include <random>
 #include <sstream>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "micle/micle.hpp"
 
 namespace micle::testing {
 
+// The backends a template test case runs on: MICLE_FAST_BACKENDS (compared with the
+// reference) and MICLE_ALL_BACKENDS (the reference too). The GPU backend's cases come from
+// tests/cuda/, which compiles the same test files a second time, as CUDA, for the GPU
+// backend alone (MICLE_TEST_GPU_PASS); they skip with a message when there is no device
+// (MICLE_SKIP_WITHOUT_DEVICE).
+#if MICLE_HAS_CUDNN && defined(__CUDACC__)
+#define MICLE_TEST_WITH_CUDNN 1
+#else
+#define MICLE_TEST_WITH_CUDNN 0
+#endif
+#if defined(MICLE_TEST_GPU_PASS)
+#define MICLE_FAST_BACKENDS ::micle::cudnn
+#define MICLE_ALL_BACKENDS ::micle::cudnn
+#else
 #if MICLE_HAS_ONEDNN
 #define MICLE_FAST_BACKENDS ::micle::onednn
+#define MICLE_ALL_BACKENDS ::micle::reference, ::micle::onednn
+#else
+#define MICLE_ALL_BACKENDS ::micle::reference
 #endif
+#endif
+
+/// False (after one MESSAGE line saying why) when backend B has no device to run on.
+template <class B>
+bool device_ready() {
+#if MICLE_TEST_WITH_CUDNN
+    if constexpr (std::is_same_v<B, ::micle::cudnn>) {
+        static const std::string why = cudnn_detail::no_device_reason();
+        if (!why.empty()) {
+            MESSAGE("skipped on the cudnn backend: " << why);
+            return false;
+        }
+        // Comparisons with the reference use full fp32: no TF32 tensor cores (their
+        // 10-bit inputs are tested separately, with their own tolerance).
+        cudnn_defaults().allow_tf32 = false;
+    }
+#endif
+    return true;
+}
+#define MICLE_SKIP_WITHOUT_DEVICE(B)                  \
+    do {                                               \
+        if (!::micle::testing::device_ready<B>()) return; \
+    } while (0)
 
 inline std::vector<float> random_values(std::int64_t n, std::uint64_t seed, float lo = -1.0f, float hi = 1.0f) {
     std::mt19937_64 gen(seed);

@@ -91,6 +91,7 @@ TEST_CASE("resnet: stems, channels, output sizes, zero-init residual") {
 
 #ifdef MICLE_FAST_BACKENDS
 TEST_CASE_TEMPLATE("resnet: forward and all parameter gradients equal the reference", B, MICLE_FAST_BACKENDS) {
+    MICLE_SKIP_WITHOUT_DEVICE(B);
     for (const int depth : {18, 50}) {
         CAPTURE(depth);
         context<B> ctx;
@@ -111,7 +112,8 @@ TEST_CASE_TEMPLATE("resnet: forward and all parameter gradients equal the refere
         const auto g = testing::random_values(20, 11);
         m.backward(ctx, tensor<B>::from_host(ctx, {4, 5}, g));
         ref.backward(rctx, tensor<reference>::from_host(rctx, {4, 5}, g));
-        auto s = m.state(), sr = ref.state();
+        auto s = m.state();
+        auto sr = ref.state();
         REQUIRE(s.params.size() == sr.params.size());
         for (std::size_t i = 0; i < s.params.size(); ++i) {
             CAPTURE(s.params[i]->name);

@@ -190,7 +190,7 @@ TEST_CASE("training checkpoints: 'latest' always names a complete checkpoint, ev
     context<R> ctx;
     models::resnet<R> a(ctx, tiny(), 1);
     std::vector<float> moments(7, 0.5f);
-    const std::vector<train::optimizer_states> opt{{"optim.", {{"momentum.x", &moments}}}};
+    const std::vector<train::optimizer_states> opt{{"optim.", {optim::state_entry::host("momentum.x", moments)}}};
     train::save_checkpoint(dir.path, 1, ctx, a.state(), opt, {{"epoch", "1"}});
     CHECK(train::latest_checkpoint(dir.path).filename() == "ckpt-000001");
 
@@ -211,7 +211,7 @@ TEST_CASE("training checkpoints: 'latest' always names a complete checkpoint, ev
     models::resnet<R> b(ctx, tiny(), 2);
     auto sb = b.state();
     std::vector<float> restored(7, 0.0f);
-    const auto meta = train::load_checkpoint(latest, ctx, sb, {{"optim.", {{"momentum.x", &restored}}}});
+    const auto meta = train::load_checkpoint(latest, ctx, sb, {{"optim.", {optim::state_entry::host("momentum.x", restored)}}});
     CHECK(meta.at("epoch") == "1");
     CHECK(restored == moments);
     const auto x = tensor<R>::from_host(ctx, {1, 3, 8, 8}, testing::random_values(192, 9));

@@ -18,8 +18,8 @@ struct reference {
 struct onednn {
     static constexpr std::string_view name = "onednn";
 };
-/// GPU backend on cuDNN/cuBLAS/CUDA (NHWC, one stream per context). Reserved: the tag
-/// exists so code can name it; its specialisations live in backend/cudnn/.
+/// GPU backend on cuDNN/cuBLAS/CUDA (NHWC, one stream per context); its specialisations
+/// live in backend/cudnn/ and are compiled by nvcc.
 struct cudnn {
     static constexpr std::string_view name = "cudnn";
 };

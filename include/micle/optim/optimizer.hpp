@@ -6,11 +6,13 @@
 // parameters whose role is `weight`; biases and batch-norm scales/shifts are excluded, as
 // in SimCLR. `decay_all = true` restores PyTorch's default of decaying everything.
 //
-// The updates run on the host for backends whose tensors live in host memory (reference,
-// onednn) over each tensor's whole buffer, which is exact for blocked layouts too since
-// their padding is zero in weights and gradients alike.
+// The updates here run on the host for backends whose tensors live in host memory
+// (reference, onednn) over each tensor's whole buffer, which is exact for blocked layouts
+// too since their padding is zero in weights and gradients alike. Device backends
+// specialise each optimizer with fused kernels (micle/backend/cudnn/optim.hpp).
 #include <cmath>
 #include <concepts>
+#include <functional>
 #include <span>
 #include <string>
 #include <vector>
@@ -25,10 +27,19 @@ concept host_memory_backend = requires(tensor<B>& t) {
     { t.host_buffer() } -> std::same_as<std::span<float>>;
 };
 
-/// Named optimizer state, for checkpoints: one host vector per parameter and kind.
+/// Named optimizer state, for checkpoints: one flat f32 buffer per parameter and kind
+/// (plus AdamW's step), wherever the optimizer keeps it (host or device memory).
 struct state_entry {
     std::string name;
-    std::vector<float>* values;
+    std::size_t size = 0;                                ///< number of values
+    std::function<std::vector<float>()> read;            ///< a host copy of the values
+    std::function<void(std::span<const float>)> write;   ///< replaces them (`size` values)
+
+    /// An entry for a host vector.
+    static state_entry host(std::string name, std::vector<float>& v) {
+        return {std::move(name), v.size(), [&v] { return v; },
+                [&v](std::span<const float> in) { v.assign(in.begin(), in.end()); }};
+    }
 };
 
 namespace detail {
@@ -37,6 +48,15 @@ void check_grads(const std::vector<nn::parameter<B>*>& params, const char* who) 
     for (const auto* p : params)
         check(p->grad.defined() && p->grad.shape() == p->value.shape(), who, ": parameter ", p->name,
               " has no gradient of its shape ", p->value.shape(), " (run backward first)");
+}
+/// AdamW's per-step constants after the step counter was advanced to t: the step size
+/// lr / (1 - beta1^t) and 1 / sqrt(1 - beta2^t).
+struct adam_scales {
+    float step_size, inv_sqrt_c2;
+};
+inline adam_scales adam_scale(float lr, float beta1, float beta2, double t) {
+    const double c1 = 1.0 - std::pow(double(beta1), t), c2 = 1.0 - std::pow(double(beta2), t);
+    return {static_cast<float>(lr / c1), static_cast<float>(1.0 / std::sqrt(c2))};
 }
 inline double squared_norm(std::span<const float> v) {
     double s = 0;
@@ -53,14 +73,21 @@ struct sgd_config {
     bool decay_all = false;
 };
 
+namespace detail {
+inline void validate(const sgd_config& c) {
+    check<value_error>(c.momentum >= 0 && c.weight_decay >= 0, "sgd: momentum and weight decay must be >= 0");
+}
+}  // namespace detail
+
 /// g = grad + wd * w;  buf = momentum * buf + g;  w -= lr * (nesterov ? g + momentum * buf : buf)
 template <class B>
-    requires host_memory_backend<B>
 class sgd {
 public:
     using config = sgd_config;
+    static_assert(host_memory_backend<B>, "micle::optim::sgd: this generic version updates host memory; a device "
+                                          "backend specialises it (include micle/backend/<name>.hpp)");
     sgd(const config& cfg, std::vector<nn::parameter<B>*> params) : cfg_(cfg), params_(std::move(params)) {
-        check<value_error>(cfg.momentum >= 0 && cfg.weight_decay >= 0, "sgd: momentum and weight decay must be >= 0");
+        detail::validate(cfg);
         for (auto* p : params_) buf_.emplace_back(p->value.host_buffer().size(), 0.0f);
     }
 
@@ -83,7 +110,7 @@ public:
 
     std::vector<state_entry> state() {
         std::vector<state_entry> s;
-        for (std::size_t k = 0; k < params_.size(); ++k) s.push_back({"momentum." + params_[k]->name, &buf_[k]});
+        for (std::size_t k = 0; k < params_.size(); ++k) s.push_back(state_entry::host("momentum." + params_[k]->name, buf_[k]));
         return s;
     }
 
@@ -102,18 +129,25 @@ struct lars_config {
     bool decay_all = false;
 };
 
+namespace detail {
+inline void validate(const lars_config& c) {
+    check<value_error>(c.momentum >= 0 && c.weight_decay >= 0 && c.trust_coefficient > 0,
+                       "lars: momentum and weight decay must be >= 0, the trust coefficient > 0");
+}
+}  // namespace detail
+
 /// SimCLR's LARS (lars_optimizer.py): for decayed parameters g = grad + wd * w and
 /// trust = eta * ||w|| / ||g|| (1 when either norm is 0); excluded parameters use g = grad
 /// and trust = 1. Then v = momentum * v + lr * trust * g;  w -= v (or, with Nesterov,
 /// w -= momentum * v + lr * trust * g).
 template <class B>
-    requires host_memory_backend<B>
 class lars {
 public:
     using config = lars_config;
+    static_assert(host_memory_backend<B>, "micle::optim::lars: this generic version updates host memory; a device "
+                                          "backend specialises it (include micle/backend/<name>.hpp)");
     lars(const config& cfg, std::vector<nn::parameter<B>*> params) : cfg_(cfg), params_(std::move(params)) {
-        check<value_error>(cfg.momentum >= 0 && cfg.weight_decay >= 0 && cfg.trust_coefficient > 0,
-                           "lars: momentum and weight decay must be >= 0, the trust coefficient > 0");
+        detail::validate(cfg);
         for (auto* p : params_) v_.emplace_back(p->value.host_buffer().size(), 0.0f);
     }
 
@@ -149,7 +183,7 @@ public:
 
     std::vector<state_entry> state() {
         std::vector<state_entry> s;
-        for (std::size_t k = 0; k < params_.size(); ++k) s.push_back({"momentum." + params_[k]->name, &v_[k]});
+        for (std::size_t k = 0; k < params_.size(); ++k) s.push_back(state_entry::host("momentum." + params_[k]->name, v_[k]));
         return s;
     }
 
@@ -166,16 +200,23 @@ struct adamw_config {
     bool decay_all = false;
 };
 
+namespace detail {
+inline void validate(const adamw_config& c) {
+    check<value_error>(c.beta1 >= 0 && c.beta1 < 1 && c.beta2 >= 0 && c.beta2 < 1 && c.eps > 0,
+                       "adamw: betas must be in [0, 1) and eps > 0");
+}
+}  // namespace detail
+
 /// PyTorch's AdamW: w *= 1 - lr * wd (decoupled); m, v moments with bias correction;
 /// w -= lr * m_hat / (sqrt(v_hat) + eps).
 template <class B>
-    requires host_memory_backend<B>
 class adamw {
 public:
     using config = adamw_config;
+    static_assert(host_memory_backend<B>, "micle::optim::adamw: this generic version updates host memory; a device "
+                                          "backend specialises it (include micle/backend/<name>.hpp)");
     adamw(const config& cfg, std::vector<nn::parameter<B>*> params) : cfg_(cfg), params_(std::move(params)) {
-        check<value_error>(cfg.beta1 >= 0 && cfg.beta1 < 1 && cfg.beta2 >= 0 && cfg.beta2 < 1 && cfg.eps > 0,
-                           "adamw: betas must be in [0, 1) and eps > 0");
+        detail::validate(cfg);
         for (auto* p : params_) {
             m_.emplace_back(p->value.host_buffer().size(), 0.0f);
             v_.emplace_back(p->value.host_buffer().size(), 0.0f);
@@ -186,10 +227,7 @@ public:
         detail::check_grads(params_, "adamw");
         ctx.synchronize();
         step_count_[0] += 1.0f;
-        const double t = step_count_[0];
-        const double c1 = 1.0 - std::pow(double(cfg_.beta1), t), c2 = 1.0 - std::pow(double(cfg_.beta2), t);
-        const float step_size = static_cast<float>(lr / c1);
-        const float inv_sqrt_c2 = static_cast<float>(1.0 / std::sqrt(c2));
+        const auto [step_size, inv_sqrt_c2] = detail::adam_scale(lr, cfg_.beta1, cfg_.beta2, step_count_[0]);
         for (std::size_t k = 0; k < params_.size(); ++k) {
             auto* p = params_[k];
             auto w = p->value.host_buffer();
@@ -206,10 +244,10 @@ public:
     }
 
     std::vector<state_entry> state() {
-        std::vector<state_entry> s{{"step", &step_count_}};
+        std::vector<state_entry> s{state_entry::host("step", step_count_)};
         for (std::size_t k = 0; k < params_.size(); ++k) {
-            s.push_back({"exp_avg." + params_[k]->name, &m_[k]});
-            s.push_back({"exp_avg_sq." + params_[k]->name, &v_[k]});
+            s.push_back(state_entry::host("exp_avg." + params_[k]->name, m_[k]));
+            s.push_back(state_entry::host("exp_avg_sq." + params_[k]->name, v_[k]));
         }
         return s;
     }

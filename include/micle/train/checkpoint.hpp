@@ -156,7 +156,7 @@ std::filesystem::path save_checkpoint(const std::filesystem::path& dir, std::int
     safetensors::writer w;
     for (const auto& o : optimizers)
         for (const auto& e : o.entries)
-            w.add_f32(o.prefix + e.name, shape{static_cast<std::int64_t>(e.values->size())}, *e.values);
+            w.add_f32(o.prefix + e.name, shape{static_cast<std::int64_t>(e.size)}, e.read());
     for (const auto& [k, v] : meta) w.set_metadata(k, v);
     w.write(ck / "state.safetensors");
     // Point `latest` at it atomically.
@@ -188,9 +188,9 @@ std::map<std::string, std::string> load_checkpoint(const std::filesystem::path& 
     for (const auto& o : optimizers)
         for (const auto& e : o.entries) {
             const auto v = r.floats(o.prefix + e.name);
-            if (v.size() != e.values->size())
-                r.fail("optimizer buffer '", o.prefix + e.name, "' has ", v.size(), " values, the model needs ", e.values->size());
-            *e.values = v;
+            if (v.size() != e.size)
+                r.fail("optimizer buffer '", o.prefix + e.name, "' has ", v.size(), " values, the model needs ", e.size);
+            e.write(v);
         }
     return r.metadata();
 }

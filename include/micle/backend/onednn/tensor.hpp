@@ -15,6 +15,7 @@
 #include "micle/backend/onednn/compat.hpp"
 #include "micle/core/backend.hpp"
 #include "micle/core/dtype.hpp"
+#include "micle/core/shape_cache.hpp"
 #include "micle/core/shape.hpp"
 
 namespace micle {
@@ -233,27 +234,7 @@ private:
     dnnl::memory buf_;
 };
 
-/// A few per-shape entries of an op (train and eval batch sizes, say), found by key; the
-/// least recently used one goes when a ninth is needed. Entries do not move in memory.
-template <class Key, class Entry>
-class shape_cache {
-public:
-    template <class Make>
-    Entry& get(const Key& key, Make&& make) {
-        for (auto it = items_.begin(); it != items_.end(); ++it)
-            if (it->first == key) {
-                std::rotate(it, it + 1, items_.end());
-                return *items_.back().second;
-            }
-        if (items_.size() == capacity) items_.erase(items_.begin());
-        items_.emplace_back(key, std::make_unique<Entry>(make()));
-        return *items_.back().second;
-    }
-
-private:
-    static constexpr std::size_t capacity = 8;
-    std::vector<std::pair<Key, std::unique_ptr<Entry>>> items_;
-};
+using micle::detail::shape_cache;
 
 }  // namespace onednn_detail
 }  // namespace micle

@@ -1,0 +1,125 @@
+#pragma once
+// Row-wise ops and losses with the backend's kernels: L2 normalisation, softmax
+// cross-entropy and sigmoid binary cross-entropy. Loss values are summed on the host in
+// double from per-row (per-element) device values, in a fixed order.
+#include <span>
+#include <vector>
+
+#include "micle/backend/cudnn/tensor.hpp"
+#include "micle/core/ops.hpp"
+
+namespace micle::cudnn_detail {
+/// Sum in double of the first n device floats of `a`, in index order (waits for the stream).
+inline double host_sum(const device_array<float>& a, std::size_t n) {
+    std::vector<float> v(n);
+    a.download(v.data(), n);
+    double s = 0;
+    for (float x : v) s += x;
+    return s;
+}
+}  // namespace micle::cudnn_detail
+
+namespace micle::ops {
+
+template <>
+class l2_normalize<cudnn> {
+public:
+    using tensor_t = tensor<cudnn>;
+    using context_t = context<cudnn>;
+
+    explicit l2_normalize(l2_normalize_params p = {}) : p_(p) {}
+
+    void forward(context_t& ctx, const tensor_t& x, tensor_t& y) {
+        checks::f32("l2_normalize", "input", x.dtype());
+        checks::rows("l2_normalize", x.shape());
+        const auto N = x.shape()[0], D = x.shape()[1];
+        y.ensure(ctx, x.shape());
+        y_.ensure(ctx, x.shape());
+        norms_.ensure(ctx.runtime_ptr(), static_cast<std::size_t>(N));
+        cudnn_detail::kernels::l2n_forward(ctx.stream(), x.f32(), y.f32(), norms_.get(), N, D, p_.eps);
+        y_.copy_from(ctx, y);
+    }
+
+    void backward(context_t& ctx, const tensor_t& dy, tensor_t& dx) {
+        check(y_.defined(), "l2_normalize: backward called before forward");
+        checks::same_shape("l2_normalize backward", "dy", dy.shape(), "forward output", y_.shape());
+        checks::f32("l2_normalize", "dy", dy.dtype());
+        dx.ensure(ctx, dy.shape());
+        cudnn_detail::kernels::l2n_backward(ctx.stream(), y_.f32(), norms_.get(), dy.f32(), dx.f32(), dy.shape()[0],
+                                            dy.shape()[1], p_.eps);
+    }
+
+private:
+    l2_normalize_params p_;
+    cudnn_detail::device_array<float> norms_;
+    tensor_t y_;
+};
+
+template <>
+class softmax_cross_entropy<cudnn> {
+public:
+    using tensor_t = tensor<cudnn>;
+    using context_t = context<cudnn>;
+
+    float forward(context_t& ctx, const tensor_t& logits, std::span<const int> labels) {
+        checks::f32("softmax_cross_entropy", "logits", logits.dtype());
+        checks::class_labels("softmax_cross_entropy", logits.shape(), labels);
+        const auto N = logits.shape()[0], K = logits.shape()[1];
+        prob_.ensure(ctx, logits.shape());
+        labels_.upload(ctx.runtime_ptr(), labels.data(), labels.size());
+        row_loss_.ensure(ctx.runtime_ptr(), static_cast<std::size_t>(N));
+        cudnn_detail::kernels::softmax_xent_forward(ctx.stream(), logits.f32(), labels_.get(), prob_.f32(),
+                                                    row_loss_.get(), N, K);
+        shape_ = logits.shape();
+        return static_cast<float>(cudnn_detail::host_sum(row_loss_, static_cast<std::size_t>(N)) / double(N));
+    }
+
+    void backward(context_t& ctx, tensor_t& dlogits) {
+        check(shape_.rank() == 2, "softmax_cross_entropy: backward called before forward");
+        dlogits.ensure(ctx, shape_);
+        cudnn_detail::kernels::softmax_xent_backward(ctx.stream(), prob_.f32(), labels_.get(), dlogits.f32(), shape_[0],
+                                                     shape_[1]);
+    }
+
+private:
+    tensor_t prob_;
+    cudnn_detail::device_array<int> labels_;
+    cudnn_detail::device_array<float> row_loss_;
+    shape shape_;
+};
+
+template <>
+class sigmoid_bce<cudnn> {
+public:
+    using tensor_t = tensor<cudnn>;
+    using context_t = context<cudnn>;
+
+    float forward(context_t& ctx, const tensor_t& logits, const tensor_t& targets) {
+        checks::f32("sigmoid_bce", "logits", logits.dtype());
+        checks::f32("sigmoid_bce", "targets", targets.dtype());
+        checks::rows("sigmoid_bce", logits.shape());
+        checks::same_shape("sigmoid_bce", "logits", logits.shape(), "targets", targets.shape());
+        const auto host_targets = targets.to_host(ctx);
+        checks::unit_interval("sigmoid_bce", "targets", host_targets);
+        const auto n = logits.numel();
+        logits_.ensure(ctx, logits.shape());
+        logits_.copy_from(ctx, logits);
+        targets_.ensure(ctx, targets.shape());
+        targets_.copy_from(ctx, targets);
+        loss_.ensure(ctx.runtime_ptr(), static_cast<std::size_t>(n));
+        cudnn_detail::kernels::bce_forward(ctx.stream(), logits.f32(), targets.f32(), loss_.get(), n);
+        return static_cast<float>(cudnn_detail::host_sum(loss_, static_cast<std::size_t>(n)) / double(n));
+    }
+
+    void backward(context_t& ctx, tensor_t& dlogits) {
+        check(logits_.defined(), "sigmoid_bce: backward called before forward");
+        dlogits.ensure(ctx, logits_.shape());
+        cudnn_detail::kernels::bce_backward(ctx.stream(), logits_.f32(), targets_.f32(), dlogits.f32(), logits_.numel());
+    }
+
+private:
+    tensor_t logits_, targets_;
+    cudnn_detail::device_array<float> loss_;
+};
+
+}  // namespace micle::ops
