@@ -1,14 +1,18 @@
 #!/usr/bin/python3
-"""The SimCLR training step of bench_step.cpp, in PyTorch, in its fastest CPU setting.
+"""The SimCLR training step of bench_step.cpp (CPU) and bench_step_gpu.cu (GPU), in
+PyTorch, in its fastest setting.
 
 torchvision ResNet (the small stem: 3x3 stride-1 conv1 and no max pool), a SimCLR v1
 projection head (Linear(F, F), ReLU, Linear(F, 128)), NT-Xent at temperature 0.1 over
 both views, backward, SGD (momentum 0.9, weight decay 1e-6); channels_last memory format
-(oneDNN convolutions inside PyTorch), the given number of threads.
+(oneDNN convolutions inside PyTorch on the CPU, cuDNN's NHWC kernels on the GPU).
+CPU: the given number of threads. GPU (--device cuda): --precision tf32 (fp32 with TF32
+tensor cores, PyTorch's cuDNN default), fp32 (TF32 off) or bf16 (autocast, fp32 weights).
 
-Prints one JSON line: {"name", "img_per_s", "step_ms", "steps"}.
+Prints one JSON line: {"name", "img_per_s", "step_ms", "steps", "torch", "device"}.
 """
 import argparse
+import contextlib
 import json
 import time
 
@@ -33,7 +37,7 @@ def nt_xent(z, temperature):
     n2 = z.shape[0]
     logits = z @ z.t() / temperature
     logits.fill_diagonal_(float("-inf"))
-    targets = (torch.arange(n2) + n2 // 2) % n2
+    targets = (torch.arange(n2, device=z.device) + n2 // 2) % n2
     return F.cross_entropy(logits, targets)
 
 
@@ -46,24 +50,36 @@ def main():
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--seconds", type=float, default=3.0)
     p.add_argument("--no-channels-last", dest="channels_last", action="store_false")
+    p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    p.add_argument("--precision", default="tf32", choices=["tf32", "fp32", "bf16"], help="GPU only")
     a = p.parse_args()
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)
+    gpu = a.device == "cuda"
+    if gpu:
+        torch.backends.cudnn.benchmark = False  # heuristics, as micle's context
+        torch.backends.cudnn.allow_tf32 = a.precision != "fp32"
+        torch.backends.cuda.matmul.allow_tf32 = a.precision != "fp32"
     model, head = build(a.arch, a.stem)
     fmt = torch.channels_last if a.channels_last else torch.contiguous_format
-    model = model.to(memory_format=fmt).train()
-    head.train()
+    model = model.to(a.device, memory_format=fmt).train()
+    head = head.to(a.device).train()
     opt = torch.optim.SGD(list(model.parameters()) + list(head.parameters()), lr=0.01, momentum=0.9, weight_decay=1e-6)
-    views = torch.randn(2 * a.n, 3, a.res, a.res).contiguous(memory_format=fmt)
+    views = torch.randn(2 * a.n, 3, a.res, a.res).to(a.device).contiguous(memory_format=fmt)
+    bf16 = gpu and a.precision == "bf16"
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
 
     def step():
         opt.zero_grad(set_to_none=True)
-        loss = nt_xent(head(model(views)), 0.1)
+        with autocast:
+            z = head(model(views))
+        loss = nt_xent(z.float(), 0.1)
         loss.backward()
         opt.step()
-        return loss.item()
+        return loss.item()  # waits for the device, as micle's step does
 
-    step()  # warm-up: oneDNN primitive creation, allocator
+    step()  # warm-up: oneDNN primitives or cuDNN algorithms, allocator
+    step()
     steps, t0 = 0, time.perf_counter()
     while True:
         step()
@@ -71,9 +87,10 @@ def main():
         elapsed = time.perf_counter() - t0
         if elapsed >= a.seconds and steps >= 2:
             break
-    name = f"{a.arch}_{a.stem}/{a.res}/{a.n}x2"
+    name = f"{a.arch}_{a.stem}/{a.res}/{a.n}x2" + (f"/{a.precision}" if gpu else "")
+    device = torch.cuda.get_device_name() if gpu else f"cpu, {a.threads} threads"
     print(json.dumps({"name": name, "img_per_s": steps * 2 * a.n / elapsed, "step_ms": 1000 * elapsed / steps,
-                      "steps": steps, "torch": torch.__version__}))
+                      "steps": steps, "torch": torch.__version__, "device": device}))
 
 
 if __name__ == "__main__":

@@ -26,7 +26,22 @@
 namespace micle::cli {
 
 namespace fs = std::filesystem;
+// The backend the trainer runs on: the build's default (CMake MICLE_DEFAULT_BACKEND), or
+// MICLE_CLI_BACKEND for a trainer built for another one (micle-gpu: micle::cudnn).
+#ifdef MICLE_CLI_BACKEND
+using backend = MICLE_CLI_BACKEND;
+#else
 using backend = micle::default_backend;
+#endif
+
+/// What the trainer runs on, for the log: the backend, and the device where it has one.
+template <class B>
+std::string describe(const context<B>& ctx) {
+    if constexpr (requires { ctx.description(); })
+        return ctx.description();
+    else
+        return std::string(B::name);
+}
 
 /// A user mistake on the command line: printed with the subcommand's usage, exit code 2.
 class usage_error : public error {

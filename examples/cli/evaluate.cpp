@@ -58,6 +58,7 @@ int evaluate(int argc, char** argv) {
     cfg.classes = std::stoll(meta.at("classes"));
     cfg.task = meta.at("task") == "multilabel" ? task_type::multilabel : task_type::multiclass;
     context<backend> ctx;
+    std::fprintf(stderr, "micle: running on %s\n", describe(ctx).c_str());
     learner_t learner(ctx, cfg);
     auto state = learner.state();
     train::load_weights(model, ctx, state);

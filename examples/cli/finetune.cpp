@@ -70,6 +70,7 @@ int run_finetune(const options& o, typename Opt<backend>::config opt_cfg, double
     cfg.freeze_backbone = probe;
     cfg.seed = seed;
     context<backend> ctx;
+    std::fprintf(stderr, "micle: running on %s\n", describe(ctx).c_str());
     learner_t learner(ctx, cfg);
     auto state = learner.state();
     const std::vector<train::optimizer_states> opt_states{{"optim.", learner.backbone_optimizer().state()},

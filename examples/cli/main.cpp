@@ -12,7 +12,9 @@ int pretrain(int argc, char** argv);
 int finetune(int argc, char** argv);
 int evaluate(int argc, char** argv);
 int plot(int argc, char** argv);
+int info(int argc, char** argv);
 extern const char* plot_usage;
+extern const char* info_usage;
 extern const char* pretrain_usage;
 extern const char* finetune_usage;
 extern const char* evaluate_usage;
@@ -33,18 +35,20 @@ int main(int argc, char** argv) {
         "  pretrain   contrastive pretraining: SimCLR, or MICLe with patient bags\n"
         "  finetune   supervised fine-tuning or a linear probe on a fraction of the labels\n"
         "  evaluate   accuracy, per-class and macro AUC, confusion matrix, patient-level metrics\n"
-        "  plot       loss/learning-rate curves of a run, ROC curves of an evaluation (SVG, gnuplot)\n";
+        "  plot       loss/learning-rate curves of a run, ROC curves of an evaluation (SVG, gnuplot)\n"
+        "  info       version, backend and device\n";
     if (argc < 2 || !std::strcmp(argv[1], "--help") || !std::strcmp(argv[1], "-h")) {
         std::printf("%s", top);
         return argc < 2 ? 2 : 0;
     }
     const std::string cmd = argv[1];
-    const char* usage = cmd == "pretrain" ? pretrain_usage : cmd == "finetune" ? finetune_usage : cmd == "evaluate" ? evaluate_usage : cmd == "plot" ? plot_usage : top;
+    const char* usage = cmd == "pretrain" ? pretrain_usage : cmd == "finetune" ? finetune_usage : cmd == "evaluate" ? evaluate_usage : cmd == "plot" ? plot_usage : cmd == "info" ? info_usage : top;
     try {
         if (cmd == "pretrain") return pretrain(argc, argv);
         if (cmd == "finetune") return finetune(argc, argv);
         if (cmd == "evaluate") return evaluate(argc, argv);
         if (cmd == "plot") return plot(argc, argv);
+        if (cmd == "info") return info(argc, argv);
         std::fprintf(stderr, "micle: unknown command '%s'\n%s", cmd.c_str(), top);
         return 2;
     } catch (const usage_error& e) {

@@ -65,6 +65,7 @@ int run_pretrain(const options& o, typename Opt<backend>::config opt_cfg, float 
     cfg.optimizer = opt_cfg;
     cfg.seed = seed;
     context<backend> ctx;
+    std::fprintf(stderr, "micle: running on %s\n", describe(ctx).c_str());
     learner_t learner(ctx, cfg);
     const auto aug = aug_name == "simclr" ? data::augment_config::simclr(size) : data::augment_config::chest_xray(size);
 

@@ -16,6 +16,12 @@ from PIL import Image
 micle, work = sys.argv[1], sys.argv[2]
 shutil.rmtree(work, ignore_errors=True)
 os.makedirs(work)
+
+# micle-gpu on a machine without a GPU: say so and stop (ctest reports the test skipped).
+probe = subprocess.run([micle, "info"], capture_output=True, text=True)
+if probe.returncode != 0 and "no CUDA device" in probe.stderr:
+    print("cli: skipped: no CUDA device:", probe.stderr.strip().splitlines()[-1])
+    sys.exit(0)
 failures = []
 passed = 0
 MODEL = ["--arch", "resnet18", "--stem", "small", "--base-channels", "4", "--image-size", "16", "--workers", "2"]
@@ -150,11 +156,17 @@ def nan_stops():
         "--batch-size", "16")  # the kept checkpoint is usable
 
 
+def info_names_backend():
+    out = run("info").stdout
+    assert out.startswith("micle 0.") and "\nbackend: " in out, out
+
+
 check("CSV manifest: MICLe pretrain, fine-tune on 50% of labels, patient-level evaluation", csv_pipeline)
 check("MedMNIST .npz (multi-label): SimCLR/AdamW pretrain, linear probe, evaluation", npz_pipeline)
 check("IDX Fashion-MNIST: supervised fine-tuning from random init, evaluation", idx_pipeline)
 check("pretraining interrupted after epoch 1 and resumed ends with the same weights", exact_resume)
 check("bad input: missing files, unknown options, impossible splits", bad_input)
 check("a diverging run stops with exit code 3 and keeps its last good checkpoint", nan_stops)
+check("info names the version and the backend", info_names_backend)
 print(f"cli: {passed} passed, {len(failures)} failed")
 sys.exit(1 if failures else 0)

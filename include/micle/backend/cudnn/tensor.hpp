@@ -11,6 +11,7 @@
 #include <cstring>
 #include <memory>
 #include <span>
+#include <string>
 #include <utility>
 #include <vector>
 
@@ -68,6 +69,15 @@ public:
             s_->workspace_bytes = bytes;
         }
         return s_->workspace;
+    }
+
+    /// "cudnn on NVIDIA H100 80GB HBM3 (device 0, sm_90, 79 GiB), TF32 allowed", for logs.
+    std::string description() const {
+        cudaDeviceProp p{};
+        MICLE_CUDA_CHECK(cudaGetDeviceProperties(&p, s_->opts.device));
+        return detail::cat("cudnn on ", p.name, " (device ", s_->opts.device, ", sm_", p.major, p.minor, ", ",
+                           p.totalGlobalMem >> 30, " GiB), TF32 ", s_->opts.allow_tf32 ? "allowed" : "off",
+                           s_->opts.deterministic ? ", deterministic algorithms" : "");
     }
 
     /// cuBLAS compute type for fp32 products under this context's settings.
