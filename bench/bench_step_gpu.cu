@@ -3,7 +3,7 @@
 // (temperature 0.1), backward, an SGD update (momentum 0.9) - at the sizes of the
 // paper's setting. bench/pytorch_step.py --device cuda times the same step in PyTorch;
 // bench/compare_pytorch.py --gpu runs both in one command. Names read:
-// step_gpu/<arch>_<stem>/<resolution>/<N>x2/<precision>.
+// BM_step_gpu/<arch>_<stem>/<resolution>/<N>x2/<precision>.
 //
 // Counters: img/s counts both views (2N images per step); TFLOP/s counts convolutions and
 // linear layers as 3x the forward multiply-adds. Without a CUDA device every benchmark
@@ -28,8 +28,10 @@ using B = micle::cudnn;
 using learner = micle::contrastive_learner<B, micle::models::resnet, micle::heads::projection,
                                            micle::contrastive::nt_xent, micle::optim::sgd>;
 
+enum class precision { tf32, fp32, bf16 };
+
 void BM_step_gpu(benchmark::State& state, int depth, micle::models::stem_kind stem, std::int64_t res, std::int64_t n,
-                 bool tf32) {
+                 precision p) {
     if (const auto why = micle::cudnn_detail::no_device_reason(); !why.empty()) {
         state.SkipWithError(why.c_str());
         for (auto _ : state) {
@@ -37,7 +39,8 @@ void BM_step_gpu(benchmark::State& state, int depth, micle::models::stem_kind st
         return;
     }
     micle::cudnn_options opts;
-    opts.allow_tf32 = tf32;
+    opts.allow_tf32 = p != precision::fp32;
+    opts.bf16 = p == precision::bf16;
     opts.deterministic = false;  // as PyTorch's default: the fastest algorithm cuDNN suggests
     micle::context<B> ctx(opts);
     learner::config cfg;
@@ -64,15 +67,19 @@ void BM_step_gpu(benchmark::State& state, int depth, micle::models::stem_kind st
 
 using micle::models::stem_kind;
 // The issue's two settings: ResNet-50 at 224 px with 128 samples (256 views) per step, and
-// ResNet-18 at 64 px with 256 samples; fp32 with TF32 tensor cores, and strict fp32.
-BENCHMARK_CAPTURE(BM_step_gpu, resnet50_imagenet/224/128x2/tf32, 50, stem_kind::imagenet, 224, 128, true)
-    ->Unit(benchmark::kMillisecond)->UseRealTime()->MinTime(5.0);
-BENCHMARK_CAPTURE(BM_step_gpu, resnet18_imagenet/64/256x2/tf32, 18, stem_kind::imagenet, 64, 256, true)
-    ->Unit(benchmark::kMillisecond)->UseRealTime()->MinTime(5.0);
-BENCHMARK_CAPTURE(BM_step_gpu, resnet50_imagenet/224/128x2/fp32, 50, stem_kind::imagenet, 224, 128, false)
-    ->Unit(benchmark::kMillisecond)->UseRealTime()->MinTime(5.0);
-BENCHMARK_CAPTURE(BM_step_gpu, resnet18_imagenet/64/256x2/fp32, 18, stem_kind::imagenet, 64, 256, false)
-    ->Unit(benchmark::kMillisecond)->UseRealTime()->MinTime(5.0);
+// ResNet-18 at 64 px with 256 samples; fp32 with TF32 tensor cores, bf16 mixed precision
+// (fp32 master weights), and strict fp32.
+#define MICLE_STEP_GPU(name, depth, res, n, p)                                                            \
+    BENCHMARK_CAPTURE(BM_step_gpu, name, depth, stem_kind::imagenet, res, n, precision::p)               \
+        ->Unit(benchmark::kMillisecond)                                                                   \
+        ->UseRealTime()                                                                                   \
+        ->MinTime(5.0)
+MICLE_STEP_GPU(resnet50_imagenet/224/128x2/tf32, 50, 224, 128, tf32);
+MICLE_STEP_GPU(resnet18_imagenet/64/256x2/tf32, 18, 64, 256, tf32);
+MICLE_STEP_GPU(resnet50_imagenet/224/128x2/bf16, 50, 224, 128, bf16);
+MICLE_STEP_GPU(resnet18_imagenet/64/256x2/bf16, 18, 64, 256, bf16);
+MICLE_STEP_GPU(resnet50_imagenet/224/128x2/fp32, 50, 224, 128, fp32);
+MICLE_STEP_GPU(resnet18_imagenet/64/256x2/fp32, 18, 64, 256, fp32);
 
 }  // namespace
 

@@ -2,7 +2,7 @@
 """Runs micle's bench_step and the same step in PyTorch (pytorch_step.py) one after the
 other in this one command, on the same machine and thread count, and prints a markdown
 table with both throughputs and their ratio. With --gpu: bench_step_gpu against PyTorch
-on the same GPU, in TF32 and strict fp32.
+on the same GPU, in TF32, bf16 mixed precision (PyTorch: autocast) and strict fp32.
 
 Usage: bench/compare_pytorch.py BUILD_DIR [--threads 2] [--seconds 5] [--gpu]
 """
@@ -22,6 +22,8 @@ CONFIGS = [  # (arch, stem, resolution, samples per step), as in bench_step.cpp
 GPU_CONFIGS = [  # (arch, stem, resolution, samples per step, precision), as in bench_step_gpu.cu
     ("resnet50", "imagenet", 224, 128, "tf32"),
     ("resnet18", "imagenet", 64, 256, "tf32"),
+    ("resnet50", "imagenet", 224, 128, "bf16"),
+    ("resnet18", "imagenet", 64, 256, "bf16"),
     ("resnet50", "imagenet", 224, 128, "fp32"),
     ("resnet18", "imagenet", 64, 256, "fp32"),
 ]

@@ -18,6 +18,7 @@
 
 #include "micle/data/csv.hpp"
 #include "micle/data/fashion_mnist.hpp"
+#include "micle/data/loader.hpp"
 #include "micle/data/npz.hpp"
 #include "micle/data/split.hpp"
 #include "micle/models/resnet.hpp"
@@ -42,6 +43,36 @@ std::string describe(const context<B>& ctx) {
     else
         return std::string(B::name);
 }
+
+/// The batches of a prefetch loader, each also handed to the backend one step ahead
+/// (micle::upload_queue): while the caller computes with one batch, the next one is being
+/// copied (on the GPU backend, on a copy stream of its own).
+template <class Batch>
+class device_batches {
+public:
+    device_batches(context<backend>& ctx, data::prefetch_loader<Batch>& loader) : ctx_(ctx), loader_(loader) {
+        advance();
+    }
+    /// The next batch (its host data) and its images on the backend, valid until the
+    /// call after next; false at the end.
+    bool next(Batch& batch, const tensor<backend>*& images) {
+        if (!pending_) return false;
+        batch = std::move(*pending_);
+        images = &uploads_.next(ctx_);
+        advance();
+        return true;
+    }
+
+private:
+    void advance() {
+        pending_ = loader_.next();
+        if (pending_) uploads_.stage(ctx_, pending_->dims, pending_->pixels);
+    }
+    context<backend>& ctx_;
+    data::prefetch_loader<Batch>& loader_;
+    std::optional<Batch> pending_;
+    upload_queue<backend> uploads_;
+};
 
 /// A user mistake on the command line: printed with the subcommand's usage, exit code 2.
 class usage_error : public error {

@@ -123,6 +123,10 @@ int run_finetune(const options& o, typename Opt<backend>::config opt_cfg, double
             loader = std::make_unique<data::prefetch_loader<labeled_batch>>(
                 [&](std::int64_t b) { return make_labeled_batch(labelled, order, b, n, aug, channels, seed, epoch); },
                 steps_per_epoch, workers, 2 * workers);
+        std::unique_ptr<device_batches<labeled_batch>> batches;
+        if (loader) batches = std::make_unique<device_batches<labeled_batch>>(ctx, *loader);
+        labeled_batch batch;
+        const tensor<backend>* images = nullptr;
         double epoch_loss = 0;
         for (std::int64_t s = 0; s < steps_per_epoch; ++s) {
             const auto t0 = std::chrono::steady_clock::now();
@@ -147,10 +151,9 @@ int run_finetune(const options& o, typename Opt<backend>::config opt_cfg, double
                     }
                     loss = learner.step_head(tensor<backend>::from_host(ctx, {count, feature_dim}, f), labels, targets, lr);
                 } else {
-                    auto batch = loader->next();
-                    count = batch->dims[0];
-                    loss = learner.step(tensor<backend>::from_host(ctx, batch->dims, batch->pixels), batch->labels,
-                                        batch->targets, lr);
+                    check<backend_error>(batches->next(batch, images), "finetune: the loader ended early");
+                    count = batch.dims[0];
+                    loss = learner.step(*images, batch.labels, batch.targets, lr);
                 }
             } catch (const value_error& e) {
                 return stop_training("finetune", bar, e, out);

@@ -121,14 +121,17 @@ int run_pretrain(const options& o, typename Opt<backend>::config opt_cfg, float 
             [&](std::int64_t b) { return views ? views->make_batch(epoch, b, n) : bags->make_batch(epoch, b, n); },
             steps_per_epoch, workers, 2 * workers);
         double epoch_loss = 0;
+        device_batches<contrastive::view_batch> batches(ctx, loader);
+        contrastive::view_batch batch;
+        const tensor<backend>* views_t = nullptr;
         for (std::int64_t s = 0; s < steps_per_epoch; ++s) {
-            auto batch = loader.next();
             const auto t0 = std::chrono::steady_clock::now();
+            check<backend_error>(batches.next(batch, views_t), "pretrain: the loader ended early");
             const std::int64_t step = learner.steps_done();
             const float lr = schedule(step);
             float loss;
             try {
-                loss = learner.step(tensor<backend>::from_host(ctx, batch->dims, batch->pixels), batch->groups, lr);
+                loss = learner.step(*views_t, batch.groups, lr);
             } catch (const value_error& e) {
                 return stop_training("pretrain", bar, e, out);
             }

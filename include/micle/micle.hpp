@@ -9,6 +9,7 @@
 #include "micle/core/error.hpp"
 #include "micle/core/ops.hpp"
 #include "micle/core/shape.hpp"
+#include "micle/core/upload.hpp"
 #include "micle/backend/reference.hpp"
 #if MICLE_HAS_ONEDNN
 #include "micle/backend/onednn.hpp"

@@ -89,3 +89,30 @@ TEST_CASE("tensor<onednn>: to_layout rejects a descriptor of other dims") {
                          shape_error);
 }
 #endif
+
+TEST_CASE_TEMPLATE("upload_queue: batches come out in order, one staged ahead, as from_host makes them", B,
+                   MICLE_ALL_BACKENDS) {
+    MICLE_SKIP_WITHOUT_DEVICE(B);
+    context<B> ctx;
+    upload_queue<B> q;
+    CHECK_THROWS_WITH_AS(q.next(ctx), doctest::Contains("without a staged batch"), shape_error);
+    const shape images{3, 2, 4, 5}, rows{6, 7};
+    std::vector<std::vector<float>> batches;
+    for (int k = 0; k < 5; ++k) batches.push_back(random_values(images.numel(), 40 + k));
+    q.stage(ctx, images, batches[0]);
+    for (int k = 0; k < 5; ++k) {
+        CAPTURE(k);
+        const tensor<B>& x = q.next(ctx);
+        if (k + 1 < 5) q.stage(ctx, images, batches[std::size_t(k + 1)]);  // in flight while x is used
+        CHECK(x.shape() == images);
+        CHECK(x.to_host(ctx) == tensor<B>::from_host(ctx, images, batches[std::size_t(k)]).to_host(ctx));
+    }
+    CHECK(q.staged() == 0);
+    // Any rank, and the shape may change from batch to batch.
+    const auto r = random_values(rows.numel(), 50);
+    q.stage(ctx, rows, r);
+    q.stage(ctx, images, batches[0]);
+    CHECK_THROWS_WITH_AS(q.stage(ctx, rows, r), doctest::Contains("two batches are staged"), shape_error);
+    CHECK(q.next(ctx).to_host(ctx) == r);
+    CHECK(q.next(ctx).to_host(ctx) == batches[0]);
+}

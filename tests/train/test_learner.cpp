@@ -3,35 +3,14 @@
 #include <limits>
 #include <unistd.h>
 
-#include "micle/contrastive/nt_xent.hpp"
-#include "micle/heads/projection.hpp"
-#include "micle/models/resnet.hpp"
-#include "micle/optim/optimizer.hpp"
+#include "learners.hpp"
 #include "micle/train/checkpoint.hpp"
-#include "micle/train/contrastive_learner.hpp"
-#include "testing.hpp"
 
 using namespace micle;
 
-namespace {
-template <class B>
-using simclr_sgd = contrastive_learner<B, models::resnet, heads::projection, contrastive::nt_xent, optim::sgd>;
-template <class B>
-using simclr_lars = contrastive_learner<B, models::resnet, heads::projection, contrastive::nt_xent, optim::lars>;
-
-template <class L>
-typename L::config tiny_config() {
-    typename L::config cfg;
-    cfg.backbone.depth = 18;
-    cfg.backbone.base_channels = 4;
-    cfg.backbone.stem = models::stem_kind::small;
-    cfg.head.hidden = 32;
-    cfg.head.out = 16;
-    cfg.loss.temperature = 0.5f;
-    cfg.seed = 3;
-    return cfg;
-}
-}  // namespace
+using testing::simclr_lars;
+using testing::simclr_sgd;
+using testing::tiny_config;
 
 
 TEST_CASE_TEMPLATE("contrastive_learner: LARS drives the loss down on a fixed batch", B, MICLE_ALL_BACKENDS) {
@@ -40,12 +19,7 @@ TEST_CASE_TEMPLATE("contrastive_learner: LARS drives the loss down on a fixed ba
     using L = simclr_lars<B>;
     auto cfg = tiny_config<L>();
     L learner(ctx, cfg);
-    // 6 samples x 2 views: the second view is the first plus noise.
-    auto first = testing::random_values(6 * 3 * 8 * 8, 1);
-    auto noise = testing::random_values(first.size(), 2, -0.2f, 0.2f);
-    std::vector<float> views(first);
-    for (std::size_t i = 0; i < first.size(); ++i) views.push_back(first[i] + noise[i]);
-    const auto x = tensor<B>::from_host(ctx, {12, 3, 8, 8}, views);
+    const auto x = tensor<B>::from_host(ctx, {12, 3, 8, 8}, testing::noisy_view_pairs());
     const float initial = learner.step(x, 1.0f);
     float last = initial;
     for (int s = 0; s < 25; ++s) last = learner.step(x, 1.0f);

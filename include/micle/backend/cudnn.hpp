@@ -14,3 +14,4 @@
 #include "micle/backend/cudnn/optim.hpp"
 #include "micle/backend/cudnn/pool.hpp"
 #include "micle/backend/cudnn/tensor.hpp"
+#include "micle/backend/cudnn/upload.hpp"

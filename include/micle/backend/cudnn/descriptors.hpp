@@ -10,6 +10,7 @@
 #include <cstdint>
 
 #include "micle/backend/cudnn/runtime.hpp"
+#include "micle/core/dtype.hpp"
 #include "micle/core/shape.hpp"
 
 // clang-format off
@@ -33,6 +34,9 @@ inline int to_int(std::int64_t v, const char* what) {
     return static_cast<int>(v);
 }
 
+/// cuDNN's data type of micle's element type.
+inline cudnnDataType_t data_type(dtype t) { return t == dtype::bf16 ? CUDNN_DATA_BFLOAT16 : CUDNN_DATA_FLOAT; }
+
 /// A 4-D NHWC float tensor descriptor ([N, C] is described as [N, C, 1, 1]).
 class tensor_desc {
 public:
@@ -53,12 +57,12 @@ private:
     cudnnTensorDescriptor_t d_ = nullptr;
 };
 
-/// A KRSC float filter descriptor for weights [O, C, kh, kw].
+/// A KRSC filter descriptor for weights [O, C, kh, kw] (float, or bf16 in mixed precision).
 class filter_desc {
 public:
-    explicit filter_desc(const shape& w) {
+    explicit filter_desc(const shape& w, cudnnDataType_t t = CUDNN_DATA_FLOAT) {
         MICLE_CUDA_CHECK(cudnnCreateFilterDescriptor(&d_));
-        MICLE_CUDA_CHECK(cudnnSetFilter4dDescriptor(d_, CUDNN_DATA_FLOAT, CUDNN_TENSOR_NHWC, to_int(w[0], "filters"),
+        MICLE_CUDA_CHECK(cudnnSetFilter4dDescriptor(d_, t, CUDNN_TENSOR_NHWC, to_int(w[0], "filters"),
                                                     to_int(w[1], "channels"), to_int(w[2], "kernel height"),
                                                     to_int(w[3], "kernel width")));
     }

@@ -1,5 +1,6 @@
 #pragma once
-// ReLU and the residual add, as the backend's own elementwise kernels.
+// ReLU and the residual add, as the backend's own elementwise kernels, on f32 or (mixed
+// precision) bf16 tensors: the output takes the input's type.
 #include "micle/backend/cudnn/tensor.hpp"
 #include "micle/core/ops.hpp"
 
@@ -12,16 +13,21 @@ public:
     using context_t = context<cudnn>;
 
     void forward(context_t& ctx, const tensor_t& x, tensor_t& y) {
-        checks::f32("relu", "input", x.dtype());
         check(x.defined() && !x.shape().has_zero(), "relu: empty or zero-sized input ", x.shape());
-        if (&y != &x) y.ensure(ctx, x.shape());
-        cudnn_detail::kernels::relu_forward(ctx.stream(), x.f32(), y.f32(), x.numel());
+        if (&y != &x) y.ensure(ctx, x.shape(), x.dtype());
+        cudnn_detail::with_element_type(x.dtype(), [&](auto t) {
+            using T = decltype(t);
+            cudnn_detail::kernels::relu_forward(ctx.stream(), x.data<T>(), y.data<T>(), x.numel());
+        });
     }
     void backward(context_t& ctx, const tensor_t& x, const tensor_t& dy, tensor_t& dx) {
         checks::same_shape("relu backward", "input", x.shape(), "dy", dy.shape());
-        checks::f32("relu", "dy", dy.dtype());
-        if (&dx != &dy) dx.ensure(ctx, x.shape());
-        cudnn_detail::kernels::relu_backward(ctx.stream(), x.f32(), dy.f32(), dx.f32(), x.numel());
+        check(dy.dtype() == x.dtype(), "relu backward: dy is ", dy.dtype(), " but the input is ", x.dtype());
+        if (&dx != &dy) dx.ensure(ctx, x.shape(), x.dtype());
+        cudnn_detail::with_element_type(x.dtype(), [&](auto t) {
+            using T = decltype(t);
+            cudnn_detail::kernels::relu_backward(ctx.stream(), x.data<T>(), dy.data<T>(), dx.data<T>(), x.numel());
+        });
     }
 };
 
@@ -32,17 +38,22 @@ public:
     using context_t = context<cudnn>;
 
     void forward(context_t& ctx, const tensor_t& a, const tensor_t& b, tensor_t& y) {
-        checks::f32("add", "a", a.dtype());
-        checks::f32("add", "b", b.dtype());
         checks::same_shape("add", "a", a.shape(), "b", b.shape());
+        check(a.dtype() == b.dtype(), "add: a is ", a.dtype(), " but b is ", b.dtype());
         check(a.defined() && !a.shape().has_zero(), "add: empty or zero-sized input ", a.shape());
-        if (&y != &a && &y != &b) y.ensure(ctx, a.shape());
-        cudnn_detail::kernels::add(ctx.stream(), a.f32(), b.f32(), y.f32(), a.numel());
+        if (&y != &a && &y != &b) y.ensure(ctx, a.shape(), a.dtype());
+        cudnn_detail::with_element_type(a.dtype(), [&](auto t) {
+            using T = decltype(t);
+            cudnn_detail::kernels::add(ctx.stream(), a.data<T>(), b.data<T>(), y.data<T>(), a.numel());
+        });
     }
     void accumulate(context_t& ctx, tensor_t& acc, const tensor_t& x) {
         checks::same_shape("add accumulate", "acc", acc.shape(), "x", x.shape());
-        checks::f32("add", "x", x.dtype());
-        cudnn_detail::kernels::accumulate(ctx.stream(), acc.f32(), x.f32(), x.numel());
+        check(acc.dtype() == x.dtype(), "add accumulate: acc is ", acc.dtype(), " but x is ", x.dtype());
+        cudnn_detail::with_element_type(x.dtype(), [&](auto t) {
+            using T = decltype(t);
+            cudnn_detail::kernels::accumulate(ctx.stream(), acc.data<T>(), x.data<T>(), x.numel());
+        });
     }
 };
 

@@ -8,6 +8,7 @@
 #if !defined(__CUDACC__)
 #error "micle/backend/cudnn/kernels.cuh holds CUDA kernels: compile this translation unit as CUDA (nvcc)"
 #endif
+#include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -34,6 +35,21 @@ inline void check_launch(const char* kernel) {
 #define MICLE_GRID_STRIDE(i, n)                                                                              \
     for (std::int64_t i = static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < (n);         \
          i += static_cast<std::int64_t>(blockDim.x) * gridDim.x)
+
+// Element types of activations: float, or __nv_bfloat16 in mixed precision (computed in
+// float either way).
+__device__ inline float to_f(float v) { return v; }
+__device__ inline float to_f(__nv_bfloat16 v) { return __bfloat162float(v); }
+template <class T>
+__device__ T from_f(float v);
+template <>
+__device__ inline float from_f<float>(float v) {
+    return v;
+}
+template <>
+__device__ inline __nv_bfloat16 from_f<__nv_bfloat16>(float v) {
+    return __float2bfloat16_rn(v);
+}
 
 /// Sum of `v` over the block (blockDim.x a multiple of 32, at most 1024); every thread
 /// gets the result. `scratch` holds 32 values.
@@ -67,30 +83,41 @@ MICLE_KERNEL fill_kernel(float* __restrict__ p, std::int64_t n, float v) {
 MICLE_KERNEL fill_u16_kernel(std::uint16_t* __restrict__ p, std::int64_t n, std::uint16_t v) {
     MICLE_GRID_STRIDE(i, n) p[i] = v;
 }
-MICLE_KERNEL relu_forward_kernel(const float* __restrict__ x, float* __restrict__ y, std::int64_t n) {
-    MICLE_GRID_STRIDE(i, n) y[i] = x[i] > 0.0f ? x[i] : 0.0f;
+template <class T>
+__global__ void relu_forward_kernel(const T* x, T* y, std::int64_t n) {
+    MICLE_GRID_STRIDE(i, n) y[i] = to_f(x[i]) > 0.0f ? x[i] : from_f<T>(0.0f);
 }
-MICLE_KERNEL relu_backward_kernel(const float* __restrict__ x, const float* __restrict__ dy, float* __restrict__ dx,
+/// dx = dy where the forward input (or output: the same sign) is positive.
+template <class T>
+__global__ void relu_backward_kernel(const T* __restrict__ x, const T* __restrict__ dy, T* __restrict__ dx,
                                      std::int64_t n) {
-    MICLE_GRID_STRIDE(i, n) dx[i] = x[i] > 0.0f ? dy[i] : 0.0f;
+    MICLE_GRID_STRIDE(i, n) dx[i] = to_f(x[i]) > 0.0f ? dy[i] : from_f<T>(0.0f);
 }
-MICLE_KERNEL add_kernel(const float* a, const float* b, float* y, std::int64_t n) {
-    MICLE_GRID_STRIDE(i, n) y[i] = a[i] + b[i];
+template <class T>
+__global__ void add_kernel(const T* a, const T* b, T* y, std::int64_t n) {
+    MICLE_GRID_STRIDE(i, n) y[i] = from_f<T>(to_f(a[i]) + to_f(b[i]));
 }
-MICLE_KERNEL accumulate_kernel(float* __restrict__ acc, const float* __restrict__ x, std::int64_t n) {
-    MICLE_GRID_STRIDE(i, n) acc[i] += x[i];
+template <class T>
+__global__ void accumulate_kernel(T* __restrict__ acc, const T* __restrict__ x, std::int64_t n) {
+    MICLE_GRID_STRIDE(i, n) acc[i] = from_f<T>(to_f(acc[i]) + to_f(x[i]));
+}
+/// Element type conversion (float <-> bfloat16, round to nearest even).
+template <class From, class To>
+__global__ void convert_kernel(const From* __restrict__ x, To* __restrict__ y, std::int64_t n) {
+    MICLE_GRID_STRIDE(i, n) y[i] = from_f<To>(to_f(x[i]));
 }
 /// y[r, c] += b[c] for a row-major [rows, cols] matrix.
-MICLE_KERNEL bias_rows_kernel(float* __restrict__ y, const float* __restrict__ b, std::int64_t rows,
-                                 std::int64_t cols) {
-    MICLE_GRID_STRIDE(i, rows * cols) y[i] += b[i % cols];
+template <class T>
+__global__ void bias_rows_kernel(T* __restrict__ y, const float* __restrict__ b, std::int64_t rows, std::int64_t cols) {
+    MICLE_GRID_STRIDE(i, rows * cols) y[i] = from_f<T>(to_f(y[i]) + b[i % cols]);
 }
 /// out[c] = sum over r of x[r, c]; one thread per column, rows in order.
-MICLE_KERNEL column_sums_kernel(const float* __restrict__ x, float* __restrict__ out, std::int64_t rows,
+template <class T>
+__global__ void column_sums_kernel(const T* __restrict__ x, float* __restrict__ out, std::int64_t rows,
                                    std::int64_t cols) {
     MICLE_GRID_STRIDE(c, cols) {
         double s = 0;
-        for (std::int64_t r = 0; r < rows; ++r) s += x[r * cols + c];
+        for (std::int64_t r = 0; r < rows; ++r) s += to_f(x[r * cols + c]);
         out[c] = static_cast<float>(s);
     }
 }
@@ -103,58 +130,93 @@ inline void fill_bf16(cudaStream_t s, std::uint16_t* p, std::int64_t n, std::uin
     fill_u16_kernel<0><<<blocks_for(n), threads, 0, s>>>(p, n, v);
     check_launch("fill_u16_kernel");
 }
-inline void relu_forward(cudaStream_t s, const float* x, float* y, std::int64_t n) {
-    relu_forward_kernel<0><<<blocks_for(n), threads, 0, s>>>(x, y, n);
+template <class T>
+void relu_forward(cudaStream_t s, const T* x, T* y, std::int64_t n) {
+    relu_forward_kernel<T><<<blocks_for(n), threads, 0, s>>>(x, y, n);
     check_launch("relu_forward_kernel");
 }
-inline void relu_backward(cudaStream_t s, const float* x, const float* dy, float* dx, std::int64_t n) {
-    relu_backward_kernel<0><<<blocks_for(n), threads, 0, s>>>(x, dy, dx, n);
+template <class T>
+void relu_backward(cudaStream_t s, const T* x, const T* dy, T* dx, std::int64_t n) {
+    relu_backward_kernel<T><<<blocks_for(n), threads, 0, s>>>(x, dy, dx, n);
     check_launch("relu_backward_kernel");
 }
-inline void add(cudaStream_t s, const float* a, const float* b, float* y, std::int64_t n) {
-    add_kernel<0><<<blocks_for(n), threads, 0, s>>>(a, b, y, n);
+template <class T>
+void add(cudaStream_t s, const T* a, const T* b, T* y, std::int64_t n) {
+    add_kernel<T><<<blocks_for(n), threads, 0, s>>>(a, b, y, n);
     check_launch("add_kernel");
 }
-inline void accumulate(cudaStream_t s, float* acc, const float* x, std::int64_t n) {
-    accumulate_kernel<0><<<blocks_for(n), threads, 0, s>>>(acc, x, n);
+template <class T>
+void accumulate(cudaStream_t s, T* acc, const T* x, std::int64_t n) {
+    accumulate_kernel<T><<<blocks_for(n), threads, 0, s>>>(acc, x, n);
     check_launch("accumulate_kernel");
 }
-inline void bias_rows(cudaStream_t s, float* y, const float* b, std::int64_t rows, std::int64_t cols) {
-    bias_rows_kernel<0><<<blocks_for(rows * cols), threads, 0, s>>>(y, b, rows, cols);
+template <class From, class To>
+void convert(cudaStream_t s, const From* x, To* y, std::int64_t n) {
+    convert_kernel<From, To><<<blocks_for(n), threads, 0, s>>>(x, y, n);
+    check_launch("convert_kernel");
+}
+/// y [rows, cols] += b [cols] (also the bias of NHWC activations: rows = N*H*W, cols = C).
+template <class T>
+void bias_rows(cudaStream_t s, T* y, const float* b, std::int64_t rows, std::int64_t cols) {
+    bias_rows_kernel<T><<<blocks_for(rows * cols), threads, 0, s>>>(y, b, rows, cols);
     check_launch("bias_rows_kernel");
 }
-inline void column_sums(cudaStream_t s, const float* x, float* out, std::int64_t rows, std::int64_t cols) {
-    column_sums_kernel<0><<<blocks_for(cols), threads, 0, s>>>(x, out, rows, cols);
+/// out [cols] = column sums of x [rows, cols] (the bias gradient).
+template <class T>
+void column_sums(cudaStream_t s, const T* x, float* out, std::int64_t rows, std::int64_t cols) {
+    column_sums_kernel<T><<<blocks_for(cols), threads, 0, s>>>(x, out, rows, cols);
     check_launch("column_sums_kernel");
+}
+
+// ---------------------------------------------------------------- layout
+/// dst [N, HW, C] (NHWC) from src [N, C, HW] (NCHW); one thread per destination element,
+/// so writes are coalesced.
+MICLE_KERNEL nchw_to_nhwc_kernel(const float* __restrict__ src, float* __restrict__ dst, std::int64_t N,
+                                 std::int64_t C, std::int64_t HW) {
+    MICLE_GRID_STRIDE(i, N * C * HW) {
+        const std::int64_t c = i % C, p = (i / C) % HW, n = i / (C * HW);
+        dst[i] = src[(n * C + c) * HW + p];
+    }
+}
+inline void nchw_to_nhwc(cudaStream_t s, const float* src, float* dst, std::int64_t N, std::int64_t C,
+                         std::int64_t HW) {
+    nchw_to_nhwc_kernel<0><<<blocks_for(N * C * HW), threads, 0, s>>>(src, dst, N, C, HW);
+    check_launch("nchw_to_nhwc_kernel");
 }
 
 // ---------------------------------------------------------------- global average pooling (NHWC)
 /// y[n, c] = mean over the S = H*W positions of x[n, p, c]; one thread per (n, c), so a warp
 /// reads 32 neighbouring channels (coalesced).
-MICLE_KERNEL gap_forward_kernel(const float* __restrict__ x, float* __restrict__ y, std::int64_t N, std::int64_t S,
+/// The output (and its gradient) is float whatever the activations' type: the features
+/// feed the head in fp32.
+template <class T>
+__global__ void gap_forward_kernel(const T* __restrict__ x, float* __restrict__ y, std::int64_t N, std::int64_t S,
                                    std::int64_t C) {
     MICLE_GRID_STRIDE(i, N * C) {
         const std::int64_t n = i / C, c = i % C;
-        const float* p = x + n * S * C + c;
+        const T* p = x + n * S * C + c;
         float s = 0;
-        for (std::int64_t k = 0; k < S; ++k) s += p[k * C];
+        for (std::int64_t k = 0; k < S; ++k) s += to_f(p[k * C]);
         y[i] = s / static_cast<float>(S);
     }
 }
-MICLE_KERNEL gap_backward_kernel(const float* __restrict__ dy, float* __restrict__ dx, std::int64_t N,
-                                    std::int64_t S, std::int64_t C) {
+template <class T>
+__global__ void gap_backward_kernel(const float* __restrict__ dy, T* __restrict__ dx, std::int64_t N, std::int64_t S,
+                                    std::int64_t C) {
     const float inv = 1.0f / static_cast<float>(S);
     MICLE_GRID_STRIDE(i, N * S * C) {
         const std::int64_t c = i % C, n = i / (S * C);
-        dx[i] = dy[n * C + c] * inv;
+        dx[i] = from_f<T>(dy[n * C + c] * inv);
     }
 }
-inline void gap_forward(cudaStream_t s, const float* x, float* y, std::int64_t N, std::int64_t S, std::int64_t C) {
-    gap_forward_kernel<0><<<blocks_for(N * C), threads, 0, s>>>(x, y, N, S, C);
+template <class T>
+void gap_forward(cudaStream_t s, const T* x, float* y, std::int64_t N, std::int64_t S, std::int64_t C) {
+    gap_forward_kernel<T><<<blocks_for(N * C), threads, 0, s>>>(x, y, N, S, C);
     check_launch("gap_forward_kernel");
 }
-inline void gap_backward(cudaStream_t s, const float* dy, float* dx, std::int64_t N, std::int64_t S, std::int64_t C) {
-    gap_backward_kernel<0><<<blocks_for(N * S * C), threads, 0, s>>>(dy, dx, N, S, C);
+template <class T>
+void gap_backward(cudaStream_t s, const float* dy, T* dx, std::int64_t N, std::int64_t S, std::int64_t C) {
+    gap_backward_kernel<T><<<blocks_for(N * S * C), threads, 0, s>>>(dy, dx, N, S, C);
     check_launch("gap_backward_kernel");
 }
 

@@ -24,15 +24,14 @@ public:
     const pool2d_params& params() const noexcept { return p_; }
 
     void forward(context_t& ctx, const tensor_t& x, tensor_t& y) {
-        checks::f32("pool2d", "input", x.dtype());
         const shape ys = checks::pool2d(p_, x.shape());
-        auto& e = entry(x.shape());
-        y.ensure(ctx, ys);
+        auto& e = entry(x.shape(), x.dtype());
+        y.ensure(ctx, ys, x.dtype());
         const float one = 1.0f, zero = 0.0f;
-        MICLE_CUDA_CHECK(cudnnPoolingForward(ctx.dnn(), e.pool, &one, e.x, x.f32(), &zero, e.y, y.f32()));
-        x_.ensure(ctx, x.shape());
+        MICLE_CUDA_CHECK(cudnnPoolingForward(ctx.dnn(), e.pool, &one, e.x, x.raw(), &zero, e.y, y.raw()));
+        x_.ensure(ctx, x.shape(), x.dtype());
         x_.copy_from(ctx, x);
-        y_.ensure(ctx, ys);
+        y_.ensure(ctx, ys, x.dtype());
         y_.copy_from(ctx, y);
         x_shape_ = x.shape();
     }
@@ -40,18 +39,18 @@ public:
     void backward(context_t& ctx, const tensor_t& dy, tensor_t& dx) {
         check(x_shape_.rank() == 4, "pool2d: backward called before forward");
         checks::same_shape("pool2d backward", "dy", dy.shape(), "forward output", checks::pool2d(p_, x_shape_));
-        checks::f32("pool2d", "dy", dy.dtype());
-        auto& e = entry(x_shape_);
-        dx.ensure(ctx, x_shape_);
+        check(dy.dtype() == x_.dtype(), "pool2d backward: dy is ", dy.dtype(), " but the input was ", x_.dtype());
+        auto& e = entry(x_shape_, x_.dtype());
+        dx.ensure(ctx, x_shape_, x_.dtype());
         const float one = 1.0f, zero = 0.0f;
-        MICLE_CUDA_CHECK(cudnnPoolingBackward(ctx.dnn(), e.pool, &one, e.y, y_.f32(), e.y, dy.f32(), e.x, x_.f32(), &zero,
-                                              e.x, dx.f32()));
+        MICLE_CUDA_CHECK(cudnnPoolingBackward(ctx.dnn(), e.pool, &one, e.y, y_.raw(), e.y, dy.raw(), e.x, x_.raw(), &zero,
+                                              e.x, dx.raw()));
     }
 
 private:
     struct entry_t {
-        entry_t(const pool2d_params& p, const shape& xs)
-            : x(xs), y(checks::pool2d(p, xs)),
+        entry_t(const pool2d_params& p, const shape& xs, dtype t)
+            : x(xs, cudnn_detail::data_type(t)), y(checks::pool2d(p, xs), cudnn_detail::data_type(t)),
               pool(mode(p.kind), p.kernel_h, p.kernel_w, p.pad_h, p.pad_w, p.stride_h, p.stride_w) {}
         static cudnnPoolingMode_t mode(pool_kind k) {
             switch (k) {
@@ -63,14 +62,14 @@ private:
         cudnn_detail::tensor_desc x, y;
         cudnn_detail::pooling_desc pool;
     };
-    entry_t& entry(const shape& xs) {
-        return *cache_.get(xs, [&] { return std::make_unique<entry_t>(p_, xs); });
+    entry_t& entry(const shape& xs, dtype t) {
+        return *cache_.get(std::pair{xs, t}, [&] { return std::make_unique<entry_t>(p_, xs, t); });
     }
 
     pool2d_params p_;
     shape x_shape_;
     tensor_t x_, y_;
-    micle::detail::shape_cache<shape, std::unique_ptr<entry_t>> cache_;
+    micle::detail::shape_cache<std::pair<shape, dtype>, std::unique_ptr<entry_t>> cache_;
 };
 
 template <>
@@ -79,13 +78,18 @@ public:
     using tensor_t = tensor<cudnn>;
     using context_t = context<cudnn>;
 
+    /// y is f32 whatever the input's type (the features feed the head in fp32); the
+    /// gradient goes back in the input's type.
     void forward(context_t& ctx, const tensor_t& x, tensor_t& y) {
-        checks::f32("global_avg_pool", "input", x.dtype());
         expect_rank(x.shape(), 4, "global_avg_pool", "input");
         x_shape_ = x.shape();
+        x_dtype_ = x.dtype();
         const auto N = x.shape()[0], C = x.shape()[1], S = x.shape()[2] * x.shape()[3];
         y.ensure(ctx, shape{N, C});
-        cudnn_detail::kernels::gap_forward(ctx.stream(), x.f32(), y.f32(), N, S, C);
+        cudnn_detail::with_element_type(x.dtype(), [&](auto t) {
+            using T = decltype(t);
+            cudnn_detail::kernels::gap_forward(ctx.stream(), x.data<T>(), y.f32(), N, S, C);
+        });
     }
     void backward(context_t& ctx, const tensor_t& dy, tensor_t& dx) {
         check(x_shape_.rank() == 4, "global_avg_pool: backward called before forward");
@@ -93,12 +97,16 @@ public:
                            shape{x_shape_[0], x_shape_[1]});
         checks::f32("global_avg_pool", "dy", dy.dtype());
         const auto N = x_shape_[0], C = x_shape_[1], S = x_shape_[2] * x_shape_[3];
-        dx.ensure(ctx, x_shape_);
-        cudnn_detail::kernels::gap_backward(ctx.stream(), dy.f32(), dx.f32(), N, S, C);
+        dx.ensure(ctx, x_shape_, x_dtype_);
+        cudnn_detail::with_element_type(x_dtype_, [&](auto t) {
+            using T = decltype(t);
+            cudnn_detail::kernels::gap_backward(ctx.stream(), dy.f32(), dx.data<T>(), N, S, C);
+        });
     }
 
 private:
     shape x_shape_;
+    dtype x_dtype_ = dtype::f32;
 };
 
 }  // namespace micle::ops

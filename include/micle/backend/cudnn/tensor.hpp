@@ -11,9 +11,12 @@
 #include <cstring>
 #include <memory>
 #include <span>
+#include <type_traits>
 #include <string>
 #include <utility>
 #include <vector>
+
+#include <cuda_bf16.h>
 
 #include "micle/backend/cudnn/kernels.cuh"
 #include "micle/backend/cudnn/runtime.hpp"
@@ -34,6 +37,11 @@ struct cudnn_options {
     bool deterministic = true;
     /// Largest cuDNN workspace an algorithm may ask for.
     std::size_t workspace_limit = std::size_t(1) << 30;
+    /// Mixed precision: the backbone's activations and their gradients are bf16
+    /// (convolutions, batch norm, pooling, ReLU and residual adds read and write bf16 and
+    /// accumulate in fp32); weights stay fp32 master copies (convolutions cast them per
+    /// call), weight gradients, the head, the loss and the optimizer stay fp32.
+    bool bf16 = false;
 };
 
 /// The options a default-constructed context<cudnn> takes (as PyTorch's global
@@ -214,6 +222,16 @@ public:
               " values for shape ", shape_);
         if (values.empty()) return;
         void* host = rt_->pinned(bytes());
+        if (dtype_ == dtype::f32 && shape_.rank() == 4) {  // NCHW as is; NHWC on the device
+            std::memcpy(host, values.data(), bytes());
+            void* plain = rt_->allocate(bytes());
+            MICLE_CUDA_CHECK(cudaMemcpyAsync(plain, host, bytes(), cudaMemcpyHostToDevice, rt_->stream()));
+            cudnn_detail::kernels::nchw_to_nhwc(rt_->stream(), static_cast<const float*>(plain), f32(), shape_[0],
+                                                shape_[1], shape_[2] * shape_[3]);
+            rt_->release(plain);  // stream order: reused only by work enqueued after this
+            rt_->synchronize();   // the pinned buffer is reused by the next copy
+            return;
+        }
         const cudnn_detail::layout_map map(shape_);
         if (dtype_ == dtype::f32) {
             auto* dst = static_cast<float*>(host);
@@ -271,6 +289,19 @@ public:
     bool defined() const noexcept { return shape_.rank() > 0; }
     std::size_t bytes() const noexcept { return static_cast<std::size_t>(numel()) * size_of(dtype_); }
 
+    /// Typed device pointer: T is float for f32 tensors, __nv_bfloat16 for bf16 ones.
+    template <class T>
+    T* data() {
+        constexpr micle::dtype want = std::is_same_v<T, __nv_bfloat16> ? dtype::bf16 : dtype::f32;
+        static_assert(std::is_same_v<T, float> || std::is_same_v<T, __nv_bfloat16>, "tensor<cudnn>: float or bf16");
+        check(dtype_ == want, "tensor: a ", want, " device pointer of a ", dtype_, " tensor ", shape_);
+        return static_cast<T*>(ptr_);
+    }
+    template <class T>
+    const T* data() const {
+        return const_cast<tensor*>(this)->data<T>();
+    }
+
     /// Device pointer of an f32 tensor (NHWC for rank 4, row-major otherwise).
     float* f32() {
         check(dtype_ == dtype::f32, "tensor: an f32 device pointer of a ", dtype_, " tensor ", shape_);
@@ -305,5 +336,14 @@ private:
     micle::shape shape_;
     micle::dtype dtype_ = dtype::f32;
 };
+
+namespace cudnn_detail {
+/// Calls f(T{}) with T the element type of `t` (float or __nv_bfloat16).
+template <class F>
+decltype(auto) with_element_type(dtype t, F&& f) {
+    if (t == dtype::bf16) return f(__nv_bfloat16{});
+    return f(float{});
+}
+}  // namespace cudnn_detail
 
 }  // namespace micle

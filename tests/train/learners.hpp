@@ -1,0 +1,42 @@
+#pragma once
+// Small SimCLR learners shared by the learner tests of every backend.
+#include <vector>
+
+#include "micle/contrastive/nt_xent.hpp"
+#include "micle/heads/projection.hpp"
+#include "micle/models/resnet.hpp"
+#include "micle/optim/optimizer.hpp"
+#include "micle/train/contrastive_learner.hpp"
+#include "testing.hpp"
+
+namespace micle::testing {
+
+template <class B>
+using simclr_sgd = contrastive_learner<B, models::resnet, heads::projection, contrastive::nt_xent, optim::sgd>;
+template <class B>
+using simclr_lars = contrastive_learner<B, models::resnet, heads::projection, contrastive::nt_xent, optim::lars>;
+
+/// A ResNet-18 with 4 base channels and the small stem, a 32-16 head, temperature 0.5.
+template <class L>
+typename L::config tiny_config() {
+    typename L::config cfg;
+    cfg.backbone.depth = 18;
+    cfg.backbone.base_channels = 4;
+    cfg.backbone.stem = models::stem_kind::small;
+    cfg.head.hidden = 32;
+    cfg.head.out = 16;
+    cfg.loss.temperature = 0.5f;
+    cfg.seed = 3;
+    return cfg;
+}
+
+/// 6 samples x 2 views of 3x8x8: the second view is the first plus noise.
+inline std::vector<float> noisy_view_pairs() {
+    auto first = random_values(6 * 3 * 8 * 8, 1);
+    const auto noise = random_values(first.size(), 2, -0.2f, 0.2f);
+    std::vector<float> views(first);
+    for (std::size_t i = 0; i < first.size(); ++i) views.push_back(first[i] + noise[i]);
+    return views;
+}
+
+}  // namespace micle::testing
