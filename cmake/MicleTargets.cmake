@@ -20,3 +20,14 @@ function(micle_own_target target)
     target_link_options(${target} PRIVATE -fsanitize=address,undefined)
   endif()
 endfunction()
+
+# For targets whose sources use micle::default_backend: when that is the GPU backend
+# (-DMICLE_DEFAULT_BACKEND=cudnn), the sources are compiled as CUDA and the target links
+# micle::cudnn. Call it in the directory that defines the target.
+function(micle_uses_default_backend target)
+  if(MICLE_DEFAULT_BACKEND STREQUAL "cudnn")
+    get_target_property(sources ${target} SOURCES)
+    set_source_files_properties(${sources} PROPERTIES LANGUAGE CUDA)
+    target_link_libraries(${target} PRIVATE micle::cudnn)
+  endif()
+endfunction()

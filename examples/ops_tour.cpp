@@ -98,12 +98,14 @@ struct tiny_cnn {
         bn1.backward(ctx, a1, dh1, g1, b1, da1, dg1, db1);
         conv1.backward_weights(ctx, x, da1, dw1, nullptr);
 
-        ctx.synchronize();
+        // Plain SGD through host copies, which works the same on every backend (the
+        // library's optimizers, micle/optim/, update in place on the backend instead).
         for (auto [p, g] : {std::pair{&w1, &dw1}, {&w2, &dw2}, {&wf, &dwf}, {&bf, &dbf}, {&g1, &dg1}, {&b1, &db1},
                             {&g2, &dg2}, {&b2, &db2}}) {
-            float* pv = p->data();
-            const float* gv = g->data();
-            for (std::int64_t i = 0; i < p->numel(); ++i) pv[i] -= lr * gv[i];
+            auto pv = p->to_host(ctx);
+            const auto gv = g->to_host(ctx);
+            for (std::size_t i = 0; i < pv.size(); ++i) pv[i] -= lr * gv[i];
+            p->assign(ctx, pv);
         }
         return l;
     }

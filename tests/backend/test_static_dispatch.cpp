@@ -19,6 +19,7 @@ std::vector<float> conv_relu(const std::vector<float>& xv, const std::vector<flo
 TEST_CASE("default_backend is the one CMake chose, and a generic function runs on every backend") {
     CHECK(default_backend::name == MICLE_DEFAULT_BACKEND_NAME);
     static_assert(Backend<default_backend>);
+    MICLE_SKIP_WITHOUT_DEVICE(default_backend);  // a GPU default on a machine without one
     const auto xv = testing::random_values(32, 1), wv = testing::random_values(54, 2);
     testing::expect_close(conv_relu<default_backend>(xv, wv), conv_relu<reference>(xv, wv), 1e-5, 1e-6, "conv+relu");
 }

@@ -4,9 +4,10 @@
 
 #include <cmath>
 #include <cstdio>
+#include <string>
 #include <vector>
 
-int main() {
+int main() try {
     using B = micle::default_backend;
     micle::context<B> ctx;
     micle::context<micle::reference> rctx;
@@ -29,5 +30,9 @@ int main() {
             return 1;
         }
     std::printf("micle consumer: ok (backend %s, micle %s)\n", std::string(B::name).c_str(), MICLE_VERSION_STRING);
+    return 0;
+} catch (const micle::backend_error& e) {  // a GPU default on a machine without a GPU
+    if (std::string(e.what()).find("no CUDA device") == std::string::npos) throw;
+    std::printf("micle consumer: built; skipped: %s\n", e.what());
     return 0;
 }

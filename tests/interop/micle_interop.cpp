@@ -15,7 +15,13 @@
 #include "micle/models/resnet.hpp"
 #include "micle/train/checkpoint.hpp"
 
-using B = micle::default_backend;
+// The CPU backend: the numbers are compared with PyTorch's fp32 ones at tight tolerances
+// (the GPU backend is compared with the reference backend by the test suite instead).
+#if MICLE_HAS_ONEDNN
+using B = micle::onednn;
+#else
+using B = micle::reference;
+#endif
 
 int main(int argc, char** argv) {
     std::string arch, input, output, weights, save;
