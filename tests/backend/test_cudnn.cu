@@ -40,6 +40,42 @@ TEST_CASE("cudnn: bf16 conversion rounds to nearest even, as the reference backe
     CHECK(std::isnan(cudnn_detail::from_bf16_bits(cudnn_detail::to_bf16_bits(nan))));
 }
 
+MICLE_CUDNN_LEGACY_BEGIN
+TEST_CASE("cudnn: the convolution algorithm is cuDNN's first suggestion that fits the options") {
+    using perf = cudnnConvolutionFwdAlgoPerf_t;
+    auto make = [](cudnnConvolutionFwdAlgo_t algo, cudnnStatus_t status, std::size_t memory, cudnnDeterminism_t det,
+                   cudnnMathType_t math) {
+        perf p{};
+        p.algo = algo;
+        p.status = status;
+        p.memory = memory;
+        p.determinism = det;
+        p.mathType = math;
+        return p;
+    };
+    const std::vector<perf> ranked{
+        make(CUDNN_CONVOLUTION_FWD_ALGO_FFT, CUDNN_STATUS_NOT_SUPPORTED, 0, CUDNN_DETERMINISTIC, CUDNN_DEFAULT_MATH),
+        make(CUDNN_CONVOLUTION_FWD_ALGO_WINOGRAD, CUDNN_STATUS_SUCCESS, std::size_t(1) << 31, CUDNN_DETERMINISTIC,
+             CUDNN_DEFAULT_MATH),
+        make(CUDNN_CONVOLUTION_FWD_ALGO_GEMM, CUDNN_STATUS_SUCCESS, 1024, CUDNN_NON_DETERMINISTIC, CUDNN_TENSOR_OP_MATH),
+        make(CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_PRECOMP_GEMM, CUDNN_STATUS_SUCCESS, 4096, CUDNN_DETERMINISTIC,
+             CUDNN_TENSOR_OP_MATH),
+        make(CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_GEMM, CUDNN_STATUS_SUCCESS, 0, CUDNN_DETERMINISTIC, CUDNN_FMA_MATH),
+    };
+    cudnn_options o;  // deterministic, 1 GiB workspace: not the failed one, not the 2 GiB one
+    CHECK(cudnn_detail::choose_algorithm(ranked, 5, o, true, "forward").algo ==
+          CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_PRECOMP_GEMM);
+    o.deterministic = false;
+    CHECK(cudnn_detail::choose_algorithm(ranked, 5, o, true, "forward").algo == CUDNN_CONVOLUTION_FWD_ALGO_GEMM);
+    o.workspace_limit = std::size_t(4) << 30;
+    CHECK(cudnn_detail::choose_algorithm(ranked, 5, o, true, "forward").algo == CUDNN_CONVOLUTION_FWD_ALGO_WINOGRAD);
+    // Without tensor cores (fp32 with TF32 off) only FMA kernels qualify.
+    CHECK(cudnn_detail::choose_algorithm(ranked, 5, o, false, "forward").algo == CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_GEMM);
+    CHECK_THROWS_WITH_AS(cudnn_detail::choose_algorithm(ranked, 4, o, false, "forward"),
+                         doctest::Contains("no forward algorithm for this shape"), backend_error);
+}
+MICLE_CUDNN_LEGACY_END
+
 TEST_CASE("cudnn: a context without a device says so; with one it runs") {
     if (cudnn_detail::device_count() == 0) {
         CHECK_THROWS_WITH_AS(context<cudnn>{}, doctest::Contains("no CUDA device"), backend_error);
