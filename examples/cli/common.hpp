@@ -12,6 +12,7 @@
 #include <optional>
 #include <set>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include <micle/micle.hpp>
@@ -139,6 +140,38 @@ private:
     std::map<std::string, std::string> values_;
     bool help_ = false;
 };
+
+/// The backend options every training command takes (after its own).
+inline const std::set<std::string> backend_options{"device", "precision"};
+inline std::set<std::string> with_backend_options(std::set<std::string> valued) {
+    valued.insert(backend_options.begin(), backend_options.end());
+    return valued;
+}
+inline constexpr const char* backend_usage =
+    "  --device N             the CUDA device (micle-gpu; 0)\n"
+    "  --precision tf32|fp32|bf16   micle-gpu: fp32 data with TF32 tensor cores (default), strict fp32, or bf16\n"
+    "                         mixed precision (bf16 activations, fp32 weights); the CPU trainer computes in fp32\n";
+
+/// The context of the trainer's backend, from --device and --precision.
+inline context<backend> make_context(const options& o) {
+    const std::string precision = o.str("precision", "tf32");
+    if (precision != "tf32" && precision != "fp32" && precision != "bf16")
+        throw usage_error("--precision must be tf32, fp32 or bf16, got '" + precision + "'");
+#if MICLE_HAS_CUDNN && defined(__CUDACC__)
+    if constexpr (std::is_same_v<backend, cudnn>) {
+        cudnn_options c;
+        c.device = static_cast<int>(o.integer("device", 0));
+        c.allow_tf32 = precision != "fp32";
+        c.bf16 = precision == "bf16";
+        return context<backend>(c);
+    }
+#endif
+    if (o.has("device") || precision == "bf16")
+        throw usage_error("--device and --precision bf16 are for the GPU trainer (micle-gpu); this one runs on " +
+                          std::string(backend::name));
+    return context<backend>();
+}
+
 
 /// The dataset of a DATA SPEC and split: a CSV manifest (its split column, or a seeded
 /// 70/10/20 patient-level split), a MedMNIST .npz (its arrays), an IDX directory

@@ -42,9 +42,9 @@ std::string report_json(const metrics::classification_report& r, bool multiclass
 }  // namespace
 
 int evaluate(int argc, char** argv) {
-    const options o(argc, argv, 2, {"data", "model", "split", "report", "batch-size", "workers"}, {"patient-level"});
+    const options o(argc, argv, 2, with_backend_options({"data", "model", "split", "report", "batch-size", "workers"}), {"patient-level"});
     if (o.help()) {
-        std::printf("%s", evaluate_usage);
+        std::printf("%s%s", evaluate_usage, backend_usage);
         return 0;
     }
     const fs::path model = model_file(o.required("model"));
@@ -57,7 +57,7 @@ int evaluate(int argc, char** argv) {
     cfg.backbone = backbone_from(options(0, nullptr, 0, {}, {}), meta);
     cfg.classes = std::stoll(meta.at("classes"));
     cfg.task = meta.at("task") == "multilabel" ? task_type::multilabel : task_type::multiclass;
-    context<backend> ctx;
+    context<backend> ctx = make_context(o);
     std::fprintf(stderr, "micle: running on %s\n", describe(ctx).c_str());
     learner_t learner(ctx, cfg);
     auto state = learner.state();

@@ -69,7 +69,7 @@ int run_finetune(const options& o, typename Opt<backend>::config opt_cfg, double
     cfg.head_lr_scale = float(o.number("head-lr-scale", 1.0));
     cfg.freeze_backbone = probe;
     cfg.seed = seed;
-    context<backend> ctx;
+    context<backend> ctx = make_context(o);
     std::fprintf(stderr, "micle: running on %s\n", describe(ctx).c_str());
     learner_t learner(ctx, cfg);
     auto state = learner.state();
@@ -186,12 +186,12 @@ int run_finetune(const options& o, typename Opt<backend>::config opt_cfg, double
 
 int finetune(int argc, char** argv) {
     const options o(argc, argv, 2,
-                    {"data", "init", "out", "label-fraction", "epochs", "batch-size", "lr", "head-lr-scale", "optimizer",
+                    with_backend_options({"data", "init", "out", "label-fraction", "epochs", "batch-size", "lr", "head-lr-scale", "optimizer",
                      "max-samples", "pool-seed",
-                     "weight-decay", "image-size", "arch", "width", "stem", "base-channels", "channels", "workers", "seed", "stop-after"},
+                     "weight-decay", "image-size", "arch", "width", "stem", "base-channels", "channels", "workers", "seed", "stop-after"}),
                     {"linear-probe", "resume"});
     if (o.help()) {
-        std::printf("%s", finetune_usage);
+        std::printf("%s%s", finetune_usage, backend_usage);
         return 0;
     }
     const std::string opt = o.str("optimizer", "sgd");

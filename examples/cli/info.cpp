@@ -9,12 +9,12 @@ const char* info_usage =
     "with the reason when that backend cannot start (micle-gpu without a CUDA device).\n";
 
 int info(int argc, char** argv) {
-    const options o(argc, argv, 2, {}, {});
+    const options o(argc, argv, 2, with_backend_options({}), {});
     if (o.help()) {
-        std::printf("%s", info_usage);
+        std::printf("%s%s", info_usage, backend_usage);
         return 0;
     }
-    context<backend> ctx;
+    context<backend> ctx = make_context(o);
     std::printf("micle %s\nbackend: %s\n", MICLE_VERSION_STRING, describe(ctx).c_str());
     return 0;
 }

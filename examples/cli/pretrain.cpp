@@ -64,7 +64,7 @@ int run_pretrain(const options& o, typename Opt<backend>::config opt_cfg, float 
     cfg.loss.temperature = float(o.number("temperature", 0.1));
     cfg.optimizer = opt_cfg;
     cfg.seed = seed;
-    context<backend> ctx;
+    context<backend> ctx = make_context(o);
     std::fprintf(stderr, "micle: running on %s\n", describe(ctx).c_str());
     learner_t learner(ctx, cfg);
     const auto aug = aug_name == "simclr" ? data::augment_config::simclr(size) : data::augment_config::chest_xray(size);
@@ -158,12 +158,12 @@ int run_pretrain(const options& o, typename Opt<backend>::config opt_cfg, float 
 
 int pretrain(int argc, char** argv) {
     const options o(argc, argv, 2,
-                    {"data", "out", "pairs", "simulated-bags", "arch", "width", "stem", "base-channels", "channels",
+                    with_backend_options({"data", "out", "pairs", "simulated-bags", "arch", "width", "stem", "base-channels", "channels",
                      "image-size", "augment", "epochs", "batch-size", "optimizer", "lr", "weight-decay", "warmup-epochs",
-                     "temperature", "init", "max-samples", "workers", "seed", "stop-after"},
+                     "temperature", "init", "max-samples", "workers", "seed", "stop-after"}),
                     {"resume"});
     if (o.help()) {
-        std::printf("%s", pretrain_usage);
+        std::printf("%s%s", pretrain_usage, backend_usage);
         return 0;
     }
     const std::string opt = o.str("optimizer", "lars");

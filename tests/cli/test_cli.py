@@ -159,6 +159,14 @@ def nan_stops():
 def info_names_backend():
     out = run("info").stdout
     assert out.startswith("micle 0.") and "\nbackend: " in out, out
+    if "backend: cudnn" in out:  # micle-gpu: the precision is the user's choice
+        assert "bf16 mixed precision" in run("info", "--precision", "bf16").stdout
+        assert "strict fp32" in run("info", "--precision", "fp32").stdout
+    else:  # the CPU trainer says where those options belong
+        r = run("info", "--precision", "bf16", expect=2)
+        assert "micle-gpu" in r.stderr, r.stderr
+    r = run("info", "--precision", "fp16", expect=2)
+    assert "--precision must be tf32, fp32 or bf16" in r.stderr, r.stderr
 
 
 check("CSV manifest: MICLe pretrain, fine-tune on 50% of labels, patient-level evaluation", csv_pipeline)

@@ -79,12 +79,14 @@ public:
         return s_->workspace;
     }
 
-    /// "cudnn on NVIDIA H100 80GB HBM3 (device 0, sm_90, 79 GiB), TF32 allowed", for logs.
+    /// "cudnn on <GPU name> (device 0, sm_90, 79 GiB), fp32 with TF32, deterministic
+    /// algorithms", for logs.
     std::string description() const {
         cudaDeviceProp p{};
         MICLE_CUDA_CHECK(cudaGetDeviceProperties(&p, s_->opts.device));
         return detail::cat("cudnn on ", p.name, " (device ", s_->opts.device, ", sm_", p.major, p.minor, ", ",
-                           p.totalGlobalMem >> 30, " GiB), TF32 ", s_->opts.allow_tf32 ? "allowed" : "off",
+                           p.totalGlobalMem >> 30, " GiB), ",
+                           s_->opts.bf16 ? "bf16 mixed precision" : s_->opts.allow_tf32 ? "fp32 with TF32" : "strict fp32",
                            s_->opts.deterministic ? ", deterministic algorithms" : "");
     }
 
