@@ -10,7 +10,7 @@
 
 int main() {
     if (const std::string why = micle::cudnn_detail::no_device_reason(); !why.empty()) {
-        std::printf("micle consumer gpu: built; skipped: %s\n", why.c_str());
+        std::printf("micle consumer gpu: built, skipped: %s\n", why.c_str());
         return 0;
     }
     using B = micle::cudnn;

@@ -33,6 +33,6 @@ int main() try {
     return 0;
 } catch (const micle::backend_error& e) {  // a GPU default on a machine without a GPU
     if (std::string(e.what()).find("no CUDA device") == std::string::npos) throw;
-    std::printf("micle consumer: built; skipped: %s\n", e.what());
+    std::printf("micle consumer: built, skipped: %s\n", e.what());
     return 0;
 }
