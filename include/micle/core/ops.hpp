@@ -177,6 +177,10 @@ inline void same_shape(const char* op, const char* a_name, const shape& a, const
     check(a == b, op, ": ", a_name, " ", a, " and ", b_name, " ", b, " must have the same shape");
 }
 
+inline void same_dtype(const char* op, const char* a_name, dtype a, const char* b_name, dtype b) {
+    check(a == b, op, ": ", a_name, " is ", a, " but ", b_name, " is ", b);
+}
+
 inline shape conv2d(const conv2d_params& p, const shape& x, const shape& w, const shape* b) {
     expect_rank(x, 4, "conv2d", "input");
     expect_rank(w, 4, "conv2d", "weight");

@@ -68,7 +68,7 @@ public:
         check(x_shape_.rank() > 0 && x_shape_ == x.shape(),
               "batch_norm: backward needs a forward_training on the same input first (input ", x.shape(), ")");
         checks::same_shape("batch_norm backward", "dy", dy.shape(), "input", x.shape());
-        check(dy.dtype() == x.dtype(), "batch_norm backward: dy is ", dy.dtype(), " but the input is ", x.dtype());
+        checks::same_dtype("batch_norm backward", "dy", dy.dtype(), "the input", x.dtype());
         auto& e = entry(ctx, x.shape(), x.dtype());
         const auto C = x.shape()[1];
         dx.ensure(ctx, x.shape(), x.dtype());

@@ -22,7 +22,7 @@ public:
     }
     void backward(context_t& ctx, const tensor_t& x, const tensor_t& dy, tensor_t& dx) {
         checks::same_shape("relu backward", "input", x.shape(), "dy", dy.shape());
-        check(dy.dtype() == x.dtype(), "relu backward: dy is ", dy.dtype(), " but the input is ", x.dtype());
+        checks::same_dtype("relu backward", "dy", dy.dtype(), "the input", x.dtype());
         if (&dx != &dy) dx.ensure(ctx, x.shape(), x.dtype());
         cudnn_detail::with_element_type(x.dtype(), [&](auto t) {
             using T = decltype(t);
@@ -39,7 +39,7 @@ public:
 
     void forward(context_t& ctx, const tensor_t& a, const tensor_t& b, tensor_t& y) {
         checks::same_shape("add", "a", a.shape(), "b", b.shape());
-        check(a.dtype() == b.dtype(), "add: a is ", a.dtype(), " but b is ", b.dtype());
+        checks::same_dtype("add", "a", a.dtype(), "b", b.dtype());
         check(a.defined() && !a.shape().has_zero(), "add: empty or zero-sized input ", a.shape());
         if (&y != &a && &y != &b) y.ensure(ctx, a.shape(), a.dtype());
         cudnn_detail::with_element_type(a.dtype(), [&](auto t) {
@@ -49,7 +49,7 @@ public:
     }
     void accumulate(context_t& ctx, tensor_t& acc, const tensor_t& x) {
         checks::same_shape("add accumulate", "acc", acc.shape(), "x", x.shape());
-        check(acc.dtype() == x.dtype(), "add accumulate: acc is ", acc.dtype(), " but x is ", x.dtype());
+        checks::same_dtype("add accumulate", "acc", acc.dtype(), "x", x.dtype());
         cudnn_detail::with_element_type(x.dtype(), [&](auto t) {
             using T = decltype(t);
             cudnn_detail::kernels::accumulate(ctx.stream(), acc.data<T>(), x.data<T>(), x.numel());

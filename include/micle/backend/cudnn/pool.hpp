@@ -39,7 +39,7 @@ public:
     void backward(context_t& ctx, const tensor_t& dy, tensor_t& dx) {
         check(x_shape_.rank() == 4, "pool2d: backward called before forward");
         checks::same_shape("pool2d backward", "dy", dy.shape(), "forward output", checks::pool2d(p_, x_shape_));
-        check(dy.dtype() == x_.dtype(), "pool2d backward: dy is ", dy.dtype(), " but the input was ", x_.dtype());
+        checks::same_dtype("pool2d backward", "dy", dy.dtype(), "the input", x_.dtype());
         auto& e = entry(x_shape_, x_.dtype());
         dx.ensure(ctx, x_shape_, x_.dtype());
         const float one = 1.0f, zero = 0.0f;

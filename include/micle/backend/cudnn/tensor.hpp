@@ -125,11 +125,10 @@ private:
 
 namespace cudnn_detail {
 
+/// The bf16 bit pattern of `v`, rounded as every backend rounds (detail::round_to_bf16).
 inline std::uint16_t to_bf16_bits(float v) noexcept {
-    auto u = std::bit_cast<std::uint32_t>(v);
-    if ((u & 0x7f800000u) == 0x7f800000u && (u & 0x007fffffu)) return static_cast<std::uint16_t>((u >> 16) | 0x40u);
-    u += 0x7fffu + ((u >> 16) & 1u);  // round to nearest even
-    return static_cast<std::uint16_t>(u >> 16);
+    const auto bits = static_cast<std::uint16_t>(std::bit_cast<std::uint32_t>(detail::round_to_bf16(v)) >> 16);
+    return v != v ? static_cast<std::uint16_t>(bits | 0x40u) : bits;  // a NaN stays a NaN once truncated
 }
 inline float from_bf16_bits(std::uint16_t b) noexcept { return std::bit_cast<float>(std::uint32_t(b) << 16); }
 

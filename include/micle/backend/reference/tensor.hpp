@@ -21,16 +21,6 @@ public:
     void synchronize() noexcept {}
 };
 
-namespace detail {
-/// Round-to-nearest-even to bf16, returned as the float it represents (NaN stays NaN).
-inline float round_to_bf16(float v) noexcept {
-    auto u = std::bit_cast<std::uint32_t>(v);
-    if ((u & 0x7f800000u) == 0x7f800000u && (u & 0x007fffffu)) return v;
-    u += 0x7fffu + ((u >> 16) & 1u);
-    return std::bit_cast<float>(u & 0xffff0000u);
-}
-}  // namespace detail
-
 template <>
 class tensor<reference> {
 public:
