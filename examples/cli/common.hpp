@@ -143,8 +143,11 @@ private:
 
 /// The backend options every training command takes (after its own).
 inline const std::set<std::string> backend_options{"device", "precision"};
+/// The options of the commands that read a DATA SPEC, besides --data itself.
+inline const std::set<std::string> data_options{"max-image-pixels"};
 inline std::set<std::string> with_backend_options(std::set<std::string> valued) {
     valued.insert(backend_options.begin(), backend_options.end());
+    if (valued.count("data")) valued.insert(data_options.begin(), data_options.end());
     return valued;
 }
 inline constexpr const char* backend_usage =
@@ -173,22 +176,37 @@ inline context<backend> make_context(const options& o) {
 }
 
 
-/// The dataset of a DATA SPEC and split: a CSV manifest (its split column, or a seeded
-/// 70/10/20 patient-level split), a MedMNIST .npz (its arrays), an IDX directory
+inline constexpr const char* data_usage =
+    "  --max-image-pixels N   refuse decoded images over N pixels (89478485, Pillow's limit; 0: no limit)\n";
+
+/// The per-image limits from --max-image-pixels.
+inline data::decode_limits decode_limits_from(const options& o) {
+    data::decode_limits lim;
+    lim.max_pixels = o.integer("max-image-pixels", lim.max_pixels);
+    if (lim.max_pixels < 0) throw usage_error("--max-image-pixels must be >= 0 (0: no limit)");
+    return lim;
+}
+
+/// The dataset of a DATA SPEC (--data) and split: a CSV manifest (its split column, or a
+/// seeded 70/10/20 patient-level split), a MedMNIST .npz (its arrays), an IDX directory
 /// (train/test as stored; "fashion-mnist" names Debian's copy).
-inline data::dataset load_split(const std::string& spec, const std::string& split, std::uint64_t split_seed = 0) {
+inline data::dataset load_split(const options& o, const std::string& split, std::uint64_t split_seed = 0) {
+    const std::string spec = o.required("data");
+    const auto limits = decode_limits_from(o);
     if (split != "train" && split != "val" && split != "test")
         throw usage_error("--split must be train, val or test, not '" + split + "'");
     const fs::path p = spec == "fashion-mnist" ? fs::path(data::fashion_mnist_dir) : fs::path(spec);
     if (fs::is_directory(p)) {
         if (split == "val")
             throw usage_error("the IDX dataset " + p.string() + " has train and test splits only (use --split test)");
-        return data::read_idx_dataset(p, split);
+        return data::read_idx_dataset(p, split, limits);
     }
     const std::string ext = p.extension().string();
-    if (ext == ".npz") return data::read_medmnist(p, split);
+    if (ext == ".npz") return data::read_medmnist(p, split, limits);
     if (ext == ".csv") {
-        const auto all = data::read_csv_manifest(p);
+        data::read_options read;
+        read.limits = limits;
+        const auto all = data::read_csv_manifest(p, read);
         std::vector<std::int64_t> idx;
         if (!all.splits.empty()) {
             for (std::int64_t i = 0; i < all.size(); ++i)

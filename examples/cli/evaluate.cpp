@@ -44,7 +44,7 @@ std::string report_json(const metrics::classification_report& r, bool multiclass
 int evaluate(int argc, char** argv) {
     const options o(argc, argv, 2, with_backend_options({"data", "model", "split", "report", "batch-size", "workers"}), {"patient-level"});
     if (o.help()) {
-        std::printf("%s%s", evaluate_usage, backend_usage);
+        std::printf("%s%s%s", evaluate_usage, data_usage, backend_usage);
         return 0;
     }
     const fs::path model = model_file(o.required("model"));
@@ -63,7 +63,7 @@ int evaluate(int argc, char** argv) {
     auto state = learner.state();
     train::load_weights(model, ctx, state);
 
-    const auto d = load_split(o.required("data"), o.str("split", "test"));
+    const auto d = load_split(o, o.str("split", "test"));
     if (d.num_classes != cfg.classes)
         throw data::data_error(micle::detail::cat("--data has ", d.num_classes, " classes, the model ", cfg.classes));
     const std::int64_t size = std::stoll(meta.at("image-size")), n = o.integer("batch-size", 128);

@@ -45,7 +45,7 @@ int run_finetune(const options& o, typename Opt<backend>::config opt_cfg, double
     if (size < 8 || n < 1 || epochs < 1 || workers < 1) throw usage_error("need --image-size >= 8, --batch-size >= 1, --epochs >= 1");
     if (probe && !o.has("init")) throw usage_error("--linear-probe needs --init (a probe of random features is meaningless)");
 
-    auto full = load_split(o.required("data"), "train");
+    auto full = load_split(o, "train");
     if (o.has("max-samples") && o.integer("max-samples", 0) < full.size()) {
         auto order = shuffled_indices(full.size(), std::uint64_t(o.integer("pool-seed", 0)));
         order.resize(std::size_t(std::max<long long>(1, o.integer("max-samples", 0))));
@@ -191,7 +191,7 @@ int finetune(int argc, char** argv) {
                      "weight-decay", "image-size", "arch", "width", "stem", "base-channels", "channels", "workers", "seed", "stop-after"}),
                     {"linear-probe", "resume"});
     if (o.help()) {
-        std::printf("%s%s", finetune_usage, backend_usage);
+        std::printf("%s%s%s", finetune_usage, data_usage, backend_usage);
         return 0;
     }
     const std::string opt = o.str("optimizer", "sgd");

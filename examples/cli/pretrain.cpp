@@ -45,7 +45,7 @@ int run_pretrain(const options& o, typename Opt<backend>::config opt_cfg, float 
     if (pairs != "simclr" && pairs != "micle") throw usage_error("--pairs must be simclr or micle");
     if (aug_name != "simclr" && aug_name != "chest_xray") throw usage_error("--augment must be simclr or chest_xray");
 
-    auto images = load_split(o.required("data"), "train");
+    auto images = load_split(o, "train");
     if (o.has("max-samples") && o.integer("max-samples", 0) < images.size()) {
         auto order = shuffled_indices(images.size(), seed);
         order.resize(std::size_t(std::max<long long>(1, o.integer("max-samples", 0))));
@@ -163,7 +163,7 @@ int pretrain(int argc, char** argv) {
                      "temperature", "init", "max-samples", "workers", "seed", "stop-after"}),
                     {"resume"});
     if (o.help()) {
-        std::printf("%s%s", pretrain_usage, backend_usage);
+        std::printf("%s%s%s", pretrain_usage, data_usage, backend_usage);
         return 0;
     }
     const std::string opt = o.str("optimizer", "lars");

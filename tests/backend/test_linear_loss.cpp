@@ -148,7 +148,8 @@ TEST_CASE_TEMPLATE("linear, l2_normalize and the losses equal the reference", B,
     for (const auto& [xs, out, bias] :
          {std::tuple{shape{4, 7}, std::int64_t{5}, true}, std::tuple{shape{32, 512}, std::int64_t{128}, false},
           std::tuple{shape{3, 2048}, std::int64_t{1000}, true}, std::tuple{shape{17, 33}, std::int64_t{19}, true}}) {
-        CAPTURE(xs);
+        const shape input = xs;  // CAPTURE's lambda cannot capture a structured binding (C++20)
+        CAPTURE(input);
         const auto want = run_linear<reference>(xs, out, bias, seed), got = run_linear<B>(xs, out, bias, seed);
         testing::expect_close(got.y, want.y, 1e-4, 1e-5, "y");
         testing::expect_close(got.dx, want.dx, 1e-4, 1e-5, "dx");

@@ -1,6 +1,8 @@
 #include <cstdlib>
 #include <filesystem>
+#include <cstring>
 #include <fstream>
+#include <sstream>
 
 #include "data/writers.hpp"
 #include "micle/data/csv.hpp"
@@ -189,6 +191,14 @@ np.savez(d + '/rgb.npz', val_images=np.full((3, 8, 8, 3), 255, np.uint8), val_la
 np.savez(d + '/ml.npz', test_images=np.zeros((2, 4, 4), np.uint8), test_labels=np.array([[1, 0, 1], [0, 0, 1]], np.uint8))
 np.savez(d + '/float.npz', train_images=np.zeros((2, 4, 4), np.float32), train_labels=np.zeros((2, 1), np.uint8))
 np.savez(d + '/short.npz', train_images=np.zeros((2, 4, 4), np.uint8), train_labels=np.zeros((3, 1), np.uint8))
+# A member whose .npy header promises a terabyte in a few bytes of data (stored and deflated).
+import zipfile
+head = b"{'descr': '|u1', 'fortran_order': False, 'shape': (1000000, 1000, 1000), }"
+head += b' ' * (63 - len(head) % 64) + b'\n'
+lie = b'\x93NUMPY\x01\x00' + len(head).to_bytes(2, 'little') + head + bytes(16)
+for name, method in [('lie-stored.npz', zipfile.ZIP_STORED), ('lie-deflated.npz', zipfile.ZIP_DEFLATED)]:
+    with zipfile.ZipFile(d + '/' + name, 'w', method) as z:
+        z.writestr('train_images.npy', lie)
 )PY";
     std::ofstream(s.dir / "make.py") << script;
     const std::string cmd = std::string(MICLE_TEST_PYTHON) + " " + (s.dir / "make.py").string() + " " + s.dir.string();
@@ -217,4 +227,76 @@ np.savez(d + '/short.npz', train_images=np.zeros((2, 4, 4), np.uint8), train_lab
     bytes[200] ^= 0xff;  // inside the first member's data: the CRC catches it
     std::ofstream(s.dir / "flip.npz", std::ios::binary).write(reinterpret_cast<const char*>(bytes.data()), std::streamsize(bytes.size()));
     CHECK_THROWS_WITH_AS(read_npz(s.dir / "flip.npz"), doctest::Contains("CRC mismatch"), data_error);
+    // The .npy header's shape x dtype must account for the member, checked before the
+    // terabyte it promises is allocated.
+    for (const char* lie : {"lie-stored.npz", "lie-deflated.npz"})
+        CHECK_THROWS_WITH_AS(read_npz(s.dir / lie),
+                             doctest::Contains("train_images.npy: array data is 16 bytes but shape and dtype '|u1' need 1000000000000"),
+                             data_error);
+    // The per-image pixel limit applies to arrays too.
+    CHECK_THROWS_WITH_AS(read_medmnist(s.dir / "rgb.npz", "val", {.max_pixels = 63}),
+                         doctest::Contains("rgb.npz:val_images: image is 8 x 8 = 64 pixels, over the limit of 63"), data_error);
+    CHECK(read_medmnist(s.dir / "rgb.npz", "val", {.max_pixels = 64}).size() == 3);
+}
+
+TEST_CASE("Decoders refuse images over the pixel limit before decoding, naming file, dimensions and the flag") {
+    scratch s;
+    testing::write_png(s.dir / "g.png", 3, 2, 1, 8, std::vector<std::uint16_t>(6, 7));
+    testing::write_jpeg(s.dir / "g.jpg", 32, 24, 1, std::vector<std::uint8_t>(32 * 24, 90));
+    testing::dicom_spec spec;
+    testing::write_dicom(s.dir / "g.dcm", spec, std::vector<std::uint16_t>(12, 100));  // 4 x 3
+    auto limit = [](std::int64_t n) {
+        read_options o;
+        o.limits.max_pixels = n;
+        return o;
+    };
+    CHECK_THROWS_WITH_AS(decode_image_file(s.dir / "g.png", limit(5)),
+                         doctest::Contains("g.png: image is 3 x 2 = 6 pixels, over the limit of 5 pixels per image"), data_error);
+    CHECK_THROWS_WITH_AS(decode_image_file(s.dir / "g.png", limit(5)), doctest::Contains("--max-image-pixels"), data_error);
+    CHECK(decode_image_file(s.dir / "g.png", limit(6)).pixels.size() == 6);
+    CHECK(decode_image_file(s.dir / "g.png", limit(0)).pixels.size() == 6);  // 0: no limit
+    CHECK_THROWS_WITH_AS(decode_image_file(s.dir / "g.jpg", limit(767)),
+                         doctest::Contains("g.jpg: image is 32 x 24 = 768 pixels, over the limit of 767"), data_error);
+    CHECK(decode_image_file(s.dir / "g.jpg", limit(768)).pixels.size() == 768);
+    CHECK_THROWS_WITH_AS(decode_image_file(s.dir / "g.dcm", limit(11)),
+                         doctest::Contains("g.dcm: image is 4 x 3 = 12 pixels, over the limit of 11"), data_error);
+    CHECK(decode_image_file(s.dir / "g.dcm", limit(12)).pixels.size() == 12);
+    // The default is Pillow's decompression-bomb limit.
+    CHECK(decode_limits{}.max_pixels == 89'478'485);
+
+    // Dimensions that the compressed bytes cannot fill are refused even under the limit:
+    // the PNG's and the JPEG's headers patched to 8000 x 8000.
+    auto png = read_file(s.dir / "g.png");
+    const std::uint8_t dims[] = {0, 0, 0x1f, 0x40, 0, 0, 0x1f, 0x40};  // 8000, 8000 big-endian
+    std::memcpy(png.data() + 16, dims, 8);                            // IHDR width and height
+    const auto crc = std::uint32_t(crc32(0L, png.data() + 12, 17));   // "IHDR" + 13 bytes
+    for (int k = 0; k < 4; ++k) png[std::size_t(29 + k)] = std::uint8_t(crc >> (24 - 8 * k));
+    std::ofstream(s.dir / "wide.png", std::ios::binary).write(reinterpret_cast<const char*>(png.data()), std::streamsize(png.size()));
+    CHECK_THROWS_WITH_AS(decode_image_file(s.dir / "wide.png"),
+                         doctest::Contains("wide.png: corrupt PNG: the header promises 8000 x 8000 pixels (64008000 bytes of "
+                                           "image data), more than the"),
+                         data_error);
+    auto jpg = read_file(s.dir / "g.jpg");
+    std::size_t sof = 2;
+    while (sof + 9 < jpg.size() && !(jpg[sof] == 0xFF && jpg[sof + 1] == 0xC0)) ++sof;
+    REQUIRE(sof + 9 < jpg.size());
+    jpg[sof + 5] = 0x1f, jpg[sof + 6] = 0x40, jpg[sof + 7] = 0x1f, jpg[sof + 8] = 0x40;
+    std::ofstream(s.dir / "wide.jpg", std::ios::binary).write(reinterpret_cast<const char*>(jpg.data()), std::streamsize(jpg.size()));
+    CHECK_THROWS_WITH_AS(decode_image_file(s.dir / "wide.jpg"),
+                         doctest::Contains("wide.jpg: corrupt JPEG: the header promises 8000 x 8000 pixels, more than the"),
+                         data_error);
+}
+
+TEST_CASE("CSV manifests: a line over max_line_bytes is an error naming the line, not an allocation") {
+    std::istringstream ok("path,label\n" + std::string(200, 'a') + ".png,1\n");
+    read_options o;
+    o.max_line_bytes = 100;
+    CHECK_THROWS_WITH_AS(parse_csv_manifest(ok, "/nonexistent", "long.csv", o),
+                         doctest::Contains("long.csv:2: line is longer than 100 bytes"), data_error);
+    std::istringstream header(std::string(1000, 'x'));
+    CHECK_THROWS_WITH_AS(parse_csv_manifest(header, "/nonexistent", "nolines.csv", o),
+                         doctest::Contains("nolines.csv:1: line is longer than 100 bytes"), data_error);
+    std::istringstream last("path,label\nq.png,1");  // no newline at the end: still read
+    CHECK_THROWS_WITH_AS(parse_csv_manifest(last, "/nonexistent", "last.csv", o), doctest::Contains("last.csv:2: image"),
+                         data_error);
 }

@@ -39,8 +39,10 @@ void with_file(const char* ext, const std::uint8_t* data, std::size_t size, F&& 
 }
 }  // namespace
 
-/// Feeds one input to the reader of `format` (png, jpeg, dicom, npz, csv, idx, safetensors).
-int micle_fuzz_one(const std::string& format, const std::uint8_t* data, std::size_t size) {
+/// Feeds one input to the reader of `format` (png, jpeg, dicom, npz, csv, idx, safetensors);
+/// the reader's error message, if any, goes to `*rejected`.
+int micle_fuzz_one(const std::string& format, const std::uint8_t* data, std::size_t size,
+                   std::string* rejected = nullptr) {
     using namespace micle;
     try {
         if (format == "png") {
@@ -71,14 +73,15 @@ int micle_fuzz_one(const std::string& format, const std::uint8_t* data, std::siz
             std::fprintf(stderr, "micle_fuzz_one: unknown format %s\n", format.c_str());
             return -1;
         }
-    } catch (const std::exception&) {
+    } catch (const std::exception& e) {
         // a clear error is the right answer to bad input
+        if (rejected) *rejected = e.what();
     }
     return 0;
 }
 
 #ifdef MICLE_FUZZ_FORMAT
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
-    return micle_fuzz_one(MICLE_FUZZ_FORMAT, data, size);
+    return micle_fuzz_one(MICLE_FUZZ_FORMAT, data, size, nullptr);
 }
 #endif

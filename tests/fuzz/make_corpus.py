@@ -1,7 +1,9 @@
 #!/usr/bin/python3
 """Regenerates tests/fuzz/corpus: a few valid files per format and many broken variants
 (truncations, flipped bytes, wrong headers). The DICOM seeds are files written by DCMTK
-(tests/data/writers.hpp), passed as arguments. Deterministic (seeded).
+(tests/data/writers.hpp), passed as arguments. Deterministic (seeded). Inputs that
+fuzzing found (oom-*, leak-*, jpeg-4gb-alloc.jpg, npz-4gb-alloc.npz) are kept in the
+corpus as found; scripts/fuzz merges new coverage into it.
 Usage: make_corpus.py OUT_DIR SEED1.dcm [SEED2.dcm ...]"""
 import io
 import json
@@ -84,3 +86,44 @@ with open(os.path.join(out, "idx", "images.idx.gz"), "wb") as f:
 for k, seed in enumerate(sys.argv[2:]):
     with open(seed, "rb") as f:
         variants(f"seed{k}.dcm", f.read(), os.path.join(out, "dicom"))
+
+# Decompression bombs: a few hundred bytes whose headers promise gigabytes. Each reader
+# must refuse them before allocating (tests/CMakeLists.txt: decode_memory_*).
+import zlib
+
+
+def png_chunk(kind, body):
+    return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+
+bomb = b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", struct.pack(">IIBBBBB", 60000, 60000, 8, 0, 0, 0, 0))
+bomb += png_chunk(b"IDAT", zlib.compress(bytes(60001 * 4))) + png_chunk(b"IEND", b"")
+os.makedirs(os.path.join(out, "png"), exist_ok=True)
+with open(os.path.join(out, "png", "bomb-60000x60000.png"), "wb") as f:
+    f.write(bomb)
+# 8000 x 8000 (64 M pixels, under the pixel limit) in a few bytes: over what deflate can hold.
+bomb = b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", struct.pack(">IIBBBBB", 8000, 8000, 16, 2, 0, 0, 0))
+bomb += png_chunk(b"IDAT", zlib.compress(bytes(48001 * 2))) + png_chunk(b"IEND", b"")
+with open(os.path.join(out, "png", "bomb-8000x8000-rgb16.png"), "wb") as f:
+    f.write(bomb)
+for k, seed in enumerate(sys.argv[2:]):
+    with open(seed, "rb") as f:
+        data = f.read()
+    for rows, cols in [(60000, 60000), (8000, 8000)]:
+        b = bytearray(data)
+        for tag, value in [(b"\x28\x00\x10\x00US\x02\x00", rows), (b"\x28\x00\x11\x00US\x02\x00", cols)]:
+            i = b.find(tag)
+            assert i >= 0, "seed without explicit-VR Rows/Columns"
+            b[i + 8:i + 10] = struct.pack("<H", value)
+        with open(os.path.join(out, "dicom", f"seed{k}-bomb-{rows}x{cols}.dcm"), "wb") as f:
+            f.write(bytes(b))
+# A valid JPEG whose frame header (SOF0) is patched to 60000 x 60000 and to 4000 x 4000:
+# over the pixel limit, and over what its few hundred bytes of scan data can fill.
+with open(os.path.join(out, "jpeg", "gray8.jpg"), "rb") as f:
+    jpeg = f.read()
+sof = jpeg.find(b"\xff\xc0")
+for h, w in [(60000, 60000), (4000, 4000)]:
+    b = bytearray(jpeg)
+    b[sof + 5:sof + 9] = struct.pack(">HH", h, w)
+    with open(os.path.join(out, "jpeg", f"bomb-{h}x{w}.jpg"), "wb") as f:
+        f.write(bytes(b))

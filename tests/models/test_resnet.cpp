@@ -15,7 +15,7 @@ TEST_CASE("resnet: parameter counts equal torchvision's") {
         resnet_config c;
         c.depth = depth;
         c.num_classes = 1000;
-        CAPTURE(depth);
+        CAPTURE(c.depth);  // not `depth`: CAPTURE's lambda cannot capture a structured binding (C++20)
         CHECK(c.parameter_count() == count);
     }
     // SimCLR's wide ResNet-50s without the classifier: about 94M and 375M.

@@ -11,6 +11,7 @@
 // (or `patient`; optional - without it each image is its own patient), an optional `split`
 // (train / val / test). Fields may be double-quoted ("" escapes a quote). Images are PNG,
 // JPEG or DICOM, chosen by extension (.png, .jpg/.jpeg, .dcm/.dicom) or the DICOM magic.
+// A line longer than read_options::max_line_bytes (1 MiB) is an error, not an allocation.
 #include <algorithm>
 #include <filesystem>
 #include <fstream>
@@ -25,6 +26,37 @@
 #include "micle/data/dicom.hpp"
 
 namespace micle::data {
+
+/// How a manifest's images are read: DICOM windowing and the per-image limits.
+struct read_options {
+    dicom_options dicom;
+    decode_limits limits;
+    std::size_t max_line_bytes = default_max_line_bytes;  ///< longest manifest line
+};
+
+/// std::getline that stops with an error naming the line once it passes `max` bytes,
+/// so a manifest without newlines cannot make the reader hold the whole stream as one line.
+inline bool getline_bounded(std::istream& in, std::string& line, std::size_t max, const std::string& file,
+                            std::size_t line_no) {
+    line.clear();
+    std::streambuf* sb = in.rdbuf();
+    for (;;) {
+        const auto c = sb->sbumpc();
+        if (c == std::char_traits<char>::eof()) {
+            if (line.empty()) {
+                in.setstate(std::ios::eofbit | std::ios::failbit);
+                return false;
+            }
+            in.setstate(std::ios::eofbit);
+            return true;
+        }
+        if (c == '\n') return true;
+        if (line.size() >= max)
+            throw data_error(micle::detail::cat(file, ":", line_no, ": line is longer than ", max,
+                                                " bytes (not a manifest? raise read_options::max_line_bytes)"));
+        line.push_back(char(c));
+    }
+}
 
 /// Splits one CSV line; `where` names file and line for errors.
 inline std::vector<std::string> split_csv_line(const std::string& line, const std::string& where) {
@@ -66,25 +98,26 @@ inline std::vector<std::string> split_csv_line(const std::string& line, const st
 }
 
 /// Decodes one image file by its extension (or DICOM magic).
-inline image decode_image_file(const std::filesystem::path& path, const dicom_options& dicom = {}) {
+inline image decode_image_file(const std::filesystem::path& path, const read_options& opt = {}) {
     std::string ext = path.extension().string();
     std::transform(ext.begin(), ext.end(), ext.begin(), [](unsigned char c) { return char(std::tolower(c)); });
-    if (ext == ".dcm" || ext == ".dicom") return decode_dicom(path, dicom);
+    if (ext == ".dcm" || ext == ".dicom") return decode_dicom(path, opt.dicom, opt.limits);
     const auto bytes = read_file(path);
-    if (ext == ".png") return decode_png(bytes.data(), bytes.size(), path.string());
-    if (ext == ".jpg" || ext == ".jpeg") return decode_jpeg(bytes.data(), bytes.size(), path.string());
-    if (bytes.size() > 132 && std::equal(bytes.begin() + 128, bytes.begin() + 132, "DICM")) return decode_dicom(path, dicom);
+    if (ext == ".png") return decode_png(bytes.data(), bytes.size(), path.string(), opt.limits);
+    if (ext == ".jpg" || ext == ".jpeg") return decode_jpeg(bytes.data(), bytes.size(), path.string(), opt.limits);
+    if (bytes.size() > 132 && std::equal(bytes.begin() + 128, bytes.begin() + 132, "DICM"))
+        return decode_dicom(path, opt.dicom, opt.limits);
     throw data_error(micle::detail::cat(path.string(), ": unknown image type '", ext, "' (PNG, JPEG or DICOM expected)"));
 }
 
 /// Parses a manifest from a stream; image paths are relative to `base`, `file` names the
 /// manifest in errors. Every listed image must exist.
 inline dataset parse_csv_manifest(std::istream& in, const std::filesystem::path& base, const std::string& file,
-                                  const dicom_options& dicom = {}) {
+                                  const read_options& opt = {}) {
     std::string line;
     std::size_t line_no = 0;
     std::vector<std::string> header;
-    while (header.empty() && std::getline(in, line)) {
+    while (header.empty() && getline_bounded(in, line, opt.max_line_bytes, file, line_no + 1)) {
         ++line_no;
         if (line.find_first_not_of(" \t\r") != std::string::npos) header = split_csv_line(line, file + ":" + std::to_string(line_no));
     }
@@ -111,7 +144,7 @@ inline dataset parse_csv_manifest(std::istream& in, const std::filesystem::path&
     std::vector<std::string> raw_labels;
     std::map<std::string, std::int64_t> patient_ids;
     auto paths = std::make_shared<std::vector<std::filesystem::path>>();
-    while (std::getline(in, line)) {
+    while (getline_bounded(in, line, opt.max_line_bytes, file, line_no + 1)) {
         ++line_no;
         if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
         const std::string where = file + ":" + std::to_string(line_no);
@@ -171,15 +204,15 @@ inline dataset parse_csv_manifest(std::istream& in, const std::filesystem::path&
         d.num_classes = std::int64_t(label_cols.size());
         for (int c : label_cols) d.class_names.push_back(header[std::size_t(c)]);
     }
-    d.decode = [paths, dicom](std::int64_t i) { return decode_image_file((*paths)[std::size_t(i)], dicom); };
+    d.decode = [paths, opt](std::int64_t i) { return decode_image_file((*paths)[std::size_t(i)], opt); };
     d.validate();
     return d;
 }
 
-inline dataset read_csv_manifest(const std::filesystem::path& manifest, const dicom_options& dicom = {}) {
+inline dataset read_csv_manifest(const std::filesystem::path& manifest, const read_options& opt = {}) {
     std::ifstream in(manifest);
     if (!in) throw data_error(micle::detail::cat("cannot open manifest ", manifest));
-    return parse_csv_manifest(in, manifest.parent_path(), manifest.string(), dicom);
+    return parse_csv_manifest(in, manifest.parent_path(), manifest.string(), opt);
 }
 
 }  // namespace micle::data

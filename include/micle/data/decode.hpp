@@ -3,11 +3,18 @@
 // 16-bit samples (divided by 65535); palette and low-bit-depth images are expanded; an
 // alpha channel is dropped. Errors name the file and what libpng/libjpeg reported.
 //
+// Memory stays in proportion to the input (limits.hpp): the dimensions in the header are
+// checked against the pixel limit and against what the compressed bytes can hold before
+// the image buffer is allocated; a JPEG's rows are appended as they decode and the first
+// libjpeg warning (truncated or corrupt data) stops the decode; progressive JPEGs may have
+// at most `jpeg_max_scans` scans (each scan is a pass over the whole image).
+//
 // Both libraries report errors by longjmp; the functions that call them keep no objects
 // with destructors between setjmp and the library calls, so unwinding skips nothing.
 #include <jpeglib.h>
 #include <png.h>
 
+#include <algorithm>
 #include <csetjmp>
 #include <cstdio>
 #include <cstring>
@@ -17,6 +24,7 @@
 #include <vector>
 
 #include "micle/data/image.hpp"
+#include "micle/data/limits.hpp"
 
 namespace micle::data {
 
@@ -33,6 +41,9 @@ struct png_reader_state {
     std::size_t size, pos;
     char message[256];
     png_bytep* rows;  // here, not a local: locals changed after setjmp are indeterminate after longjmp
+    const decode_limits* limits;
+    bool too_large;              // the header promises more than the limit or the file allows
+    std::uint64_t width, height, promised;  // dimensions and bytes of filtered rows the header promises
 };
 
 inline void png_read_fn(png_structp png, png_bytep out, png_size_t n) {
@@ -76,6 +87,17 @@ inline bool png_decode_raw(png_reader_state& s, raw_image& out) {
     png_read_info(png, info);
     const int color = png_get_color_type(png, info);
     const int depth = png_get_bit_depth(png, info);
+    // The filtered rows (one filter byte each) come out of one zlib stream, which cannot
+    // expand more than 1032:1: check before the image buffer exists.
+    s.width = png_get_image_width(png, info);
+    s.height = png_get_image_height(png, info);
+    s.promised = s.height * ((s.width * std::uint64_t(png_get_channels(png, info)) * std::uint64_t(depth) + 7) / 8 + 1);
+    if (s.promised > deflate_max_ratio * s.size ||
+        (s.limits->max_pixels > 0 && s.width * s.height > std::uint64_t(s.limits->max_pixels))) {
+        s.too_large = true;
+        png_destroy_read_struct(&png, &info, nullptr);
+        return false;
+    }
     if (color == PNG_COLOR_TYPE_PALETTE) png_set_palette_to_rgb(png);
     if (color == PNG_COLOR_TYPE_GRAY && depth < 8) png_set_expand_gray_1_2_4_to_8(png);
     if (color & PNG_COLOR_MASK_ALPHA) png_set_strip_alpha(png);
@@ -99,25 +121,53 @@ inline bool png_decode_raw(png_reader_state& s, raw_image& out) {
     return true;
 }
 
+/// More scans than any encoder writes (libjpeg's progressive scripts use about 10); each
+/// scan of a progressive JPEG is a pass over the whole image, so a few kilobytes of
+/// empty scans could otherwise keep a loader thread busy for minutes.
+inline constexpr int jpeg_max_scans = 500;
+
 struct jpeg_error_state {
     jpeg_error_mgr mgr;
+    jpeg_progress_mgr progress;
     std::jmp_buf jump;
     char message[JMSG_LENGTH_MAX];
+    bool too_large;
+    std::uint64_t width, height, max_pixels_for_size;
 };
 inline void jpeg_error_exit(j_common_ptr cinfo) {
     auto* e = reinterpret_cast<jpeg_error_state*>(cinfo->err);
     (*cinfo->err->format_message)(cinfo, e->message);
     std::longjmp(e->jump, 1);
 }
-/// Warnings (msg_level < 0) - a truncated stream, corrupt data - are kept: libjpeg would
-/// otherwise pad a truncated image with gray and carry on.
+/// A warning (msg_level < 0) - a truncated stream, corrupt data - ends the decode: libjpeg
+/// would otherwise pad a truncated image with gray and carry on.
 inline void jpeg_message(j_common_ptr cinfo, int level) {
     if (level >= 0) return;
-    auto* e = reinterpret_cast<jpeg_error_state*>(cinfo->err);
-    if (e->mgr.num_warnings++ == 0) (*cinfo->err->format_message)(cinfo, e->message);
+    jpeg_error_exit(cinfo);
+}
+inline void jpeg_progress(j_common_ptr cinfo) {
+    const auto* d = reinterpret_cast<j_decompress_ptr>(cinfo);
+    if (d->input_scan_number > jpeg_max_scans) {
+        auto* e = reinterpret_cast<jpeg_error_state*>(cinfo->err);
+        std::snprintf(e->message, sizeof e->message, "more than %d scans", jpeg_max_scans);
+        std::longjmp(e->jump, 1);
+    }
 }
 
-inline bool jpeg_decode_raw(const std::uint8_t* data, std::size_t size, raw_image& out, jpeg_error_state& err) {
+/// The most pixels `size` bytes of Huffman-coded JPEG can fill: every 8x8 block of every
+/// component costs at least one bit (the DC difference's code), and a component sampled
+/// below the maximum covers more pixels per block.
+inline std::uint64_t jpeg_max_pixels_for_size(const jpeg_decompress_struct& cinfo, std::size_t size) {
+    int min_hv = 16;
+    for (int c = 0; c < cinfo.num_components; ++c)
+        min_hv = std::min(min_hv, cinfo.comp_info[c].h_samp_factor * cinfo.comp_info[c].v_samp_factor);
+    const std::uint64_t per_block = 64ull * std::uint64_t(cinfo.max_h_samp_factor * cinfo.max_v_samp_factor) /
+                                    std::uint64_t(std::max(min_hv, 1));
+    return std::uint64_t(size) * 8 * per_block;
+}
+
+inline bool jpeg_decode_raw(const std::uint8_t* data, std::size_t size, const decode_limits& limits, raw_image& out,
+                            jpeg_error_state& err) {
     jpeg_decompress_struct cinfo;
     cinfo.err = jpeg_std_error(&err.mgr);
     err.mgr.error_exit = jpeg_error_exit;
@@ -127,10 +177,23 @@ inline bool jpeg_decode_raw(const std::uint8_t* data, std::size_t size, raw_imag
         return false;
     }
     jpeg_create_decompress(&cinfo);
+    err.progress.progress_monitor = jpeg_progress;
+    cinfo.progress = &err.progress;
     jpeg_mem_src(&cinfo, data, static_cast<unsigned long>(size));
     jpeg_read_header(&cinfo, TRUE);
     if (cinfo.jpeg_color_space == JCS_CMYK || cinfo.jpeg_color_space == JCS_YCCK) {
         std::snprintf(err.message, sizeof err.message, "CMYK JPEG images are not supported");
+        jpeg_destroy_decompress(&cinfo);
+        return false;
+    }
+    // Before jpeg_start_decompress, which allocates whole-image coefficient buffers for
+    // progressive files.
+    err.width = cinfo.image_width;
+    err.height = cinfo.image_height;
+    err.max_pixels_for_size = jpeg_max_pixels_for_size(cinfo, size);
+    if (err.width * err.height > err.max_pixels_for_size ||
+        (limits.max_pixels > 0 && err.width * err.height > std::uint64_t(limits.max_pixels))) {
+        err.too_large = true;
         jpeg_destroy_decompress(&cinfo);
         return false;
     }
@@ -141,14 +204,16 @@ inline bool jpeg_decode_raw(const std::uint8_t* data, std::size_t size, raw_imag
     out.channels = cinfo.output_components;
     out.bits = 8;
     const std::size_t stride = std::size_t(out.width) * std::size_t(out.channels);
-    out.bytes.resize(stride * out.height);
+    // Rows are appended as they decode: data that ends early stops at the first warning,
+    // having cost only the rows it held.
     while (cinfo.output_scanline < cinfo.output_height) {
+        out.bytes.resize((std::size_t(cinfo.output_scanline) + 1) * stride);
         JSAMPROW row = out.bytes.data() + std::size_t(cinfo.output_scanline) * stride;
         jpeg_read_scanlines(&cinfo, &row, 1);
     }
     jpeg_finish_decompress(&cinfo);
     jpeg_destroy_decompress(&cinfo);
-    return err.mgr.num_warnings == 0;
+    return true;
 }
 
 inline image to_planar(const raw_image& r) {
@@ -174,23 +239,36 @@ inline image to_planar(const raw_image& r) {
 }  // namespace decode_detail
 
 /// Decodes a PNG held in memory; `name` is used in error messages.
-inline image decode_png(const std::uint8_t* data, std::size_t size, const std::string& name) {
+inline image decode_png(const std::uint8_t* data, std::size_t size, const std::string& name,
+                        const decode_limits& limits = {}) {
     if (size < 8 || png_sig_cmp(data, 0, 8) != 0) throw data_error(micle::detail::cat(name, ": not a PNG file"));
-    decode_detail::png_reader_state s{data, size, 0, {}, nullptr};
+    decode_detail::png_reader_state s{data, size, 0, {}, nullptr, &limits, false, 0, 0, 0};
     decode_detail::raw_image raw;
-    if (!decode_detail::png_decode_raw(s, raw)) throw data_error(micle::detail::cat(name, ": corrupt PNG: ", s.message));
+    if (!decode_detail::png_decode_raw(s, raw)) {
+        if (!s.too_large) throw data_error(micle::detail::cat(name, ": corrupt PNG: ", s.message));
+        check_image_pixels(limits, name, s.width, s.height);
+        throw data_error(micle::detail::cat(name, ": corrupt PNG: the header promises ", s.width, " x ", s.height,
+                                            " pixels (", s.promised, " bytes of image data), more than the ", size,
+                                            "-byte file can hold (deflate expands at most ", deflate_max_ratio, ":1)"));
+    }
     if (raw.channels != 1 && raw.channels != 3)
         throw data_error(micle::detail::cat(name, ": PNG with ", raw.channels, " channels after expansion"));
     return decode_detail::to_planar(raw);
 }
 
 /// Decodes a baseline or progressive JPEG held in memory (grayscale or colour).
-inline image decode_jpeg(const std::uint8_t* data, std::size_t size, const std::string& name) {
+inline image decode_jpeg(const std::uint8_t* data, std::size_t size, const std::string& name,
+                         const decode_limits& limits = {}) {
     if (size < 3 || data[0] != 0xFF || data[1] != 0xD8) throw data_error(micle::detail::cat(name, ": not a JPEG file"));
     decode_detail::jpeg_error_state err{};
     decode_detail::raw_image raw;
-    if (!decode_detail::jpeg_decode_raw(data, size, raw, err))
-        throw data_error(micle::detail::cat(name, ": corrupt JPEG: ", err.message));
+    if (!decode_detail::jpeg_decode_raw(data, size, limits, raw, err)) {
+        if (!err.too_large) throw data_error(micle::detail::cat(name, ": corrupt JPEG: ", err.message));
+        check_image_pixels(limits, name, err.width, err.height);
+        throw data_error(micle::detail::cat(name, ": corrupt JPEG: the header promises ", err.width, " x ", err.height,
+                                            " pixels, more than the ", size, "-byte file can hold (at most ",
+                                            err.max_pixels_for_size, ": one bit per 8x8 block at least)"));
+    }
     return decode_detail::to_planar(raw);
 }
 

@@ -5,6 +5,12 @@
 // 16-bit precision. MONOCHROME1 (bright = low values) is inverted so that bright is 1 in
 // every output. Compressed transfer syntaxes that DCMTK's registered codecs handle (JPEG
 // baseline/lossless, JPEG-LS) are decoded too.
+//
+// Memory follows the file (limits.hpp): before DCMTK builds the image, the header's Rows x
+// Columns must be within the pixel limit, uncompressed pixel data must hold every frame
+// the header promises (DCMTK would otherwise allocate them all and pad with zeros), and
+// compressed pixel data may expand at most `dicom_max_pixels_per_byte` pixels per byte of
+// file. Only the first frame is decoded.
 #include <dcmtk/dcmdata/dcfilefo.h>
 #include <dcmtk/dcmdata/dcdeftag.h>
 #include <dcmtk/dcmimgle/dcmimage.h>
@@ -17,12 +23,18 @@
 #include <string>
 
 #include "micle/data/image.hpp"
+#include "micle/data/limits.hpp"
 
 namespace micle::data {
 
 struct dicom_options {
     std::optional<double> window_center, window_width;  ///< both or neither, in rescaled units
 };
+
+/// Compressed (encapsulated) pixel data may not promise more pixels than this per byte of
+/// file: far beyond what JPEG (at most 512) or JPEG-LS reach on any real image, and a
+/// bound on what a few bytes with a forged Rows x Columns can cost.
+inline constexpr std::uint64_t dicom_max_pixels_per_byte = 4096;
 
 namespace dicom_detail {
 inline void register_codecs() {
@@ -34,7 +46,40 @@ inline void register_codecs() {
 }
 }  // namespace dicom_detail
 
-inline image decode_dicom(const std::filesystem::path& path, const dicom_options& opt = {}) {
+/// Checks the dimensions the header promises against the limit and the pixel data it
+/// holds, before any pixel buffer is allocated.
+inline void check_dicom_size(DcmDataset& ds, const std::string& name, const decode_limits& limits) {
+    Uint16 rows = 0, cols = 0, spp = 1, bits = 0;
+    ds.findAndGetUint16(DCM_Rows, rows);
+    ds.findAndGetUint16(DCM_Columns, cols);
+    ds.findAndGetUint16(DCM_SamplesPerPixel, spp);
+    ds.findAndGetUint16(DCM_BitsAllocated, bits);
+    Sint32 frames = 1;
+    if (ds.findAndGetSint32(DCM_NumberOfFrames, frames).bad() || frames < 1) frames = 1;
+    check_image_pixels(limits, name, cols, rows);
+    DcmElement* pd = nullptr;
+    if (ds.findAndGetElement(DCM_PixelData, pd).bad() || !pd) return;  // DicomImage reports it
+    const std::uint64_t pixels = std::uint64_t(rows) * cols;
+    if (DcmXfer(ds.getOriginalXfer()).isEncapsulated()) {
+        std::error_code ec;
+        const auto file_size = std::filesystem::file_size(name, ec);
+        if (!ec && pixels > dicom_max_pixels_per_byte * file_size)
+            throw data_error(micle::detail::cat(name, ": corrupt DICOM: Rows x Columns = ", rows, " x ", cols,
+                                                " promise more pixels than ", file_size,
+                                                " bytes of compressed pixel data can hold (at most ",
+                                                dicom_max_pixels_per_byte, " per byte)"));
+        return;
+    }
+    const std::uint64_t need = (std::uint64_t(frames) * pixels * std::max<Uint16>(spp, 1) * bits + 7) / 8;
+    const std::uint64_t have = pd->getLength();
+    if (have < need)
+        throw data_error(micle::detail::cat(name, ": corrupt DICOM: pixel data holds ", have, " bytes, but ", frames,
+                                            " frame(s) of ", rows, " x ", cols, " x ", spp, " samples at ", bits,
+                                            " bits need ", need));
+}
+
+inline image decode_dicom(const std::filesystem::path& path, const dicom_options& opt = {},
+                          const decode_limits& limits = {}) {
     dicom_detail::register_codecs();
     const std::string name = path.string();
     DcmFileFormat file;
@@ -49,7 +94,8 @@ inline image decode_dicom(const std::filesystem::path& path, const dicom_options
                                             " is not supported (MONOCHROME1/2 only)"));
     Uint16 stored = 0;
     ds->findAndGetUint16(DCM_BitsStored, stored);
-    DicomImage img(&file, ds->getOriginalXfer(), CIF_MayDetachPixelData);
+    check_dicom_size(*ds, name, limits);
+    DicomImage img(&file, ds->getOriginalXfer(), CIF_MayDetachPixelData, 0, 1);  // the first frame only
     if (img.getStatus() != EIS_Normal)
         throw data_error(micle::detail::cat(name, ": cannot decode the pixel data (", DicomImage::getString(img.getStatus()), ")"));
     if (!img.isMonochrome()) throw data_error(micle::detail::cat(name, ": not a monochrome image"));

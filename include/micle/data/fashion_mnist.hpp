@@ -6,13 +6,14 @@
 
 #include "micle/data/dataset.hpp"
 #include "micle/data/idx.hpp"
+#include "micle/data/limits.hpp"
 
 namespace micle::data {
 
 inline constexpr const char* fashion_mnist_dir = "/usr/share/datasets/fashion-mnist";
 
 /// `split` is "train" or "test". Each image is its own patient (see simulate_bags).
-inline dataset read_idx_dataset(const std::filesystem::path& dir, const std::string& split) {
+inline dataset read_idx_dataset(const std::filesystem::path& dir, const std::string& split, const decode_limits& limits = {}) {
     check<value_error>(split == "train" || split == "test", "idx dataset: split must be train or test, got '", split, "'");
     const std::string prefix = split == "train" ? "train" : "t10k";
     auto find = [&](const std::string& stem) {
@@ -30,6 +31,7 @@ inline dataset read_idx_dataset(const std::filesystem::path& dir, const std::str
                       images.dims.size());
     check<data_error>(labels.dims.size() == 1 && labels.dims[0] == images.dims[0], "idx file ", labels_path, ": ",
                       labels.dims.empty() ? 0 : labels.dims[0], " labels for ", images.dims[0], " images");
+    check_image_pixels(limits, images_path.string(), std::uint64_t(images.dims[2]), std::uint64_t(images.dims[1]));
     dataset d;
     d.source = dir.string();
     d.num_classes = 10;

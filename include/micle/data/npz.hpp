@@ -4,6 +4,7 @@
 // is parsed here; deflate streams are inflated by zlib; .npy headers are parsed strictly.
 #include <zlib.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <cstring>
 #include <filesystem>
@@ -13,6 +14,7 @@
 #include <vector>
 
 #include "micle/data/dataset.hpp"
+#include "micle/data/limits.hpp"
 
 namespace micle::data {
 
@@ -56,23 +58,37 @@ template <class... Parts>
     throw data_error(micle::detail::cat(where, ": ", std::forward<Parts>(parts)...));
 }
 
-/// Parses a .npy file held in memory. `where` names file and member for errors.
-inline npy_array parse_npy(const std::vector<std::uint8_t>& buf, const std::string& where) {
-    if (buf.size() < 10 || std::memcmp(buf.data(), "\x93NUMPY", 6) != 0) fail(where, "not a .npy array (bad magic)");
-    const int major = buf[6];
+/// The header of a .npy array: dtype, shape, and where the data starts.
+struct npy_header {
+    std::string descr;
+    std::vector<std::int64_t> shape;
+    std::size_t data_offset = 0;  ///< bytes before the array data
+    std::uint64_t data_bytes = 0; ///< shape x dtype size
+};
+
+/// The longest .npy header accepted (numpy writes at most a few hundred bytes, and itself
+/// refuses to read headers over 10000 bytes by default).
+inline constexpr std::size_t npy_max_header = 65536;
+
+/// Parses the .npy header at the start of `p` (`n` bytes available); `where` names file and
+/// member for errors. The shape's byte size is computed without overflow.
+inline npy_header parse_npy_header(const std::uint8_t* p, std::size_t n, const std::string& where) {
+    if (n < 10 || std::memcmp(p, "\x93NUMPY", 6) != 0) fail(where, "not a .npy array (bad magic)");
+    const int major = p[6];
     std::size_t header_len = 0, offset = 0;
     if (major == 1) {
-        header_len = std::size_t(buf[8]) | (std::size_t(buf[9]) << 8);
+        header_len = std::size_t(p[8]) | (std::size_t(p[9]) << 8);
         offset = 10;
     } else if (major == 2 || major == 3) {
-        if (buf.size() < 12) fail(where, "truncated .npy header");
-        header_len = std::size_t(buf[8]) | (std::size_t(buf[9]) << 8) | (std::size_t(buf[10]) << 16) | (std::size_t(buf[11]) << 24);
+        if (n < 12) fail(where, "truncated .npy header");
+        header_len = std::size_t(p[8]) | (std::size_t(p[9]) << 8) | (std::size_t(p[10]) << 16) | (std::size_t(p[11]) << 24);
         offset = 12;
     } else {
         fail(where, ".npy version ", major, " is not supported");
     }
-    if (offset + header_len > buf.size()) fail(where, "truncated .npy header");
-    const std::string h(reinterpret_cast<const char*>(buf.data() + offset), header_len);
+    if (header_len > npy_max_header) fail(where, ".npy header of ", header_len, " bytes (at most ", npy_max_header, ")");
+    if (offset + header_len > n) fail(where, "truncated .npy header");
+    const std::string h(reinterpret_cast<const char*>(p + offset), header_len);
     auto value_of = [&](const std::string& key) {
         const auto k = h.find("'" + key + "'");
         if (k == std::string::npos) fail(where, ".npy header has no '", key, "': ", h);
@@ -80,25 +96,26 @@ inline npy_array parse_npy(const std::vector<std::uint8_t>& buf, const std::stri
         if (colon == std::string::npos) fail(where, "malformed .npy header: ", h);
         return colon + 1;
     };
-    npy_array a;
+    npy_header a;
     {
-        auto p = h.find('\'', value_of("descr"));
-        const auto q = p == std::string::npos ? p : h.find('\'', p + 1);
+        auto b = h.find('\'', value_of("descr"));
+        const auto q = b == std::string::npos ? b : h.find('\'', b + 1);
         if (q == std::string::npos) fail(where, "malformed descr in .npy header: ", h);
-        a.descr = h.substr(p + 1, q - p - 1);
+        a.descr = h.substr(b + 1, q - b - 1);
         if (a.descr.size() == 3 && a.descr[0] == '=') a.descr[0] = '<';
         if (item_size(a.descr) == 0) fail(where, "unsupported dtype '", a.descr, "'");
     }
     {
-        const auto p = value_of("fortran_order");
-        if (h.compare(h.find_first_not_of(' ', p), 5, "False") != 0) fail(where, "Fortran-ordered arrays are not supported");
+        const auto b = h.find_first_not_of(' ', value_of("fortran_order"));
+        if (b == std::string::npos || h.compare(b, 5, "False") != 0) fail(where, "Fortran-ordered arrays are not supported");
     }
     {
-        const auto p = h.find('(', value_of("shape"));
-        const auto q = p == std::string::npos ? p : h.find(')', p);
+        const auto b = h.find('(', value_of("shape"));
+        const auto q = b == std::string::npos ? b : h.find(')', b);
         if (q == std::string::npos) fail(where, "malformed shape in .npy header: ", h);
-        std::string dims = h.substr(p + 1, q - p - 1);
+        std::string dims = h.substr(b + 1, q - b - 1);
         std::size_t pos = 0;
+        std::uint64_t bytes = item_size(a.descr);
         while (pos < dims.size()) {
             while (pos < dims.size() && (dims[pos] == ' ' || dims[pos] == ',')) ++pos;
             if (pos >= dims.size()) break;
@@ -111,20 +128,107 @@ inline npy_array parse_npy(const std::vector<std::uint8_t>& buf, const std::stri
             }
             if (d < 0 || d > (1ll << 40)) fail(where, "implausible dimension ", d);
             a.shape.push_back(d);
+            if (d != 0 && bytes > (std::uint64_t(1) << 50) / std::uint64_t(d)) fail(where, "implausible shape (", dims, ")");
+            bytes *= std::uint64_t(d);
             pos += used;
             while (pos < dims.size() && dims[pos] == 'L') ++pos;
         }
+        a.data_bytes = bytes;
     }
-    const auto body = offset + header_len;
-    const auto need = std::uint64_t(a.numel()) * item_size(a.descr);
-    if (buf.size() - body != need)
-        fail(where, "array data is ", buf.size() - body, " bytes but shape and dtype '", a.descr, "' need ", need);
-    a.bytes.assign(buf.begin() + std::ptrdiff_t(body), buf.end());
+    a.data_offset = offset + header_len;
     return a;
+}
+
+/// Parses a .npy file held in memory. `where` names file and member for errors.
+inline npy_array parse_npy(const std::vector<std::uint8_t>& buf, const std::string& where) {
+    const auto h = parse_npy_header(buf.data(), buf.size(), where);
+    if (buf.size() - h.data_offset != h.data_bytes)
+        fail(where, "array data is ", buf.size() - h.data_offset, " bytes but shape and dtype '", h.descr, "' need ",
+             h.data_bytes);
+    return {h.descr, h.shape, std::vector<std::uint8_t>(buf.begin() + std::ptrdiff_t(h.data_offset), buf.end())};
 }
 
 inline std::uint32_t u32(const std::uint8_t* p) { return p[0] | (p[1] << 8) | (p[2] << 16) | (std::uint32_t(p[3]) << 24); }
 inline std::uint16_t u16(const std::uint8_t* p) { return std::uint16_t(p[0] | (p[1] << 8)); }
+}  // namespace npz_detail
+
+namespace npz_detail {
+/// Inflates or copies one zip member into a .npy array: the header first, checked
+/// against the member's size, then the array data straight into its final buffer.
+inline npy_array read_member(const std::uint8_t* src, std::uint64_t csize, std::uint64_t usize, int method,
+                             std::uint32_t crc, const std::string& member) {
+    struct inflater {
+        z_stream z{};
+        bool live = false;
+        ~inflater() {
+            if (live) inflateEnd(&z);
+        }
+    } inf;
+    std::uint64_t consumed = 0;  // stored: bytes copied so far
+    // Fills [out, out + n) with the member's next bytes; false when the data ends first.
+    auto next = [&](std::uint8_t* out, std::size_t n) -> bool {
+        if (method == 0) {
+            if (consumed + n > csize) return false;
+            std::memcpy(out, src + consumed, n);
+            consumed += n;
+            return true;
+        }
+        inf.z.next_out = out;
+        inf.z.avail_out = static_cast<uInt>(n);  // n <= 16 MiB
+        while (inf.z.avail_out > 0) {
+            if (inf.z.avail_in == 0) {  // zlib takes at most 4 GiB at a time
+                if (consumed == csize) return false;
+                const auto take = std::min<std::uint64_t>(csize - consumed, std::uint64_t(1) << 30);
+                inf.z.next_in = const_cast<Bytef*>(src + consumed);
+                inf.z.avail_in = static_cast<uInt>(take);
+                consumed += take;
+            }
+            const int rc = inflate(&inf.z, Z_NO_FLUSH);
+            if (rc == Z_STREAM_END) return inf.z.avail_out == 0;
+            if (rc != Z_OK) fail(member, "deflate data is corrupt (zlib: ", inf.z.msg ? inf.z.msg : "error", ")");
+        }
+        return true;
+    };
+    if (method == 8) {
+        if (inflateInit2(&inf.z, -MAX_WBITS) != Z_OK) fail(member, "zlib inflateInit2 failed");
+        inf.live = true;
+    }
+    // The header: the fixed 10-12 bytes, then the rest of its declared length.
+    std::vector<std::uint8_t> head(static_cast<std::size_t>(std::min<std::uint64_t>(usize, 12)));
+    if (!next(head.data(), head.size())) fail(member, "member ends inside the .npy header");
+    if (head.size() >= 10 && std::memcmp(head.data(), "\x93NUMPY", 6) == 0) {
+        const std::size_t fixed = head[6] == 1 ? 10 : 12;
+        const std::size_t len = head[6] == 1 ? (std::size_t(head[8]) | (std::size_t(head[9]) << 8))
+                                             : npz_detail::u32(head.data() + 8);
+        if (len <= npy_max_header && fixed + len <= usize) {
+            const std::size_t have = head.size();
+            head.resize(fixed + len);
+            if (!next(head.data() + have, head.size() - have)) fail(member, "member ends inside the .npy header");
+        }
+    }
+    const auto h = parse_npy_header(head.data(), head.size(), member);
+    if (usize - h.data_offset != h.data_bytes)
+        fail(member, "array data is ", usize - h.data_offset, " bytes but shape and dtype '", h.descr, "' need ",
+             h.data_bytes);
+    std::uint32_t sum = static_cast<std::uint32_t>(crc32(0L, head.data(), static_cast<uInt>(head.size())));
+    npy_array a{h.descr, h.shape, {}};
+    // Grown as the data arrives, so a member that ends early costs what it held.
+    constexpr std::size_t chunk = std::size_t(16) << 20;
+    for (std::uint64_t done = 0; done < h.data_bytes;) {
+        const auto n = static_cast<std::size_t>(std::min<std::uint64_t>(chunk, h.data_bytes - done));
+        a.bytes.resize(static_cast<std::size_t>(done) + n);
+        if (!next(a.bytes.data() + done, n))
+            fail(member, "deflate data is corrupt (zlib: short output after ", done, " of ", h.data_bytes, " bytes)");
+        sum = static_cast<std::uint32_t>(crc32(sum, a.bytes.data() + done, static_cast<uInt>(n)));
+        done += n;
+    }
+    if (method == 8) {
+        std::uint8_t extra = 0;
+        if (next(&extra, 1)) fail(member, "deflate data holds more than the ", usize, " bytes the zip directory says");
+    }
+    if (sum != crc) fail(member, "CRC mismatch (corrupt file)");
+    return a;
+}
 }  // namespace npz_detail
 
 /// Reads every array of an .npz archive held in memory (member names without ".npy");
@@ -172,36 +276,21 @@ inline std::map<std::string, npy_array> parse_npz(const std::vector<std::uint8_t
         }
         cd += 46 + name_len + extra_len + comment_len;
         const std::string member = where + ":" + name;
-        if (local + 30 > zip.size() || u32(zip.data() + local) != 0x04034b50u) fail(member, "corrupt local zip header");
+        if (local > zip.size() || zip.size() - local < 30 || u32(zip.data() + local) != 0x04034b50u)
+            fail(member, "corrupt local zip header");
         const std::uint64_t data = local + 30 + u16(zip.data() + local + 26) + u16(zip.data() + local + 28);
-        if (data + csize > zip.size()) fail(member, "compressed data runs past the end of the file (truncated?)");
+        if (data > zip.size() || csize > zip.size() - data)
+            fail(member, "compressed data runs past the end of the file (truncated?)");
         // Sizes are checked against what the data can hold before anything is allocated:
-        // deflate expands at most 1032:1.
-        if (method == 0 && csize != usize) fail(member, "stored member with different sizes");
-        if (method == 8 && usize > csize * 1032 + 1024)
-            fail(member, "uncompressed size ", usize, " is impossible for ", csize, " deflate bytes");
-        if (usize > (std::uint64_t(1) << 36)) fail(member, "implausible size ", usize);
-        std::vector<std::uint8_t> raw(static_cast<std::size_t>(usize));
-        if (method == 0) {
-            std::memcpy(raw.data(), zip.data() + data, raw.size());
-        } else if (method == 8) {
-            z_stream z{};
-            if (inflateInit2(&z, -MAX_WBITS) != Z_OK) fail(member, "zlib inflateInit2 failed");
-            z.next_in = const_cast<Bytef*>(zip.data() + data);
-            z.avail_in = static_cast<uInt>(csize);
-            z.next_out = raw.data();
-            z.avail_out = static_cast<uInt>(raw.size());
-            const int rc = inflate(&z, Z_FINISH);
-            const auto produced = z.total_out;
-            inflateEnd(&z);
-            if (rc != Z_STREAM_END || produced != usize)
-                fail(member, "deflate data is corrupt (zlib: ", rc == Z_STREAM_END ? "short output" : (z.msg ? z.msg : "error"), ")");
-        } else {
+        // a stored member holds exactly its bytes, deflate expands at most 1032:1, and the
+        // .npy header's shape x dtype must account for the whole member.
+        if (method != 0 && method != 8)
             fail(member, "zip compression method ", method, " is not supported (only stored and deflate)");
-        }
-        if (crc32(0L, raw.data(), static_cast<uInt>(raw.size())) != crc) fail(member, "CRC mismatch (corrupt file)");
+        if (method == 0 && csize != usize) fail(member, "stored member with different sizes");
+        if (method == 8 && usize > csize * deflate_max_ratio + 1024)
+            fail(member, "uncompressed size ", usize, " is impossible for ", csize, " deflate bytes");
         if (name.size() > 4 && name.compare(name.size() - 4, 4, ".npy") == 0) name.resize(name.size() - 4);
-        out.emplace(name, parse_npy(raw, member));
+        out.emplace(name, read_member(zip.data() + data, csize, usize, method, crc, member));
     }
     return out;
 }
@@ -216,7 +305,7 @@ inline std::map<std::string, npy_array> read_npz(const std::filesystem::path& pa
 
 /// A MedMNIST-layout split: `<split>_images` uint8 [N, H, W] or [N, H, W, 3] and
 /// `<split>_labels` [N, 1] (multiclass) or [N, K] with 0/1 values (multilabel, K > 1).
-inline dataset read_medmnist(const std::filesystem::path& path, const std::string& split) {
+inline dataset read_medmnist(const std::filesystem::path& path, const std::string& split, const decode_limits& limits = {}) {
     const auto arrays = read_npz(path);
     const std::string where = path.string();
     auto get = [&](const std::string& key) -> const npy_array& {
@@ -230,6 +319,7 @@ inline dataset read_medmnist(const std::filesystem::path& path, const std::strin
     if (img.descr != "|u1") npz_detail::fail(iw, "images must be uint8, got dtype '", img.descr, "'");
     if (!(img.shape.size() == 3 || (img.shape.size() == 4 && (img.shape[3] == 3 || img.shape[3] == 1))))
         npz_detail::fail(iw, "images must be N x H x W or N x H x W x 3, got ", img.shape.size(), " dimensions");
+    check_image_pixels(limits, iw, std::uint64_t(img.shape[2]), std::uint64_t(img.shape[1]));
     const auto n = img.shape[0];
     if (lab.shape.empty() || lab.shape[0] != n || lab.shape.size() > 2)
         npz_detail::fail(lw, "labels must be N x 1 or N x K with N = ", n);

@@ -105,7 +105,9 @@ public:
         std::ifstream in(path, std::ios::binary);
         if (!in) throw io_error(micle::detail::cat("safetensors: cannot open ", path, ": ", std::strerror(errno)));
         in.seekg(0, std::ios::end);
-        const auto size = static_cast<std::uint64_t>(in.tellg());
+        const auto end = in.tellg();
+        if (!in || end < 0) fail("cannot find the file's size (not a regular file?)");
+        const auto size = static_cast<std::uint64_t>(end);
         in.seekg(0);
         if (size < 8) fail("file is ", size, " bytes, shorter than the 8-byte header length");
         std::uint64_t n = 0;
