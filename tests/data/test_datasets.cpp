@@ -56,6 +56,10 @@ TEST_CASE("Fashion-MNIST from Debian's dataset-fashion-mnist") {
     CHECK(mx == 1.0f);  // 8-bit 255 maps to 1
     CHECK_THROWS_WITH_AS(read_idx_dataset("/nonexistent", "train"), doctest::Contains("neither train-images-idx3-ubyte.gz"),
                          data_error);
+    // The pixel limit is checked from the header, before 10000 images are read.
+    CHECK_THROWS_WITH_AS(read_idx_dataset(fashion_mnist_dir, "test", {.max_pixels = 783}),
+                         doctest::Contains("t10k-images-idx3-ubyte.gz: image is 28 x 28 = 784 pixels, over the limit of 783"),
+                         data_error);
 }
 
 TEST_CASE("IDX: corrupt and truncated files name the file") {

@@ -25,13 +25,12 @@ inline dataset read_idx_dataset(const std::filesystem::path& dir, const std::str
                                             " exists"));
     };
     const auto images_path = find("-images-idx3-ubyte"), labels_path = find("-labels-idx1-ubyte");
-    auto images = read_idx(images_path);
+    auto images = read_idx(images_path, limits);
     const auto labels = read_idx(labels_path);
     check<data_error>(images.dims.size() == 3, "idx file ", images_path, ": images must have 3 dimensions, got ",
                       images.dims.size());
     check<data_error>(labels.dims.size() == 1 && labels.dims[0] == images.dims[0], "idx file ", labels_path, ": ",
                       labels.dims.empty() ? 0 : labels.dims[0], " labels for ", images.dims[0], " images");
-    check_image_pixels(limits, images_path.string(), std::uint64_t(images.dims[2]), std::uint64_t(images.dims[1]));
     dataset d;
     d.source = dir.string();
     d.num_classes = 10;

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "micle/data/image.hpp"
+#include "micle/data/limits.hpp"
 
 namespace micle::data {
 
@@ -20,8 +21,9 @@ struct idx_array {
     std::vector<std::uint8_t> data;
 };
 
-/// Reads an unsigned-byte IDX file, gzip-compressed or not.
-inline idx_array read_idx(const std::filesystem::path& path) {
+/// Reads an unsigned-byte IDX file, gzip-compressed or not. A 3-dimensional array is a
+/// stack of N images of H x W pixels, checked against `limits` before the data is read.
+inline idx_array read_idx(const std::filesystem::path& path, const decode_limits& limits = {}) {
     gzFile f = gzopen(path.c_str(), "rb");
     if (!f) throw data_error(micle::detail::cat("idx: cannot open ", path));
     struct closer {
@@ -58,6 +60,7 @@ inline idx_array read_idx(const std::filesystem::path& path) {
         total *= v;
         if (total > (std::uint64_t(1) << 34)) throw data_error(micle::detail::cat("idx file ", path, ": implausible size"));
     }
+    if (out.dims.size() == 3) check_image_pixels(limits, path.string(), std::uint64_t(out.dims[2]), std::uint64_t(out.dims[1]));
     // Read in chunks, so that a header that promises more than the file holds fails at the
     // end of the file instead of allocating what it promised.
     constexpr std::size_t chunk = std::size_t(16) << 20;
