@@ -167,6 +167,7 @@ inline npy_array read_member(const std::uint8_t* src, std::uint64_t csize, std::
     std::uint64_t consumed = 0;  // stored: bytes copied so far
     // Fills [out, out + n) with the member's next bytes; false when the data ends first.
     auto next = [&](std::uint8_t* out, std::size_t n) -> bool {
+        if (n == 0) return true;  // an empty member: out may be null
         if (method == 0) {
             if (consumed + n > csize) return false;
             std::memcpy(out, src + consumed, n);
