@@ -38,7 +38,8 @@ int main(int argc, char** argv) {
         learner simclr(ctx, cfg);
 
         const std::int64_t n = 16, res = 32;
-        const micle::optim::warmup_cosine schedule{micle::optim::scaled_lr(0.3f, 2 * n, micle::optim::lr_scaling::linear),
+        // SimCLR's rule, as everywhere in micle: base x batch / 256, the batch counted in pairs.
+        const micle::optim::warmup_cosine schedule{micle::optim::scaled_lr(0.3f, n, micle::optim::lr_scaling::linear),
                                                    steps / 10, steps};
         micle::rng gen(7);
         std::vector<float> views(static_cast<std::size_t>(2 * n * 3 * res * res));

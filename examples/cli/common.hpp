@@ -17,13 +17,19 @@
 
 #include <micle/micle.hpp>
 
+#include <nlohmann/json.hpp>
+
 #include "micle/data/csv.hpp"
 #include "micle/data/fashion_mnist.hpp"
-#include "micle/data/loader.hpp"
+#include "micle/data/labeled.hpp"
 #include "micle/data/npz.hpp"
 #include "micle/data/split.hpp"
 #include "micle/models/resnet.hpp"
+#include "micle/optim/optimizer.hpp"
+#include "micle/optim/schedule.hpp"
+#include "micle/train/callbacks.hpp"
 #include "micle/train/checkpoint.hpp"
+#include "micle/train/fit.hpp"
 
 namespace micle::cli {
 
@@ -44,36 +50,6 @@ std::string describe(const context<B>& ctx) {
     else
         return std::string(B::name);
 }
-
-/// The batches of a prefetch loader, each also handed to the backend one step ahead
-/// (micle::upload_queue): while the caller computes with one batch, the next one is being
-/// copied (on the GPU backend, on a copy stream of its own).
-template <class Batch>
-class device_batches {
-public:
-    device_batches(context<backend>& ctx, data::prefetch_loader<Batch>& loader) : ctx_(ctx), loader_(loader) {
-        advance();
-    }
-    /// The next batch (its host data) and its images on the backend, valid until the
-    /// call after next; false at the end.
-    bool next(Batch& batch, const tensor<backend>*& images) {
-        if (!pending_) return false;
-        batch = std::move(*pending_);
-        images = &uploads_.next(ctx_);
-        advance();
-        return true;
-    }
-
-private:
-    void advance() {
-        pending_ = loader_.next();
-        if (pending_) uploads_.stage(ctx_, pending_->dims, pending_->pixels);
-    }
-    context<backend>& ctx_;
-    data::prefetch_loader<Batch>& loader_;
-    std::optional<Batch> pending_;
-    upload_queue<backend> uploads_;
-};
 
 /// A user mistake on the command line: printed with the subcommand's usage, exit code 2.
 class usage_error : public error {
@@ -236,68 +212,9 @@ inline std::string json_number(double v) {
     return buf;
 }
 
-/// Appends JSON lines to <dir>/metrics.jsonl.
-class jsonl {
-public:
-    explicit jsonl(const fs::path& file) : out_(file, std::ios::app) {
-        if (!out_) throw data::data_error("cannot write " + file.string());
-    }
-    void write(const std::string& line) {
-        out_ << line << '\n';
-        out_.flush();
-    }
-
-private:
-    std::ofstream out_;
-};
-
-/// A progress line on a terminal (rewritten in place), plain log lines otherwise.
-class progress {
-public:
-    progress() : tty_(::isatty(STDERR_FILENO) != 0), start_(std::chrono::steady_clock::now()) {}
-    void update(std::int64_t epoch, std::int64_t epochs, std::int64_t step, std::int64_t steps, double loss, double lr,
-                double images_per_s, std::int64_t done, std::int64_t total) {
-        const double elapsed = seconds();
-        const double eta = done > 0 ? elapsed * double(total - done) / double(done) : 0.0;
-        if (tty_) {
-            std::fprintf(stderr, "\r\033[Kepoch %lld/%lld  step %lld/%lld  loss %.4f  lr %.4g  %.0f img/s  ETA %.0fs",
-                         (long long)epoch + 1, (long long)epochs, (long long)step + 1, (long long)steps, loss, lr,
-                         images_per_s, eta);
-        } else if (step + 1 == steps || (step % 20) == 0) {
-            std::fprintf(stderr, "epoch %lld/%lld step %lld/%lld loss %.4f lr %.4g %.0f img/s ETA %.0fs\n", (long long)epoch + 1,
-                         (long long)epochs, (long long)step + 1, (long long)steps, loss, lr, images_per_s, eta);
-        }
-    }
-    void end_line() {
-        if (tty_) std::fprintf(stderr, "\n");
-    }
-    double seconds() const { return std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count(); }
-
-private:
-    bool tty_;
-    std::chrono::steady_clock::time_point start_;
-};
-
-/// One training step's record: a metrics.jsonl line and the progress display.
-inline void record_step(jsonl& log, progress& bar, std::int64_t epoch, std::int64_t epochs, std::int64_t s,
-                        std::int64_t steps, std::int64_t step, double loss, double lr, double images_per_s,
-                        std::int64_t done, std::int64_t total) {
-    log.write("{\"epoch\": " + std::to_string(epoch) + ", \"step\": " + std::to_string(step) + ", \"loss\": " +
-              json_number(loss) + ", \"lr\": " + json_number(lr) + ", \"images_per_s\": " + json_number(images_per_s) +
-              "}");
-    bar.update(epoch, epochs, s, steps, loss, lr, images_per_s, done, total);
-}
-
-/// A non-finite loss: says so, names the last good checkpoint (which stays), exit code 3.
-inline int stop_training(const char* command, progress& bar, const std::exception& e, const fs::path& out) {
-    bar.end_line();
-    std::fprintf(stderr, "micle %s: stopping: %s\nmicle %s: the last good checkpoint is %s\n", command, e.what(), command,
-                 fs::exists(out / "latest") ? train::latest_checkpoint(out).c_str() : "(none yet)");
-    return 3;
-}
-
 /// The backbone options shared by the subcommands, as saved in checkpoint metadata.
-inline models::resnet_config backbone_from(const options& o, const std::map<std::string, std::string>& meta = {}) {
+inline models::resnet_config backbone_from(const options& o, const std::map<std::string, std::string>& meta = {},
+                                           std::int64_t default_channels = 1) {
     auto pick = [&](const std::string& key, const std::string& fallback) {
         if (o.has(key)) return o.str(key);
         const auto it = meta.find(key);
@@ -310,7 +227,7 @@ inline models::resnet_config backbone_from(const options& o, const std::map<std:
         c.depth = std::stoi(arch.substr(6));
         c.width = std::stoi(pick("width", "1"));
         c.base_channels = std::stoll(pick("base-channels", "64"));
-        c.in_channels = std::stoll(pick("channels", "1"));
+        c.in_channels = std::stoll(pick("channels", std::to_string(default_channels)));
     } catch (const std::exception&) {
         throw usage_error("bad architecture options (arch " + arch + ")");
     }
@@ -332,10 +249,118 @@ inline std::map<std::string, std::string> backbone_meta(const models::resnet_con
 
 /// Metadata of a checkpoint given to --init/--model: a run directory (its latest
 /// checkpoint's model) or a .safetensors file.
+/// The weights a --model or --init SPEC names: a .safetensors file, or a run directory's
+/// `selected` checkpoint (finetune --select) or else its `latest`.
 inline fs::path model_file(const std::string& spec) {
     const fs::path p(spec);
-    if (fs::is_directory(p)) return train::latest_checkpoint(p) / "model.safetensors";
+    if (fs::is_directory(p))
+        return (fs::exists(p / "selected") ? train::named_checkpoint(p, "selected") : train::latest_checkpoint(p)) /
+               "model.safetensors";
     return p;
+}
+
+/// The options every training command takes, besides its own `extra` ones.
+inline std::set<std::string> with_training_options(std::set<std::string> extra) {
+    for (const char* k : {"data", "out", "init", "arch", "width", "stem", "base-channels", "channels", "image-size", "epochs",
+                          "batch-size", "optimizer", "lr", "weight-decay", "warmup-epochs", "max-samples", "workers", "seed",
+                          "stop-after", "checkpoint-every", "keep-last"})
+        extra.insert(k);
+    return with_backend_options(std::move(extra));
+}
+
+/// The input channels of the data (its first image's): the model's default.
+inline std::int64_t data_channels(const data::dataset& d) { return d.load(0).channels; }
+
+/// A seeded random subset of --max-samples images (sorted, so the order stays the data's).
+inline data::dataset subsample(data::dataset d, const options& o, std::uint64_t seed) {
+    if (!o.has("max-samples") || o.integer("max-samples", 0) >= d.size()) return d;
+    auto order = shuffled_indices(d.size(), seed);
+    order.resize(std::size_t(std::max<long long>(1, o.integer("max-samples", 0))));
+    std::sort(order.begin(), order.end());
+    return d.subset(order);
+}
+
+/// The library trainer's options from the command line; `lr` is the peak rate.
+inline train::fit_options fit_options_from(const options& o, const fs::path& out, float lr) {
+    train::fit_options f;
+    f.epochs = o.integer("epochs", 10);
+    f.batch = o.integer("batch-size", 64);
+    f.lr = lr;
+    f.run_dir = out;
+    f.resume = o.has("resume");
+    f.checkpoint_every = o.integer("checkpoint-every", 0);
+    f.keep_last = int(o.integer("keep-last", 1));
+    f.workers = int(o.integer("workers", 2));
+    if (f.epochs < 1 || f.batch < 1 || f.workers < 1 || f.keep_last < 1 || f.checkpoint_every < 0)
+        throw usage_error("need --epochs >= 1, --batch-size >= 1, --workers >= 1, --keep-last >= 1, --checkpoint-every >= 0");
+    return f;
+}
+
+/// Loads --init into `state` (non-strictly, reporting what matched) unless the run resumes
+/// from its own checkpoint. Returns how many tensors were loaded.
+template <class B>
+std::size_t init_unless_resuming(const options& o, const fs::path& out, context<B>& ctx, nn::state_list<B> state) {
+    if (!o.has("init") || (o.has("resume") && fs::exists(out / "latest"))) return 0;
+    const auto file = model_file(o.str("init"));
+    const auto report = train::load_weights(file, ctx, state, {false, true});
+    std::fprintf(stderr, "micle: --init %s: %zu tensors loaded, %zu missing, %zu not used\n", file.c_str(), report.loaded.size(),
+                 report.missing.size(), report.unexpected.size());
+    for (const auto& note : report.notes) std::fprintf(stderr, "micle: %s\n", note.c_str());
+    return report.loaded.size();
+}
+
+/// <out>/config.json, written with nlohmann::json (paths and names escaped).
+inline void write_config(const fs::path& out, const nlohmann::json& j) {
+    fs::create_directories(out);
+    std::ofstream f(out / "config.json");
+    f << j.dump(2) << '\n';
+    if (!f) throw data::data_error("cannot write " + (out / "config.json").string());
+}
+
+/// Forwards every hook to a callback that may be absent.
+template <class C>
+struct maybe {
+    std::optional<C>& c;
+    void on_step(train::step_info& s) {
+        if (c) train::detail::on_step(*c, s);
+    }
+    void on_validate(train::epoch_info& e) {
+        if (c) train::detail::on_validate(*c, e);
+    }
+};
+
+/// fit with the trainer's callbacks: progress, metrics.jsonl, --stop-after, and `extra`
+/// (a validation or kNN monitor, when given).
+template <class Learner, class Source, class Extra>
+train::fit_result run_fit(const options& o, Learner& learner, const Source& source, const train::fit_options& fo,
+                          std::optional<Extra>& extra) {
+    return train::fit(learner, source, fo, maybe<Extra>{extra}, train::progress(), train::jsonl(fo.run_dir / "metrics.jsonl"),
+                      train::stop_after_epoch{o.integer("stop-after", fo.epochs)});
+}
+
+/// The kNN monitor of --knn-every: --knn-samples images of the train split vote for as
+/// many of the val split, both unaugmented.
+template <class Learner>
+train::knn_monitor<Learner> knn_monitor_for(const options& o, Learner& learner, const data::dataset& train_split,
+                                            std::int64_t size, std::int64_t channels, std::uint64_t seed) {
+    const auto every = o.integer("knn-every", 1), samples = o.integer("knn-samples", 2000);
+    if (every < 1 || samples < 1) throw usage_error("need --knn-every >= 1 and --knn-samples >= 1");
+    const auto limit = [&](data::dataset d) {
+        if (samples >= d.size()) return d;
+        auto order = shuffled_indices(d.size(), seed ^ 0x6b6e6eull);
+        order.resize(std::size_t(samples));
+        std::sort(order.begin(), order.end());
+        return d.subset(order);
+    };
+    const auto eval = data::augment_config::eval(size);
+    data::dataset val;
+    try {
+        val = load_split(o, "val");
+    } catch (const usage_error& e) {
+        throw usage_error(std::string("--knn-every needs a val split: ") + e.what());
+    }
+    return train::knn_monitor<Learner>(learner, data::labeled_images(limit(train_split), eval, channels, seed, false),
+                                       data::labeled_images(limit(std::move(val)), eval, channels, seed, false), every);
 }
 
 }  // namespace micle::cli

@@ -51,6 +51,9 @@ int main(int argc, char** argv) {
         if (cmd == "info") return info(argc, argv);
         std::fprintf(stderr, "micle: unknown command '%s'\n%s", cmd.c_str(), top);
         return 2;
+    } catch (const micle::nonfinite_loss_error& e) {  // training diverged: its own exit code
+        std::fprintf(stderr, "micle %s: stopping: %s\n", cmd.c_str(), e.what());
+        return 3;
     } catch (const usage_error& e) {
         std::fprintf(stderr, "micle %s: %s\n%s", cmd.c_str(), e.what(), usage);
         return 2;

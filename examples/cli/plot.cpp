@@ -2,6 +2,8 @@
 // files drawn by gnuplot (Debian's gnuplot-nox).
 #include <cstdlib>
 
+#include <nlohmann/json.hpp>
+
 #include "common.hpp"
 
 namespace micle::cli {
@@ -21,20 +23,6 @@ void run_gnuplot(const fs::path& script) {
     std::string cmd = "gnuplot '";  // appended, not "..." + string: g++ 12 -Wrestrict false positive
     cmd.append(script.string()).append("'");
     if (std::system(cmd.c_str()) != 0) throw data::data_error(micle::detail::cat("gnuplot failed on ", script.string()));
-}
-
-/// The value of "key": number in a JSON line written by micle (flat object).
-bool json_value(const std::string& line, const std::string& key, double& out) {
-    std::string pattern = "\"";
-    pattern.append(key).append("\": ");
-    const auto k = line.find(pattern);
-    if (k == std::string::npos) return false;
-    try {
-        out = std::stod(line.substr(k + key.size() + 4));
-        return true;
-    } catch (const std::exception&) {
-        return false;
-    }
 }
 
 }  // namespace
@@ -57,10 +45,18 @@ int plot(int argc, char** argv) {
         std::size_t rows = 0, lineno = 0;
         while (std::getline(in, line)) {
             ++lineno;
-            double step, loss, lr;
-            if (!json_value(line, "step", step) || !json_value(line, "loss", loss) || !json_value(line, "lr", lr))
+            nlohmann::json j;
+            try {
+                j = nlohmann::json::parse(line);
+            } catch (const nlohmann::json::exception&) {
+                j = nullptr;
+            }
+            if (!j.is_object()) throw data::data_error(micle::detail::cat((dir / "metrics.jsonl").string(), ":", lineno, ": not a micle metrics line"));
+            if (j.contains("epoch_end")) continue;  // an epoch summary
+            if (!j.contains("step") || !j.contains("loss") || !j.contains("lr") || !j["step"].is_number() || !j["lr"].is_number())
                 throw data::data_error(micle::detail::cat((dir / "metrics.jsonl").string(), ":", lineno, ": not a micle metrics line"));
-            dat << step << ' ' << loss << ' ' << lr << '\n';
+            dat << j["step"].get<double>() << ' ' << (j["loss"].is_number() ? j["loss"].get<double>() : NAN) << ' '
+                << j["lr"].get<double>() << '\n';
             ++rows;
         }
         if (rows == 0) throw data::data_error(micle::detail::cat((dir / "metrics.jsonl").string(), " is empty"));

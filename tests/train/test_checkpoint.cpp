@@ -190,15 +190,15 @@ TEST_CASE("training checkpoints: 'latest' always names a complete checkpoint, ev
     context<R> ctx;
     models::resnet<R> a(ctx, tiny(), 1);
     std::vector<float> moments(7, 0.5f);
-    const std::vector<train::optimizer_states> opt{{"optim.", {optim::state_entry::host("momentum.x", moments)}}};
-    train::save_checkpoint(dir.path, 1, ctx, a.state(), opt, {{"epoch", "1"}});
+    const std::vector<optim::state_entry> opt{optim::state_entry::host("optim.momentum.x", moments)};
+    train::save_checkpoint(dir.path, train::checkpoint_name(1), ctx, a.state(), opt, {{"epoch", "1"}});
     CHECK(train::latest_checkpoint(dir.path).filename() == "ckpt-000001");
 
     // The second save runs out of space part-way: latest still names checkpoint 1.
     bool failed = false;
     with_file_size_limit(4096, [&] {
         try {
-            train::save_checkpoint(dir.path, 2, ctx, a.state(), opt, {{"epoch", "2"}});
+            train::save_checkpoint(dir.path, train::checkpoint_name(2), ctx, a.state(), opt, {{"epoch", "2"}});
         } catch (const safetensors::io_error&) {
             failed = true;
         }
@@ -211,16 +211,19 @@ TEST_CASE("training checkpoints: 'latest' always names a complete checkpoint, ev
     models::resnet<R> b(ctx, tiny(), 2);
     auto sb = b.state();
     std::vector<float> restored(7, 0.0f);
-    const auto meta = train::load_checkpoint(latest, ctx, sb, {{"optim.", {optim::state_entry::host("momentum.x", restored)}}});
+    const auto meta = train::load_checkpoint(latest, ctx, sb, {optim::state_entry::host("optim.momentum.x", restored)});
     CHECK(meta.at("epoch") == "1");
     CHECK(restored == moments);
     const auto x = tensor<R>::from_host(ctx, {1, 3, 8, 8}, testing::random_values(192, 9));
     CHECK(b.forward(ctx, x, false).to_host(ctx) == a.forward(ctx, x, false).to_host(ctx));
 
-    // A later successful save moves latest and removes the older checkpoints.
-    train::save_checkpoint(dir.path, 3, ctx, a.state(), opt, {{"epoch", "3"}});
+    // A later successful save moves latest; pruning to one removes the older checkpoints
+    // (and what the failed save left).
+    train::save_checkpoint(dir.path, train::checkpoint_name(3), ctx, a.state(), opt, {{"epoch", "3"}});
     CHECK(train::latest_checkpoint(dir.path).filename() == "ckpt-000003");
+    train::prune_checkpoints(dir.path, 1);
     CHECK_FALSE(fs::exists(dir.path / "ckpt-000001"));
+    CHECK_FALSE(fs::exists(dir.path / "ckpt-000002"));
     CHECK_THROWS_WITH_AS(train::latest_checkpoint(dir.path / "nothing"), doctest::Contains("no checkpoint in"),
                          safetensors::io_error);
 }

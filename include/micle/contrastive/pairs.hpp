@@ -81,6 +81,8 @@ public:
 
     /// Samples per epoch; an epoch has units() / n full batches (the remainder is dropped).
     std::int64_t units() const { return data_->size(); }
+    /// Full batches of `n` pairs per epoch.
+    std::int64_t batches(std::int64_t n) const { return units() / n; }
 
     /// Batch `b` of epoch `epoch` with `n` pairs.
     view_batch make_batch(std::int64_t epoch, std::int64_t b, std::int64_t n) const {
@@ -115,6 +117,8 @@ public:
 
     /// Bags per epoch; an epoch has units() / n full batches.
     std::int64_t units() const { return std::int64_t(bags_.size()); }
+    /// Full batches of `n` pairs per epoch.
+    std::int64_t batches(std::int64_t n) const { return units() / n; }
     const std::vector<std::vector<std::int64_t>>& bags() const noexcept { return bags_; }
 
     view_batch make_batch(std::int64_t epoch, std::int64_t b, std::int64_t n) const {

@@ -26,6 +26,14 @@ public:
     using error::error;
 };
 
+/// A NaN or infinite training loss: training diverged. The step that saw it changed no
+/// parameter; the trainer (micle::train::fit) stops and names the last good checkpoint.
+/// Not a value_error: a bad argument to an op is a different mistake.
+class nonfinite_loss_error : public error {
+public:
+    using error::error;
+};
+
 /// A failure inside a compute backend (oneDNN, CUDA...) that is not the caller's fault.
 class backend_error : public error {
 public:

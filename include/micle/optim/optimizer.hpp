@@ -42,6 +42,12 @@ struct state_entry {
     }
 };
 
+/// `entries` with `prefix` in front of each name (a learner's fixed checkpoint names).
+inline std::vector<state_entry> prefixed(const std::string& prefix, std::vector<state_entry> entries) {
+    for (auto& e : entries) e.name = prefix + e.name;
+    return entries;
+}
+
 namespace detail {
 template <class B>
 void check_grads(const std::vector<nn::parameter<B>*>& params, const char* who) {

@@ -1,6 +1,7 @@
 #pragma once
 // Model weights in and out of safetensors files under PyTorch state_dict names, so
 // torchvision checkpoints load into micle and micle's load into torchvision.
+#include <algorithm>
 #include <filesystem>
 #include <map>
 #include <string>
@@ -121,46 +122,30 @@ load_report load_weights(const std::filesystem::path& path, context<B>& ctx, nn:
 
 namespace micle::train {
 
-/// A training run's checkpoint directory: `<dir>/ckpt-NNNNNN/` holds `model.safetensors`
-/// (weights, torchvision names) and `state.safetensors` (optimizer buffers, step, epoch,
-/// anything in `meta`); `<dir>/latest` names the newest complete one. A checkpoint is
-/// written completely, then `latest` is replaced atomically (temporary file, fsync,
-/// rename), then older checkpoints are removed - a run killed at any moment leaves
-/// `latest` pointing at a complete checkpoint.
-struct optimizer_states {
-    std::string prefix;                 ///< e.g. "optim." or "head_optim."
-    std::vector<optim::state_entry> entries;
-};
+// A training run's directory: `<dir>/ckpt-EEEEEE/` after EEEEEE completed epochs, or
+// `<dir>/ckpt-EEEEEE-bBBBBBB/` BBBBBB batches into the next epoch (a step checkpoint;
+// names sort in the order they were written). Each holds `model.safetensors` (weights,
+// torchvision names, and the metadata) and `state.safetensors` (optimizer buffers under
+// the learner's fixed names). `<dir>/latest` names the newest complete checkpoint, and
+// `<dir>/best` the one a validation metric chose. A checkpoint is written completely,
+// then `latest` is replaced atomically (temporary file, fsync, rename): a run killed at
+// any moment leaves `latest` naming a complete checkpoint. prune_checkpoints() keeps
+// the newest K and the best.
 
-inline std::filesystem::path latest_checkpoint(const std::filesystem::path& dir) {
-    std::ifstream in(dir / "latest");
-    std::string name;
-    if (!in || !std::getline(in, name) || name.empty())
-        throw safetensors::io_error(micle::detail::cat("no checkpoint in ", dir, " (", dir / "latest", " is missing)"));
-    const auto p = dir / name;
-    if (!std::filesystem::exists(p / "model.safetensors") || !std::filesystem::exists(p / "state.safetensors"))
-        throw safetensors::io_error(micle::detail::cat("checkpoint ", p, " named by ", dir / "latest", " is incomplete"));
-    return p;
+/// ckpt-EEEEEE, or ckpt-EEEEEE-bBBBBBB for a checkpoint `batch` batches into epoch `epoch` + 1.
+inline std::string checkpoint_name(std::int64_t epoch, std::int64_t batch = 0) {
+    char name[48];
+    if (batch == 0)
+        std::snprintf(name, sizeof name, "ckpt-%06lld", static_cast<long long>(epoch));
+    else
+        std::snprintf(name, sizeof name, "ckpt-%06lld-b%06lld", static_cast<long long>(epoch), static_cast<long long>(batch));
+    return name;
 }
 
-template <class B>
-std::filesystem::path save_checkpoint(const std::filesystem::path& dir, std::int64_t index, context<B>& ctx,
-                                      const nn::state_list<B>& model, const std::vector<optimizer_states>& optimizers,
-                                      const std::map<std::string, std::string>& meta) {
-    namespace fs = std::filesystem;
-    char name[32];
-    std::snprintf(name, sizeof name, "ckpt-%06lld", static_cast<long long>(index));
-    const fs::path ck = dir / name;
-    fs::create_directories(ck);
-    save_weights(ck / "model.safetensors", ctx, model, meta);
-    safetensors::writer w;
-    for (const auto& o : optimizers)
-        for (const auto& e : o.entries)
-            w.add_f32(o.prefix + e.name, shape{static_cast<std::int64_t>(e.size)}, e.read());
-    for (const auto& [k, v] : meta) w.set_metadata(k, v);
-    w.write(ck / "state.safetensors");
-    // Point `latest` at it atomically.
-    const fs::path tmp = dir / ".latest.tmp";
+namespace detail {
+/// Writes `name` into `dir/file` atomically (a pointer such as `latest` or `best`).
+inline void write_pointer(const std::filesystem::path& dir, const std::string& file, const std::string& name) {
+    const std::filesystem::path tmp = dir / ("." + file + ".tmp");
     {
         std::ofstream out(tmp, std::ios::trunc);
         out << name << "\n";
@@ -171,28 +156,99 @@ std::filesystem::path save_checkpoint(const std::filesystem::path& dir, std::int
         ::fsync(fd);
         ::close(fd);
     }
-    fs::rename(tmp, dir / "latest");
-    for (const auto& e : fs::directory_iterator(dir))
-        if (e.is_directory() && e.path().filename().string().rfind("ckpt-", 0) == 0 && e.path().filename() != name)
-            fs::remove_all(e.path());
+    std::filesystem::rename(tmp, dir / file);
+}
+inline std::string read_pointer(const std::filesystem::path& dir, const std::string& file) {
+    std::ifstream in(dir / file);
+    std::string name;
+    if (!in || !std::getline(in, name)) return {};
+    return name;
+}
+}  // namespace detail
+
+/// The checkpoint `<dir>/<pointer>` names (`latest` or `best`), checked to be complete.
+inline std::filesystem::path named_checkpoint(const std::filesystem::path& dir, const std::string& pointer) {
+    const auto name = detail::read_pointer(dir, pointer);
+    if (name.empty())
+        throw safetensors::io_error(micle::detail::cat("no ", pointer == "latest" ? "" : pointer + " ", "checkpoint in ", dir,
+                                                       " (", dir / pointer, " is missing)"));
+    const auto p = dir / name;
+    if (!std::filesystem::exists(p / "model.safetensors") || !std::filesystem::exists(p / "state.safetensors"))
+        throw safetensors::io_error(micle::detail::cat("checkpoint ", p, " named by ", dir / pointer, " is incomplete"));
+    return p;
+}
+inline std::filesystem::path latest_checkpoint(const std::filesystem::path& dir) { return named_checkpoint(dir, "latest"); }
+/// The checkpoint marked best by mark_best (a validation metric), if any.
+inline std::filesystem::path best_checkpoint(const std::filesystem::path& dir) { return named_checkpoint(dir, "best"); }
+inline void mark_best(const std::filesystem::path& dir, const std::filesystem::path& ckpt) {
+    detail::write_pointer(dir, "best", ckpt.filename().string());
+}
+
+/// Writes the model's weights and `state` (optimizer buffers, under their full names)
+/// into `dir/name`, then points `latest` at it. Returns the checkpoint's directory.
+template <class B>
+std::filesystem::path save_checkpoint(const std::filesystem::path& dir, const std::string& name, context<B>& ctx,
+                                      const nn::state_list<B>& model, const std::vector<optim::state_entry>& state,
+                                      const std::map<std::string, std::string>& meta) {
+    namespace fs = std::filesystem;
+    const fs::path ck = dir / name;
+    fs::create_directories(ck);
+    save_weights(ck / "model.safetensors", ctx, model, meta);
+    safetensors::writer w;
+    for (const auto& e : state) w.add_f32(e.name, shape{static_cast<std::int64_t>(e.size)}, e.read());
+    for (const auto& [k, v] : meta) w.set_metadata(k, v);
+    w.write(ck / "state.safetensors");
+    detail::write_pointer(dir, "latest", name);
     return ck;
 }
 
-/// Restores model and optimizer buffers from `ckpt` (a ckpt-NNNNNN directory); returns
-/// the metadata saved with it.
+/// Restores model weights and `state` from `ckpt` (a checkpoint directory); returns the
+/// metadata saved with it. Everything is validated before anything changes.
 template <class B>
 std::map<std::string, std::string> load_checkpoint(const std::filesystem::path& ckpt, context<B>& ctx,
-                                                   nn::state_list<B>& model, const std::vector<optimizer_states>& optimizers) {
-    load_weights(ckpt / "model.safetensors", ctx, model);
+                                                   nn::state_list<B>& model, const std::vector<optim::state_entry>& state) {
     const safetensors::reader r(ckpt / "state.safetensors");
-    for (const auto& o : optimizers)
-        for (const auto& e : o.entries) {
-            const auto v = r.floats(o.prefix + e.name);
-            if (v.size() != e.size)
-                r.fail("optimizer buffer '", o.prefix + e.name, "' has ", v.size(), " values, the model needs ", e.size);
-            e.write(v);
-        }
+    std::vector<std::vector<float>> values;
+    for (const auto& e : state) {
+        values.push_back(r.floats(e.name));
+        if (values.back().size() != e.size)
+            r.fail("optimizer buffer '", e.name, "' has ", values.back().size(), " values, the model needs ", e.size);
+    }
+    load_weights(ckpt / "model.safetensors", ctx, model);
+    for (std::size_t i = 0; i < state.size(); ++i) state[i].write(values[i]);
     return r.metadata();
+}
+
+/// A learner's whole training state: weights, optimizer buffers (the learner's fixed
+/// names), and its step counter (metadata `step`).
+template <class Learner>
+std::filesystem::path save_checkpoint(const std::filesystem::path& dir, const std::string& name, Learner& learner,
+                                      std::map<std::string, std::string> meta) {
+    meta["step"] = std::to_string(learner.steps_done());
+    return save_checkpoint(dir, name, learner.ctx(), learner.state(), learner.optimizer_state(), meta);
+}
+template <class Learner>
+std::map<std::string, std::string> load_checkpoint(const std::filesystem::path& ckpt, Learner& learner) {
+    auto model = learner.state();
+    const auto meta = load_checkpoint(ckpt, learner.ctx(), model, learner.optimizer_state());
+    const auto it = meta.find("step");
+    if (it == meta.end()) throw safetensors::io_error(micle::detail::cat("checkpoint ", ckpt, " has no step counter"));
+    learner.set_steps_done(std::stoll(it->second));
+    return meta;
+}
+
+/// Removes all but the newest `keep_last` checkpoints of `dir` (by name, which is by
+/// time), never the ones `latest` and `best` name.
+inline void prune_checkpoints(const std::filesystem::path& dir, int keep_last) {
+    namespace fs = std::filesystem;
+    std::vector<std::string> names;
+    for (const auto& e : fs::directory_iterator(dir))
+        if (e.is_directory() && e.path().filename().string().rfind("ckpt-", 0) == 0) names.push_back(e.path().filename().string());
+    std::sort(names.begin(), names.end());
+    const auto latest = detail::read_pointer(dir, "latest"), best = detail::read_pointer(dir, "best");
+    const std::size_t keep = static_cast<std::size_t>(std::max(keep_last, 1));
+    for (std::size_t i = 0; i + keep < names.size(); ++i)
+        if (names[i] != latest && names[i] != best) fs::remove_all(dir / names[i]);
 }
 
 }  // namespace micle::train

@@ -13,6 +13,7 @@
 #include "micle/core/concepts.hpp"
 #include "micle/core/error.hpp"
 #include "micle/nn/parameter.hpp"
+#include "micle/optim/optimizer.hpp"
 
 namespace micle {
 
@@ -54,12 +55,12 @@ public:
     /// the optimizer update at learning rate `lr`. `views` is [2N, C, H, W] with rows i and
     /// i + N two views of sample i; `groups` is empty or 2N ids (patients) whose other
     /// members are not used as negatives. Returns the loss before the update. A NaN or
-    /// infinite loss throws micle::value_error and leaves every parameter untouched.
+    /// infinite loss throws micle::nonfinite_loss_error and leaves every parameter untouched.
     float step(const tensor<B>& views, std::span<const std::int64_t> groups, float lr) {
         const auto& h = backbone_.forward(ctx_, views, true);
         const auto& z = head_.forward(ctx_, h, true);
         const float loss = loss_.forward(ctx_, z, groups);
-        check<value_error>(std::isfinite(loss), "contrastive_learner: the loss is ",
+        check<nonfinite_loss_error>(std::isfinite(loss), "contrastive_learner: the loss is ",
                            std::isnan(loss) ? "NaN" : (loss > 0 ? "+inf" : "-inf"), " at step ", steps_,
                            "; parameters were not updated (lower the learning rate, check the input)");
         const auto& dz = loss_.backward(ctx_);
@@ -74,6 +75,14 @@ public:
     /// Backbone features of images in inference mode (running BN statistics).
     const tensor<B>& embed(const tensor<B>& images) { return backbone_.forward(ctx_, images, false); }
 
+    /// One step on a batch of a pair strategy (contrastive::view_batch or any type with
+    /// `groups`), its views already on the backend: what micle::train::fit calls.
+    template <class Batch>
+        requires requires(const Batch& b) { b.groups; }
+    float step(const tensor<B>& views, const Batch& batch, float lr) {
+        return step(views, std::span<const std::int64_t>(batch.groups), lr);
+    }
+
     backbone_type& backbone() noexcept { return backbone_; }
     head_type& head() noexcept { return head_; }
     optimizer_type& optimizer() noexcept { return optimizer_; }
@@ -87,6 +96,9 @@ public:
         s.append(head_.state());
         return s;
     }
+    /// The optimizer's buffers under fixed checkpoint names (`optim.<kind>.<parameter>`).
+    std::vector<optim::state_entry> optimizer_state() { return optim::prefixed("optim.", optimizer_.state()); }
+    context<B>& ctx() noexcept { return ctx_; }
 
 private:
     std::vector<nn::parameter<B>*> trainable() {

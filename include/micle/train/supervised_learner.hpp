@@ -12,6 +12,7 @@
 #include "micle/core/ops.hpp"
 #include "micle/heads/projection.hpp"
 #include "micle/nn/parameter.hpp"
+#include "micle/optim/optimizer.hpp"
 
 namespace micle {
 
@@ -32,6 +33,7 @@ template <class B, template <class> class BackboneT, template <class> class Opti
     requires Backend<B> && Backbone<BackboneT<B>, B> && Optimizer<OptimizerT<B>, B>
 class supervised_learner {
 public:
+    using backend = B;
     using backbone_type = BackboneT<B>;
     using optimizer_type = OptimizerT<B>;
     using config = supervised_learner_config<typename backbone_type::config, typename optimizer_type::config>;
@@ -62,9 +64,20 @@ public:
         return loss;
     }
 
+    /// One step on a labelled batch (data::labeled_batch or any type with `labels`,
+    /// `targets` and `precomputed`), its pixels already on the backend: what
+    /// micle::train::fit calls. A batch of precomputed features is a head-only step.
+    template <class Batch>
+        requires requires(const Batch& b) { b.labels; b.targets; bool(b.precomputed); }
+    float step(const tensor<B>& x, const Batch& batch, float lr) {
+        return batch.precomputed ? step_head(x, batch.labels, batch.targets, lr) : step(x, batch.labels, batch.targets, lr);
+    }
+
     /// Backbone features of images in inference mode, for a linear probe that computes
     /// them once.
     const tensor<B>& features(const tensor<B>& images) { return backbone_.forward(ctx_, images, false); }
+    /// The same, under the name the contrastive learner uses (the kNN monitor calls it).
+    const tensor<B>& embed(const tensor<B>& images) { return features(images); }
 
     /// A head-only step on precomputed features [N, F] (linear probe).
     float step_head(const tensor<B>& features, std::span<const int> labels, std::span<const float> targets, float lr) {
@@ -113,6 +126,14 @@ public:
         s.append(head_.state());
         return s;
     }
+    /// Both optimizers' buffers under fixed checkpoint names (`optim.` for the backbone's,
+    /// `head_optim.` for the head's).
+    std::vector<optim::state_entry> optimizer_state() {
+        auto s = optim::prefixed("optim.", backbone_opt_.state());
+        for (auto& e : optim::prefixed("head_optim.", head_opt_.state())) s.push_back(std::move(e));
+        return s;
+    }
+    context<B>& ctx() noexcept { return ctx_; }
 
 private:
     float loss_and_gradient(const tensor<B>& logits, std::span<const int> labels, std::span<const float> targets) {
@@ -123,7 +144,7 @@ private:
             target_t_ = tensor<B>::from_host(ctx_, logits.shape(), targets);
             loss = bce_.forward(ctx_, logits, target_t_);
         }
-        check<value_error>(std::isfinite(loss), "supervised_learner: the loss is ",
+        check<nonfinite_loss_error>(std::isfinite(loss), "supervised_learner: the loss is ",
                            std::isnan(loss) ? "NaN" : (loss > 0 ? "+inf" : "-inf"), " at step ", steps_,
                            "; parameters were not updated");
         if (cfg_.task == task_type::multiclass)
