@@ -268,8 +268,16 @@ inline std::set<std::string> with_training_options(std::set<std::string> extra) 
     return with_backend_options(std::move(extra));
 }
 
-/// The input channels of the data (its first image's): the model's default.
-inline std::int64_t data_channels(const data::dataset& d) { return d.load(0).channels; }
+/// The input channels of the data (its first image's): the model's default. A model with
+/// fewer channels than the data, asked for explicitly, is refused here with a clear message
+/// (a 1-channel model reads 3-channel images only after a conversion the user chooses).
+inline std::int64_t data_channels(const data::dataset& d, const options& o) {
+    const std::int64_t c = d.load(0).channels;
+    if (o.has("channels") && o.integer("channels", c) < c)
+        throw usage_error(micle::detail::cat("--channels ", o.str("channels"), ": the images of ", d.source, " have ", c,
+                                             " channels; a model reads them with --channels ", c, " (the default)"));
+    return c;
+}
 
 /// A seeded random subset of --max-samples images (sorted, so the order stays the data's).
 inline data::dataset subsample(data::dataset d, const options& o, std::uint64_t seed) {

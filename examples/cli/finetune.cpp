@@ -55,7 +55,7 @@ int run_finetune(const options& o, typename Opt<backend>::config opt_cfg, float 
     }
 
     typename learner_t::config cfg;
-    cfg.backbone = backbone_from(o, init_meta, data_channels(labelled));
+    cfg.backbone = backbone_from(o, init_meta, data_channels(labelled, o));
     cfg.classes = labelled.num_classes;
     cfg.task = labelled.task == data::task_kind::multiclass ? task_type::multiclass : task_type::multilabel;
     cfg.optimizer = opt_cfg;

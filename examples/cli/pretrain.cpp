@@ -51,7 +51,7 @@ int run_pretrain(const options& o, typename Opt<backend>::config opt_cfg, float 
                      o.integer("simulated-bags", 0));
     }
     typename learner_t::config cfg;
-    cfg.backbone = backbone_from(o, {}, data_channels(images));
+    cfg.backbone = backbone_from(o, {}, data_channels(images, o));
     cfg.head = heads::projection_config::simclr_v1();
     cfg.loss.temperature = float(o.number("temperature", 0.1));
     cfg.optimizer = opt_cfg;

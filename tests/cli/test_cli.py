@@ -3,7 +3,9 @@
 every subcommand on a CSV manifest of PNG files with patient ids, a MedMNIST .npz and the
 IDX Fashion-MNIST; the JSON report's fields; an interrupted-and-resumed pretraining run
 ending with the same weights as an uninterrupted one; bad input giving clear errors.
-Usage: test_cli.py MICLE_BINARY WORK_DIR"""
+The library-only example (examples/pretrain_fit.cpp), given as a third argument, must
+train bitwise the same weights as `micle pretrain` with the same settings.
+Usage: test_cli.py MICLE_BINARY WORK_DIR [MICLE_PRETRAIN_FIT_BINARY]"""
 import json
 import os
 import shutil
@@ -14,6 +16,7 @@ import numpy as np
 from PIL import Image
 
 micle, work = sys.argv[1], sys.argv[2]
+example = sys.argv[3] if len(sys.argv) > 3 else None
 shutil.rmtree(work, ignore_errors=True)
 os.makedirs(work)
 
@@ -156,6 +159,71 @@ def nan_stops():
         "--batch-size", "16")  # the kept checkpoint is usable
 
 
+def same_weights(file_a, file_b):
+    a, b = read_safetensors(file_a), read_safetensors(file_b)
+    assert a.keys() == b.keys(), "different tensors"
+    for k in a:
+        assert a[k].shape == b[k].shape and bool((a[k] == b[k]).all()), f"{k} differs"
+
+
+def library_equals_cli():
+    run("pretrain", "--data", f"{work}/tiny.npz", "--out", f"{work}/lib-cli", "--epochs", "2", "--batch-size", "8",
+        "--arch", "resnet18", "--stem", "small", "--base-channels", "4", "--image-size", "16")
+    r = subprocess.run([example, f"{work}/tiny.npz", f"{work}/lib-example", "2"], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert "step 5: loss" in r.stdout, r.stdout  # the example's own callback ran
+    same_weights(f"{work}/lib-cli/ckpt-000002/model.safetensors", f"{work}/lib-example/ckpt-000002/model.safetensors")
+
+
+def rgb_npz_defaults():
+    # RetinaMNIST's layout: N x H x W x 3 uint8 images, N x 1 labels.
+    np.savez_compressed(f"{work}/retina.npz",
+                        train_images=rng.integers(0, 256, (32, 16, 16, 3), dtype=np.uint8),
+                        train_labels=rng.integers(0, 5, (32, 1), dtype=np.uint8),
+                        val_images=rng.integers(0, 256, (8, 16, 16, 3), dtype=np.uint8),
+                        val_labels=np.arange(8, dtype=np.uint8).reshape(8, 1) % 5)
+    run("pretrain", "--data", f"{work}/retina.npz", "--out", f"{work}/retina", "--epochs", "1", "--batch-size", "8", *MODEL)
+    assert read_safetensors(f"{work}/retina/ckpt-000001/model.safetensors")["conv1.weight"].shape[1] == 3
+    r = run("pretrain", "--data", f"{work}/retina.npz", "--out", f"{work}/retina1", "--channels", "1", *MODEL, expect=2)
+    assert "--channels 1: the images of" in r.stderr and "have 3 channels" in r.stderr, r.stderr
+    run("finetune", "--data", f"{work}/retina.npz", "--init", f"{work}/retina", "--out", f"{work}/retina-ft", "--epochs", "1",
+        "--batch-size", "8")
+
+
+def checkpoints_and_validation():
+    # Checkpoints every 2 steps, the newest 2 kept (and the best); validation on the val split
+    # every epoch chooses `best`, and evaluate on that split agrees with what fit recorded.
+    out = f"{work}/ft-val"
+    run("finetune", "--data", f"{work}/csv/manifest.csv", "--out", out, "--epochs", "3", "--batch-size", "8",
+        "--checkpoint-every", "2", "--keep-last", "2", "--val-every", "1", "--select", "best", *MODEL)
+    epochs = [json.loads(x) for x in open(f"{out}/metrics.jsonl") if "epoch_end" in x]
+    assert [e["epoch_end"] for e in epochs] == [1, 2, 3], epochs
+    best = max(epochs, key=lambda e: (e["val_auc"], -e["epoch_end"]))
+    best_name = open(f"{out}/best").read().strip()
+    assert best_name == f"ckpt-{best['epoch_end']:06d}", (best_name, epochs)
+    assert open(f"{out}/selected").read().strip() == best_name
+    kept = sorted(d for d in os.listdir(out) if d.startswith("ckpt-"))
+    assert len(kept) <= 3 and best_name in kept and "ckpt-000003" in kept, kept
+    for e in epochs:
+        if f"ckpt-{e['epoch_end']:06d}" not in kept:
+            continue
+        run("evaluate", "--data", f"{work}/csv/manifest.csv", "--split", "val", "--model",
+            f"{out}/ckpt-{e['epoch_end']:06d}/model.safetensors", "--report", f"{work}/val-{e['epoch_end']}.json")
+        r = json.load(open(f"{work}/val-{e['epoch_end']}.json"))
+        assert abs(r["accuracy"] - e["val_accuracy"]) < 1e-9 and abs(r["auc_macro"] - e["val_auc"]) < 1e-9, (r, e)
+    r = run("evaluate", "--data", f"{work}/csv/manifest.csv", "--split", "val", "--model", out, "--report", f"{work}/sel.json")
+    assert json.load(open(f"{work}/sel.json"))["model"].endswith(f"{best_name}/model.safetensors")
+
+
+def errors_and_exit_codes():
+    # An invalid argument inside an op is an error (exit 1) with its message, not "diverged" (3).
+    r = run("pretrain", "--data", f"{work}/tiny.npz", "--out", f"{work}/bad-t", "--temperature", "0", "--epochs", "1",
+            "--batch-size", "8", *MODEL, expect=1)
+    assert "temperature" in r.stderr, r.stderr
+    r = run("finetune", "--data", "fashion-mnist", "--out", f"{work}/nv", "--val-every", "1", *MODEL, expect=2)
+    assert "--val-every needs a val split" in r.stderr, r.stderr
+
+
 def info_names_backend():
     out = run("info").stdout
     assert out.startswith("micle 0.") and "\nbackend: " in out, out
@@ -176,5 +244,10 @@ check("pretraining interrupted after epoch 1 and resumed ends with the same weig
 check("bad input: missing files, unknown options, impossible splits", bad_input)
 check("a diverging run stops with exit code 3 and keeps its last good checkpoint", nan_stops)
 check("info names the version and the backend", info_names_backend)
+check("a 3-channel .npz trains with default flags; --channels 1 on it is refused clearly", rgb_npz_defaults)
+check("step checkpoints, keep-last, best by val AUC; validation agrees with evaluate", checkpoints_and_validation)
+check("an invalid op argument exits 1, a missing val split is a usage error", errors_and_exit_codes)
+if example:
+    check("the library-only example trains bitwise the weights `micle pretrain` trains", library_equals_cli)
 print(f"cli: {passed} passed, {len(failures)} failed")
 sys.exit(1 if failures else 0)

@@ -105,7 +105,7 @@ private:
 /// per epoch ({"epoch_end", "mean_loss", metrics...}) to `path`, flushed line by line.
 class jsonl {
 public:
-    explicit jsonl(const std::filesystem::path& path) : path_(path), out_(path, std::ios::app) {
+    explicit jsonl(const std::filesystem::path& path) : path_(path), out_(open(path)) {
         check<value_error>(bool(out_), "jsonl: cannot write ", path);
     }
     void on_step(const step_info& s) {
@@ -120,6 +120,11 @@ public:
     }
 
 private:
+    static std::ofstream open(const std::filesystem::path& path) {  // the run directory may not exist yet
+        std::error_code ec;
+        if (path.has_parent_path()) std::filesystem::create_directories(path.parent_path(), ec);
+        return std::ofstream(path, std::ios::app);
+    }
     void write(const nlohmann::json& j) {
         out_ << j.dump() << '\n';
         out_.flush();
