@@ -224,6 +224,27 @@ def errors_and_exit_codes():
     assert "--val-every needs a val split" in r.stderr, r.stderr
 
 
+def check_lists_every_problem():
+    os.makedirs(f"{work}/chk/img")
+    rows = ["path,patient_id,label,split"]
+    for p in range(6):
+        Image.fromarray((rng.random((12, 12)) * 255).astype(np.uint8), "L").save(f"{work}/chk/img/{p}.png")
+        rows.append(f"img/{p}.png,P{p},{p % 2},{['train', 'train', 'train', 'val', 'test', 'test'][p]}")
+    rows.append("img/0.png,P0,0,test")  # patient P0 in train and test
+    for k in (1, 4):  # two truncated images, one per split
+        data = open(f"{work}/chk/img/{k}.png", "rb").read()
+        open(f"{work}/chk/img/{k}.png", "wb").write(data[:len(data) // 2])
+    open(f"{work}/chk/m.csv", "w").write("\n".join(rows) + "\n")
+    r = run("check", "--data", f"{work}/chk/m.csv", expect=1)
+    out = r.stdout
+    assert "m.csv:3 (" in out and "m.csv:6 (" in out and out.count("unreadable: ") == 2, out  # both, with their lines
+    assert "train: 3 images, 3 patients, 1 unreadable" in out, out
+    assert "LEAK: 1 patients have images in both train and test" in out, out
+    assert "2 unreadable images" in out, out
+    r = run("check", "--data", f"{work}/tiny.npz")
+    assert "every image decodes" in r.stdout and "train: 64 images" in r.stdout and "test: 20 images" in r.stdout, r.stdout
+
+
 def info_names_backend():
     out = run("info").stdout
     assert out.startswith("micle 0.") and "\nbackend: " in out, out
@@ -244,6 +265,7 @@ check("pretraining interrupted after epoch 1 and resumed ends with the same weig
 check("bad input: missing files, unknown options, impossible splits", bad_input)
 check("a diverging run stops with exit code 3 and keeps its last good checkpoint", nan_stops)
 check("info names the version and the backend", info_names_backend)
+check("check lists every unreadable image with its manifest line, and patients in two splits", check_lists_every_problem)
 check("a 3-channel .npz trains with default flags; --channels 1 on it is refused clearly", rgb_npz_defaults)
 check("step checkpoints, keep-last, best by val AUC; validation agrees with evaluate", checkpoints_and_validation)
 check("an invalid op argument exits 1, a missing val split is a usage error", errors_and_exit_codes)
