@@ -5,20 +5,11 @@
 //                  --base-channels 4 --image-size 16
 // trains (tests/cli/test_cli.py checks that the weights are bitwise equal).
 // Usage: micle_pretrain_fit DATA OUT_DIR [EPOCHS]
-#include <micle/micle.hpp>
+#include <micle/micle.hpp>  // everything; the readers too, with the CMake target micle::data
 
 #include <cstdio>
 #include <cstdlib>
 #include <string>
-
-#include "micle/contrastive/nt_xent.hpp"
-#include "micle/contrastive/pairs.hpp"
-#include "micle/data/fashion_mnist.hpp"
-#include "micle/data/npz.hpp"
-#include "micle/heads/projection.hpp"
-#include "micle/models/resnet.hpp"
-#include "micle/train/callbacks.hpp"
-#include "micle/train/contrastive_learner.hpp"
 
 namespace mt = micle::train;
 using B = micle::default_backend;

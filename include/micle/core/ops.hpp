@@ -68,9 +68,8 @@ class relu {
 };
 
 /// y = a + b (same shape; the residual join). The gradient flows unchanged to both inputs,
-/// so there is no backward; `accumulate(ctx, acc, x)` computes acc += x for joining
-/// gradients of a tensor used twice.
-///   void forward(ctx, a, b, y);  void accumulate(ctx, acc, x);
+/// so there is no backward. `y` may be `a` or `b` (acc += x is forward(ctx, acc, x, acc)).
+///   void forward(ctx, a, b, y);
 template <class B>
 class add {
     MICLE_MISSING_SPECIALISATION("op add");

@@ -47,14 +47,6 @@ public:
             cudnn_detail::kernels::add(ctx.stream(), a.data<T>(), b.data<T>(), y.data<T>(), a.numel());
         });
     }
-    void accumulate(context_t& ctx, tensor_t& acc, const tensor_t& x) {
-        checks::same_shape("add accumulate", "acc", acc.shape(), "x", x.shape());
-        checks::same_dtype("add accumulate", "acc", acc.dtype(), "x", x.dtype());
-        cudnn_detail::with_element_type(x.dtype(), [&](auto t) {
-            using T = decltype(t);
-            cudnn_detail::kernels::accumulate(ctx.stream(), acc.data<T>(), x.data<T>(), x.numel());
-        });
-    }
 };
 
 }  // namespace micle::ops

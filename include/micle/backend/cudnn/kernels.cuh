@@ -97,10 +97,6 @@ template <class T>
 __global__ void add_kernel(const T* a, const T* b, T* y, std::int64_t n) {
     MICLE_GRID_STRIDE(i, n) y[i] = from_f<T>(to_f(a[i]) + to_f(b[i]));
 }
-template <class T>
-__global__ void accumulate_kernel(T* __restrict__ acc, const T* __restrict__ x, std::int64_t n) {
-    MICLE_GRID_STRIDE(i, n) acc[i] = from_f<T>(to_f(acc[i]) + to_f(x[i]));
-}
 /// Element type conversion (float <-> bfloat16, round to nearest even).
 template <class From, class To>
 __global__ void convert_kernel(const From* __restrict__ x, To* __restrict__ y, std::int64_t n) {
@@ -144,11 +140,6 @@ template <class T>
 void add(cudaStream_t s, const T* a, const T* b, T* y, std::int64_t n) {
     add_kernel<T><<<blocks_for(n), threads, 0, s>>>(a, b, y, n);
     check_launch("add_kernel");
-}
-template <class T>
-void accumulate(cudaStream_t s, T* acc, const T* x, std::int64_t n) {
-    accumulate_kernel<T><<<blocks_for(n), threads, 0, s>>>(acc, x, n);
-    check_launch("accumulate_kernel");
 }
 template <class From, class To>
 void convert(cudaStream_t s, const From* x, To* y, std::int64_t n) {

@@ -74,11 +74,6 @@ public:
         run(ctx, a.memory(), b.memory(), y.memory(), dst);
     }
 
-    void accumulate(context_t& ctx, tensor_t& acc, const tensor_t& x) {
-        checks::same_shape("add accumulate", "acc", acc.shape(), "x", x.shape());
-        run(ctx, acc.memory(), x.memory(), acc.memory(), acc.desc());
-    }
-
 private:
     struct key {
         md a, b, y;

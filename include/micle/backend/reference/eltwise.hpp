@@ -37,10 +37,6 @@ public:
         if (&y != &a && &y != &b) y.ensure(a.shape());
         for (std::int64_t i = 0; i < a.numel(); ++i) y.data()[i] = a.data()[i] + b.data()[i];
     }
-    void accumulate(context_t&, tensor_t& acc, const tensor_t& x) {
-        checks::same_shape("add accumulate", "acc", acc.shape(), "x", x.shape());
-        for (std::int64_t i = 0; i < x.numel(); ++i) acc.data()[i] += x.data()[i];
-    }
 };
 
 }  // namespace micle::ops
