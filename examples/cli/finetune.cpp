@@ -33,7 +33,7 @@ int run_finetune(const options& o, typename Opt<backend>::config opt_cfg, float 
     const fs::path out = o.required("out");
     const std::uint64_t seed = std::uint64_t(o.integer("seed", 0));
     std::map<std::string, std::string> init_meta;
-    if (o.has("init")) init_meta = safetensors::reader(model_file(o.str("init"))).metadata();
+    if (o.has("init")) init_meta = safetensors::reader(train::weights_file(o.str("init"))).metadata();
     const std::int64_t size = o.integer("image-size", init_meta.count("image-size") ? std::stoll(init_meta["image-size"]) : 224);
     const std::int64_t n = o.integer("batch-size", 64);
     const double fraction = o.number("label-fraction", 1.0);
@@ -44,7 +44,8 @@ int run_finetune(const options& o, typename Opt<backend>::config opt_cfg, float 
     if (select != "last" && select != "best") throw usage_error("--select must be last or best");
     if (select == "best" && !o.has("val-every")) throw usage_error("--select best chooses by val AUC: give --val-every K");
 
-    const auto full = subsample(load_split(o, "train"), o, std::uint64_t(o.integer("pool-seed", 0)));
+    const auto full =
+        data::random_subset(load_split(o, "train"), o.integer("max-samples", INT64_MAX), std::uint64_t(o.integer("pool-seed", 0)));
     const auto chosen = data::label_fraction(full, fraction, seed);
     const auto labelled = full.subset(chosen);
     fs::create_directories(out);
@@ -67,14 +68,14 @@ int run_finetune(const options& o, typename Opt<backend>::config opt_cfg, float 
     learner_t learner(ctx, cfg);
     if (o.has("init") && !(o.has("resume") && fs::exists(out / "latest")) &&
         init_unless_resuming(o, out, ctx, learner.backbone().state()) == 0)
-        throw data::data_error("--init " + model_file(o.str("init")).string() + ": no backbone tensor matched");
+        throw data::data_error("--init " + train::weights_file(o.str("init")).string() + ": no backbone tensor matched");
 
     auto fo = fit_options_from(o, out, lr);
     fo.warmup_steps = 0;
-    fo.metadata = backbone_meta(cfg.backbone, size);
+    fo.metadata = models::resnet_metadata(cfg.backbone, size);
     fo.metadata["classes"] = std::to_string(cfg.classes);
     fo.metadata["task"] = cfg.task == task_type::multiclass ? "multiclass" : "multilabel";
-    fo.metadata["label-fraction"] = json_number(fraction);
+    fo.metadata["label-fraction"] = micle::detail::cat(fraction);
     fo.metadata["linear-probe"] = probe ? "1" : "0";
     std::string names;
     for (const auto& c : labelled.class_names) names += (names.empty() ? "" : "\t") + c;
@@ -87,14 +88,8 @@ int run_finetune(const options& o, typename Opt<backend>::config opt_cfg, float 
     std::optional<train::validation<learner_t>> val;
     if (o.has("val-every")) {
         if (o.integer("val-every", 1) < 1) throw usage_error("--val-every must be >= 1");
-        data::dataset v;
-        try {
-            v = load_split(o, "val");
-        } catch (const usage_error& e) {
-            throw usage_error(std::string("--val-every needs a val split: ") + e.what());
-        }
-        val.emplace(learner, data::labeled_images(std::move(v), data::augment_config::eval(size), cfg.backbone.in_channels, seed, false),
-                    o.integer("val-every", 1), 128, fo.workers);
+        val.emplace(learner, eval_split(o, "val", "--val-every", size, cfg.backbone.in_channels), o.integer("val-every", 1), 128,
+                    fo.workers);
     }
     train::fit_result r;
     if (probe) {

@@ -44,7 +44,7 @@ int run_pretrain(const options& o, typename Opt<backend>::config opt_cfg, float 
     if (pairs != "simclr" && pairs != "micle") throw usage_error("--pairs must be simclr or micle");
     if (aug_name != "simclr" && aug_name != "chest_xray") throw usage_error("--augment must be simclr or chest_xray");
 
-    auto images = subsample(load_split(o, "train"), o, seed);
+    auto images = data::random_subset(load_split(o, "train"), o.integer("max-samples", INT64_MAX), seed);
     if (o.has("simulated-bags")) {
         data::simulate_bags(images, std::uint64_t(o.integer("simulated-bags", 0)));
         std::fprintf(stderr, "micle: SIMULATED patient bags (1-4 images of one class each, seed %lld)\n",
@@ -62,10 +62,10 @@ int run_pretrain(const options& o, typename Opt<backend>::config opt_cfg, float 
     const auto aug = aug_name == "simclr" ? data::augment_config::simclr(size) : data::augment_config::chest_xray(size);
 
     auto fo = fit_options_from(o, out, lr);
-    fo.metadata = backbone_meta(cfg.backbone, size);
+    fo.metadata = models::resnet_metadata(cfg.backbone, size);
     fo.metadata["method"] = pairs;
     fo.metadata["seed"] = std::to_string(seed);
-    init_unless_resuming(o, out, learner.ctx(), learner.state());
+    init_unless_resuming(o, out, learner.ctx(), learner.state());  // --init
     write_config(out, {{"command", "pretrain"}, {"pairs", pairs}, {"augment", aug_name}, {"epochs", epochs}, {"batch_size", n},
                        {"image_size", size}, {"lr", lr}, {"train_images", images.size()},
                        {"simulated_bags", images.simulated_patients}, {"seed", seed}});
@@ -76,7 +76,14 @@ int run_pretrain(const options& o, typename Opt<backend>::config opt_cfg, float 
             throw usage_error(micle::detail::cat("--batch-size ", n, " is larger than the ", source.units(),
                                                  pairs == "micle" ? " patient bags" : " training images"));
         std::optional<train::knn_monitor<learner_t>> knn;
-        if (o.has("knn-every")) knn.emplace(knn_monitor_for(o, learner, images, size, cfg.backbone.in_channels, seed));
+        if (o.has("knn-every")) {  // M train images vote for M val images, unaugmented
+            const auto m = o.integer("knn-samples", 2000), every = o.integer("knn-every", 1);
+            if (m < 1 || every < 1) throw usage_error("need --knn-every >= 1 and --knn-samples >= 1");
+            knn.emplace(learner,
+                        data::labeled_images(data::random_subset(images, m, 0x6b6e6eull), data::augment_config::eval(size),
+                                             cfg.backbone.in_channels, 0, false),
+                        eval_split(o, "val", "--knn-every", size, cfg.backbone.in_channels, m), every);
+        }
         run_fit(o, learner, source, fo, knn);
     };
     if (pairs == "simclr") {

@@ -182,3 +182,19 @@ TEST_CASE("loader: an error while making a batch reaches the consumer at that ba
     CHECK(*loader.next() == 3);
     CHECK_FALSE(loader.next().has_value());
 }
+
+TEST_CASE("random_subset: seeded, in dataset order, the whole set when asked for more") {
+    if (!std::filesystem::exists(fashion_mnist_dir)) {
+        FAIL("Debian's dataset-fashion-mnist is not installed at " << fashion_mnist_dir);
+        return;
+    }
+    const auto test = read_idx_dataset(fashion_mnist_dir, "test");
+    const auto a = random_subset(test, 100, 7), b = random_subset(test, 100, 7), c = random_subset(test, 100, 8);
+    CHECK(a.size() == 100);
+    CHECK(a.names == b.names);
+    CHECK(a.names != c.names);
+    CHECK(std::is_sorted(a.names.begin(), a.names.end(), [](const std::string& x, const std::string& y) {
+        return std::stoll(x.substr(x.rfind(' ') + 1)) < std::stoll(y.substr(y.rfind(' ') + 1));
+    }));
+    CHECK(random_subset(test, 20000, 7).size() == 10000);
+}

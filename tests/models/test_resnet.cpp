@@ -147,3 +147,28 @@ TEST_CASE("resnet: forward FLOPs") {
     // Padding matters at small sizes: at 64 px, layer4 runs 3x3 convolutions on 2x2 maps.
     CHECK(double(r18.forward_flops(64, 64)) / 2e9 < 0.8 * 1.814 * (64.0 * 64.0) / (224.0 * 224.0));
 }
+
+TEST_CASE("resnet: the architecture round-trips through checkpoint metadata; bad values are named") {
+    resnet_config c;
+    c.depth = 34;
+    c.width = 2;
+    c.base_channels = 16;
+    c.in_channels = 1;
+    c.stem = stem_kind::small;
+    const auto meta = models::resnet_metadata(c, 96);
+    CHECK(meta.at("arch") == "resnet34");
+    CHECK(meta.at("image-size") == "96");
+    const auto back = models::resnet_from_metadata(meta);
+    CHECK(back.depth == 34);
+    CHECK(back.width == 2);
+    CHECK(back.base_channels == 16);
+    CHECK(back.in_channels == 1);
+    CHECK(back.stem == stem_kind::small);
+    resnet_config defaults;
+    defaults.depth = 18;
+    CHECK(models::resnet_from_metadata({}, defaults).depth == 18);  // keys it lacks keep the defaults
+    CHECK_THROWS_WITH_AS(models::resnet_from_metadata({{"arch", "vgg16"}}), doctest::Contains("arch must be resnet"), value_error);
+    CHECK_THROWS_WITH_AS(models::resnet_from_metadata({{"width", "two"}}), doctest::Contains("width 'two' is not a number"), value_error);
+    CHECK_THROWS_WITH_AS(models::resnet_from_metadata({{"arch", "resnet19"}}), doctest::Contains("depth 19"), value_error);
+    CHECK_THROWS_WITH_AS(models::resnet_from_metadata({{"stem", "big"}}), doctest::Contains("stem must be imagenet or small"), value_error);
+}

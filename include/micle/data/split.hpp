@@ -105,6 +105,19 @@ inline std::vector<std::int64_t> leaked_patients(const dataset& d, std::span<con
     return {both.begin(), both.end()};
 }
 
+/// A seeded random subset of `n` samples of `d`, kept in dataset order (all of `d` when
+/// n >= its size).
+inline dataset random_subset(const dataset& d, std::int64_t n, std::uint64_t seed) {
+    if (n >= d.size()) return d;
+    std::vector<std::int64_t> order(static_cast<std::size_t>(d.size()));
+    std::iota(order.begin(), order.end(), 0);
+    rng gen(derive_seed(seed, {0x737562736574ull}));
+    std::shuffle(order.begin(), order.end(), gen);
+    order.resize(static_cast<std::size_t>(std::max<std::int64_t>(1, n)));
+    std::sort(order.begin(), order.end());
+    return d.subset(order);
+}
+
 /// SIMULATION for datasets without patient ids (Fashion-MNIST, say): groups images of the
 /// same class into "patients" of min_size..max_size images (uniform sizes, seeded), so
 /// MICLe's multi-instance pairs can be studied. The result is not real patient data and

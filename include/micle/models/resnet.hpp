@@ -3,6 +3,7 @@
 // bottleneck), plus SimCLR's width multiplier and a small-image stem. The network is a
 // runtime table of blocks, not a type per layer: one instantiation per backend.
 #include <array>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -306,5 +307,54 @@ private:
     const tensor<B>* input_ = nullptr;
     tensor<B> pooled_, features_, dlast_, dpooled_;
 };
+
+/// The architecture as checkpoint metadata (arch, width, base-channels, channels, stem,
+/// image-size), so that any micle checkpoint says how to rebuild its model.
+inline std::map<std::string, std::string> resnet_metadata(const resnet_config& c, std::int64_t image_size) {
+    return {{"arch", "resnet" + std::to_string(c.depth)},
+            {"width", std::to_string(c.width)},
+            {"base-channels", std::to_string(c.base_channels)},
+            {"channels", std::to_string(c.in_channels)},
+            {"stem", c.stem == stem_kind::small ? "small" : "imagenet"},
+            {"image-size", std::to_string(image_size)}};
+}
+
+/// The backbone a checkpoint's metadata describes; keys it lacks keep `defaults`' values.
+inline resnet_config resnet_from_metadata(const std::map<std::string, std::string>& meta, resnet_config c = {}) {
+    auto get = [&](const char* key) -> const std::string* {
+        const auto it = meta.find(key);
+        return it == meta.end() ? nullptr : &it->second;
+    };
+    auto number = [&](const char* key, std::int64_t fallback) -> std::int64_t {
+        const auto* v = get(key);
+        if (!v) return fallback;
+        std::size_t used = 0;
+        long long n = 0;
+        try {
+            n = std::stoll(*v, &used);
+        } catch (const std::exception&) {
+            used = 0;
+        }
+        check<value_error>(used == v->size() && !v->empty(), "resnet: ", key, " '", *v, "' is not a number");
+        return n;
+    };
+    if (const auto* arch = get("arch")) {
+        check<value_error>(arch->rfind("resnet", 0) == 0 && arch->size() > 6, "resnet: arch must be resnet18/34/50/101/152, not '",
+                           *arch, "'");
+        const std::string digits = arch->substr(6);
+        check<value_error>(digits.find_first_not_of("0123456789") == std::string::npos && digits.size() <= 3,
+                           "resnet: arch must be resnet18/34/50/101/152, not '", *arch, "'");
+        c.depth = std::stoi(digits);
+    }
+    c.width = int(number("width", c.width));
+    c.base_channels = number("base-channels", c.base_channels);
+    c.in_channels = number("channels", c.in_channels);
+    if (const auto* stem = get("stem")) {
+        check<value_error>(*stem == "imagenet" || *stem == "small", "resnet: stem must be imagenet or small, not '", *stem, "'");
+        c.stem = *stem == "small" ? stem_kind::small : stem_kind::imagenet;
+    }
+    c.validate();
+    return c;
+}
 
 }  // namespace micle::models

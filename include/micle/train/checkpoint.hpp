@@ -184,6 +184,14 @@ inline void mark_best(const std::filesystem::path& dir, const std::filesystem::p
     detail::write_pointer(dir, "best", ckpt.filename().string());
 }
 
+/// The weights file a user names: a .safetensors file as it is, or a run directory's
+/// `selected` checkpoint (finetune --select) or else its `latest`.
+inline std::filesystem::path weights_file(const std::filesystem::path& spec) {
+    if (!std::filesystem::is_directory(spec)) return spec;
+    return (std::filesystem::exists(spec / "selected") ? named_checkpoint(spec, "selected") : latest_checkpoint(spec)) /
+           "model.safetensors";
+}
+
 /// Writes the model's weights and `state` (optimizer buffers, under their full names)
 /// into `dir/name`, then points `latest` at it. Returns the checkpoint's directory.
 template <class B>
