@@ -15,7 +15,7 @@
 #include "micle/nn/parameter.hpp"
 #include "micle/optim/optimizer.hpp"
 
-namespace micle {
+namespace micle::train {
 
 /// The run-time configuration of a contrastive_learner. It depends on the policies' config
 /// types only, not on the backend, so one config drives the same model on any backend.
@@ -116,4 +116,11 @@ private:
     std::int64_t steps_ = 0;
 };
 
+}  // namespace micle::train
+
+// The learners live in train/ (micle::train) and are also spelled micle::contrastive_learner,
+// as in the design's examples.
+namespace micle {
+using train::contrastive_learner;
+using train::contrastive_learner_config;
 }  // namespace micle

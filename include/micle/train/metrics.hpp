@@ -14,7 +14,7 @@
 
 #include "micle/core/error.hpp"
 
-namespace micle::metrics {
+namespace micle::train::metrics {
 
 /// Area under the ROC curve of `scores` for binary `positive` flags: the probability that
 /// a random positive scores above a random negative, ties counting one half (average
@@ -183,4 +183,8 @@ inline patient_aggregate aggregate_by_patient(std::span<const float> probs, std:
     return out;
 }
 
-}  // namespace micle::metrics
+}  // namespace micle::train::metrics
+
+namespace micle {
+namespace metrics = train::metrics;  // also spelled micle::metrics
+}  // namespace micle

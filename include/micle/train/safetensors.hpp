@@ -30,7 +30,7 @@
 #include "micle/core/error.hpp"
 #include "micle/core/shape.hpp"
 
-namespace micle::safetensors {
+namespace micle::train::safetensors {
 
 static_assert(std::endian::native == std::endian::little, "micle's safetensors code assumes a little-endian host");
 
@@ -344,4 +344,8 @@ private:
     std::map<std::string, std::string> metadata_;
 };
 
-}  // namespace micle::safetensors
+}  // namespace micle::train::safetensors
+
+namespace micle {
+namespace safetensors = train::safetensors;  // also spelled micle::safetensors
+}  // namespace micle

@@ -14,7 +14,7 @@
 #include "micle/nn/parameter.hpp"
 #include "micle/optim/optimizer.hpp"
 
-namespace micle {
+namespace micle::train {
 
 enum class task_type : std::uint8_t { multiclass, multilabel };
 
@@ -165,4 +165,12 @@ private:
     std::int64_t steps_ = 0;
 };
 
+}  // namespace micle::train
+
+// The learners live in train/ (micle::train) and are also spelled micle::supervised_learner,
+// as in the design's examples.
+namespace micle {
+using train::supervised_learner;
+using train::supervised_learner_config;
+using train::task_type;
 }  // namespace micle
