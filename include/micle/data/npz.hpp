@@ -197,17 +197,20 @@ inline npy_array read_member(const std::uint8_t* src, std::uint64_t csize, std::
     // The header: the fixed 10-12 bytes, then the rest of its declared length.
     std::vector<std::uint8_t> head(static_cast<std::size_t>(std::min<std::uint64_t>(usize, 12)));
     if (!next(head.data(), head.size())) fail(member, "member ends inside the .npy header");
-    if (head.size() >= 10 && std::memcmp(head.data(), "\x93NUMPY", 6) == 0) {
+    if (head.size() == 12 && std::memcmp(head.data(), "\x93NUMPY", 6) == 0) {
         const std::size_t fixed = head[6] == 1 ? 10 : 12;
         const std::size_t len = head[6] == 1 ? (std::size_t(head[8]) | (std::size_t(head[9]) << 8))
                                              : npz_detail::u32(head.data() + 8);
-        if (len <= npy_max_header && fixed + len <= usize) {
+        if (len <= npy_max_header && fixed + len > head.size() && fixed + len <= usize) {
             const std::size_t have = head.size();
             head.resize(fixed + len);
             if (!next(head.data() + have, head.size() - have)) fail(member, "member ends inside the .npy header");
         }
     }
     const auto h = parse_npy_header(head.data(), head.size(), member);
+    // Every header that parses is longer than the 12 bytes read first, so the data starts
+    // right after what was read.
+    if (h.data_offset != head.size()) fail(member, "malformed .npy header (", h.data_offset, " bytes)");
     if (usize - h.data_offset != h.data_bytes)
         fail(member, "array data is ", usize - h.data_offset, " bytes but shape and dtype '", h.descr, "' need ",
              h.data_bytes);
