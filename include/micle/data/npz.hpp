@@ -262,8 +262,10 @@ inline std::map<std::string, npy_array> parse_npz(const std::vector<std::uint8_t
         if (cd + 46 + name_len + extra_len > zip.size()) fail(where, "corrupt zip central directory entry ", e);
         std::string name(reinterpret_cast<const char*>(zip.data() + cd + 46), name_len);
         // ZIP64 sizes (numpy writes them for large members)
-        for (std::size_t x = cd + 46 + name_len; x + 4 <= cd + 46 + name_len + extra_len;) {
+        const std::size_t extra_end = cd + 46 + name_len + extra_len;
+        for (std::size_t x = cd + 46 + name_len; x + 4 <= extra_end;) {
             const std::uint16_t id = u16(zip.data() + x), len = u16(zip.data() + x + 2);
+            if (x + 4 + len > extra_end) fail(where, "corrupt zip extra field in central directory entry ", e);
             if (id == 0x0001) {
                 std::size_t f = x + 4;
                 auto take = [&](std::uint64_t& v) {
