@@ -47,6 +47,17 @@ data::dataset tiny_images(std::int64_t n = 12) {
     return d;
 }
 
+contrastive::augmented_views tiny_pairs(const data::dataset& images) {
+    return contrastive::augmented_views(images, data::augment_config::simclr(8), 1, 5);
+}
+
+/// The reference backend, the tiny images and their SimCLR pairs.
+struct tiny_run {
+    context<reference> ctx;
+    data::dataset images = tiny_images();
+    contrastive::augmented_views pairs = tiny_pairs(images);
+};
+
 template <class B>
 auto tiny_learner_config() {
     auto cfg = tiny_config<simclr_lars<B>>();
@@ -79,7 +90,7 @@ TEST_CASE_TEMPLATE("fit: resuming from any checkpoint, mid-epoch ones included, 
     MICLE_SKIP_WITHOUT_DEVICE(B);
     context<B> ctx;
     const auto images = tiny_images();
-    const contrastive::augmented_views pairs(images, data::augment_config::simclr(8), 1, 5);
+    const auto pairs = tiny_pairs(images);
     temp_dir straight_dir;
     auto opt = tiny_fit(straight_dir.path);
     opt.checkpoint_every = 1;  // a checkpoint after every step
@@ -122,9 +133,8 @@ TEST_CASE_TEMPLATE("fit: resuming from any checkpoint, mid-epoch ones included, 
 }
 
 TEST_CASE("fit: keep_last keeps the newest checkpoints and the best; best follows the metric") {
-    context<reference> ctx;
-    const auto images = tiny_images();
-    const contrastive::augmented_views pairs(images, data::augment_config::simclr(8), 1, 5);
+    tiny_run run;
+    auto& [ctx, images, pairs] = run;
     temp_dir dir;
     auto opt = tiny_fit(dir.path);
     opt.epochs = 4;
@@ -156,9 +166,8 @@ TEST_CASE("fit: keep_last keeps the newest checkpoints and the best; best follow
 }
 
 TEST_CASE("fit: a callback stops training with a checkpoint; resuming finishes the run") {
-    context<reference> ctx;
-    const auto images = tiny_images();
-    const contrastive::augmented_views pairs(images, data::augment_config::simclr(8), 1, 5);
+    tiny_run run;
+    auto& [ctx, images, pairs] = run;
     temp_dir full_dir, dir;
     simclr_lars<reference> full(ctx, tiny_learner_config<reference>());
     train::fit(full, pairs, tiny_fit(full_dir.path));
@@ -194,9 +203,8 @@ TEST_CASE("fit: a callback stops training with a checkpoint; resuming finishes t
 }
 
 TEST_CASE("fit: a non-finite loss stops the run, names the last good checkpoint and changes nothing") {
-    context<reference> ctx;
-    const auto images = tiny_images();
-    const contrastive::augmented_views pairs(images, data::augment_config::simclr(8), 1, 5);
+    tiny_run run;
+    auto& [ctx, images, pairs] = run;
     temp_dir dir;
     auto opt = tiny_fit(dir.path);
     opt.epochs = 1;
