@@ -21,11 +21,17 @@ int check_data(int argc, char** argv) {
     std::map<std::string, std::set<std::int64_t>> patients_of;
     std::printf("%s\n", spec.c_str());
     for (const std::string split : {"train", "val", "test"}) {
-        if (!data::has_split(spec, split)) {
+        std::optional<data::dataset> found;  // each split read once
+        try {
+            found = data::try_open_split(spec, split, open_options_from(o));
+        } catch (const value_error& e) {  // a spec that cannot be: the user's mistake, as in load_split
+            throw usage_error(e.what());
+        }
+        if (!found) {
             std::printf("  %s: none\n", split.c_str());
             continue;
         }
-        const auto d = load_split(o, split);
+        const auto& d = *found;
         const auto errors = data::unreadable_samples(d, workers);
         const auto s = data::summarize(d);
         bad += errors.size();

@@ -147,11 +147,17 @@ inline context<backend> make_context(const options& o) {
 inline constexpr const char* data_usage =
     "  --max-image-pixels N   refuse decoded images over N pixels (89478485, Pillow's limit; 0: no limit)\n";
 
-/// Split `split` of --data (data::open_split), with --max-image-pixels.
-inline data::dataset load_split(const options& o, const std::string& split) {
+/// How --data is read: --max-image-pixels.
+inline data::open_options open_options_from(const options& o) {
     data::open_options opt;
     opt.read.limits.max_pixels = o.integer("max-image-pixels", opt.read.limits.max_pixels);
     if (opt.read.limits.max_pixels < 0) throw usage_error("--max-image-pixels must be >= 0 (0: no limit)");
+    return opt;
+}
+
+/// Split `split` of --data (data::open_split).
+inline data::dataset load_split(const options& o, const std::string& split) {
+    const auto opt = open_options_from(o);
     try {
         return data::open_split(o.required("data"), split, opt);
     } catch (const value_error& e) {  // a split or spec that cannot be: the user's mistake

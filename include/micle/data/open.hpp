@@ -5,6 +5,7 @@
 //   a MedMNIST .npz     its <split>_images / <split>_labels arrays
 //   an IDX directory    train and test as stored ("fashion-mnist" names Debian's copy)
 #include <filesystem>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -50,15 +51,17 @@ inline dataset open_split(const std::string& spec, const std::string& split, con
     return all.subset(idx);
 }
 
-/// Whether `spec` has a non-empty split `split` (without decoding any image).
-inline bool has_split(const std::string& spec, const std::string& split, const open_options& opt = {}) {
+/// Split `split` of `spec`, or nothing when the source has no such split (a manifest
+/// without its images, an .npz without its arrays, val of an IDX directory); other
+/// errors are thrown as open_split throws them.
+inline std::optional<dataset> try_open_split(const std::string& spec, const std::string& split, const open_options& opt = {}) {
     try {
-        return open_split(spec, split, opt).size() > 0;
+        return open_split(spec, split, opt);
     } catch (const error& e) {
         const std::string what = e.what();
         if (what.find("has no " + split + " images") != std::string::npos ||
             what.find("no array '" + split + "_images'") != std::string::npos || what.find("train and test splits only") != std::string::npos)
-            return false;
+            return std::nullopt;
         throw;
     }
 }
