@@ -1,5 +1,6 @@
 // micle check: a pre-flight pass over a DATA SPEC (data::unreadable_samples, data::summarize).
 #include "common.hpp"
+#include "micle/data/inspect.hpp"
 
 namespace micle::cli {
 

@@ -1,27 +1,19 @@
 #pragma once
 // Shared pieces of the `micle` trainer: option parsing and the glue from options to the
 // library (data::open_split, train::fit and its callbacks). Uses only micle's public headers.
-#include <unistd.h>
-
-#include <chrono>
 #include <cstdio>
 #include <filesystem>
-#include <fstream>
 #include <map>
-#include <numeric>
 #include <optional>
 #include <set>
 #include <string>
 #include <type_traits>
-#include <vector>
+#include <tuple>
 
 #include <micle/micle.hpp>  // with micle::data: the readers too
 
-#include <nlohmann/json.hpp>
-
-#include "micle/data/inspect.hpp"
 #include "micle/data/open.hpp"
-#include "micle/train/evaluation.hpp"
+#include "micle/train/recipes.hpp"
 
 namespace micle::cli {
 
@@ -165,20 +157,13 @@ inline data::dataset load_split(const options& o, const std::string& split) {
     }
 }
 
-/// The backbone: --arch, --width, --stem, --base-channels, --channels over `meta` (a
-/// checkpoint's) over the defaults (resnet18, the data's channels).
-inline models::resnet_config backbone_from(const options& o, std::map<std::string, std::string> meta = {},
-                                           std::int64_t default_channels = 1) {
-    models::resnet_config defaults;
-    defaults.depth = 18;
-    defaults.in_channels = default_channels;
+/// The backbone options given (--arch, --width, --stem, --base-channels, --channels), as
+/// the recipes take them: checkpoint metadata keys.
+inline std::map<std::string, std::string> model_options(const options& o) {
+    std::map<std::string, std::string> m;
     for (const char* k : {"arch", "width", "stem", "base-channels", "channels"})
-        if (o.has(k)) meta[k] = o.str(k);
-    try {
-        return models::resnet_from_metadata(meta, defaults);
-    } catch (const value_error& e) {
-        throw usage_error(e.what());
-    }
+        if (o.has(k)) m[k] = o.str(k);
+    return m;
 }
 
 /// The options every training command takes, besides its own `extra` ones.
@@ -190,23 +175,12 @@ inline std::set<std::string> with_training_options(std::set<std::string> extra) 
     return with_backend_options(std::move(extra));
 }
 
-/// The input channels of the data (its first image's): the model's default. A model with
-/// fewer channels than the data, asked for explicitly, is refused with a clear message.
-inline std::int64_t data_channels(const data::dataset& d, const options& o) {
-    const std::int64_t c = d.load(0).channels;
-    if (o.has("channels") && o.integer("channels", c) < c)
-        throw usage_error(micle::detail::cat("--channels ", o.str("channels"), ": the images of ", d.source, " have ", c,
-                                             " channels; a model reads them with --channels ", c, " (the default)"));
-    return c;
-}
-
-/// The library trainer's options from the command line; `lr` is the peak rate.
-inline train::fit_options fit_options_from(const options& o, const fs::path& out, float lr) {
+/// The library trainer's options and the optimizer from the command line.
+inline train::fit_options fit_options_from(const options& o) {
     train::fit_options f;
     f.epochs = o.integer("epochs", 10);
     f.batch = o.integer("batch-size", 64);
-    f.lr = lr;
-    f.run_dir = out;
+    f.run_dir = o.required("out");
     f.resume = o.has("resume");
     f.checkpoint_every = o.integer("checkpoint-every", 0);
     f.keep_last = int(o.integer("keep-last", 1));
@@ -215,58 +189,25 @@ inline train::fit_options fit_options_from(const options& o, const fs::path& out
         throw usage_error("need --epochs >= 1, --batch-size >= 1, --workers >= 1, --keep-last >= 1, --checkpoint-every >= 0");
     return f;
 }
-
-/// Loads --init into `state` (non-strictly, reporting what matched) unless the run resumes
-/// from its own checkpoint. Returns how many tensors were loaded.
-template <class B>
-std::size_t init_unless_resuming(const options& o, const fs::path& out, context<B>& ctx, nn::state_list<B> state) {
-    if (!o.has("init") || (o.has("resume") && fs::exists(out / "latest"))) return 0;
-    const auto file = train::weights_file(o.str("init"));
-    const auto report = train::load_weights(file, ctx, state, {false, true});
-    std::fprintf(stderr, "micle: --init %s: %zu tensors loaded, %zu missing, %zu not used\n", file.c_str(), report.loaded.size(),
-                 report.missing.size(), report.unexpected.size());
-    for (const auto& note : report.notes) std::fprintf(stderr, "micle: %s\n", note.c_str());
-    return report.loaded.size();
+inline train::optimizer_choice optimizer_from(const options& o, const char* fallback) {
+    return {o.str("optimizer", fallback), o.number("lr", -1), o.number("weight-decay", -1)};
 }
 
-/// <out>/config.json, written with nlohmann::json (paths and names escaped).
-inline void write_config(const fs::path& out, const nlohmann::json& j) {
-    fs::create_directories(out);
-    std::ofstream f(out / "config.json");
-    f << j.dump(2) << '\n';
-    if (!f) throw data::data_error("cannot write " + (out / "config.json").string());
-}
-
-/// Forwards the validating hooks to a callback that may be absent.
-template <class C>
-struct maybe {
-    std::optional<C>& c;
-    void on_validate(train::epoch_info& e) {
-        if (c) c->on_validate(e);
-    }
-};
-
-/// fit with the trainer's callbacks: `extra` (a validation or kNN monitor, when given),
-/// progress, metrics.jsonl and --stop-after.
-template <class Learner, class Source, class Extra>
-train::fit_result run_fit(const options& o, Learner& learner, const Source& source, const train::fit_options& fo,
-                          std::optional<Extra>& extra) {
-    return train::fit(learner, source, fo, maybe<Extra>{extra}, train::progress(), train::jsonl(fo.run_dir / "metrics.jsonl"),
+/// The trainer's callbacks: a progress line, metrics.jsonl and --stop-after.
+inline auto cli_callbacks(const options& o, const train::fit_options& fo) {
+    return std::tuple(train::progress(), train::jsonl(fo.run_dir / "metrics.jsonl"),
                       train::stop_after_epoch{o.integer("stop-after", fo.epochs)});
 }
 
-/// Split `split` of --data without augmentation, for validation or a kNN monitor, or a
-/// usage error naming `flag` when the data has no such split; at most `limit` images.
-inline data::labeled_images eval_split(const options& o, const std::string& split, const char* flag, std::int64_t size,
-                                       std::int64_t channels, std::int64_t limit = 0) {
-    data::dataset d;
+/// Split `split` of --data when `flag` asks for it (a usage error naming `flag` when the
+/// data has no such split).
+inline std::optional<data::dataset> split_for(const options& o, const std::string& split, const char* flag) {
+    if (!o.has(flag + 2)) return std::nullopt;
     try {
-        d = load_split(o, split);
+        return load_split(o, split);
     } catch (const usage_error& e) {
         throw usage_error(std::string(flag) + " needs a " + split + " split: " + e.what());
     }
-    if (limit > 0) d = data::random_subset(d, limit, 0x6b6e6eull);
-    return data::labeled_images(std::move(d), data::augment_config::eval(size), channels, 0, false);
 }
 
 }  // namespace micle::cli

@@ -184,8 +184,8 @@ def rgb_npz_defaults():
                         val_labels=np.arange(8, dtype=np.uint8).reshape(8, 1) % 5)
     run("pretrain", "--data", f"{work}/retina.npz", "--out", f"{work}/retina", "--epochs", "1", "--batch-size", "8", *MODEL)
     assert read_safetensors(f"{work}/retina/ckpt-000001/model.safetensors")["conv1.weight"].shape[1] == 3
-    r = run("pretrain", "--data", f"{work}/retina.npz", "--out", f"{work}/retina1", "--channels", "1", *MODEL, expect=2)
-    assert "--channels 1: the images of" in r.stderr and "have 3 channels" in r.stderr, r.stderr
+    r = run("pretrain", "--data", f"{work}/retina.npz", "--out", f"{work}/retina1", "--channels", "1", *MODEL, expect=1)
+    assert "a model with 1 input channel(s) cannot read the images of" in r.stderr and "have 3 channels" in r.stderr, r.stderr
     run("finetune", "--data", f"{work}/retina.npz", "--init", f"{work}/retina", "--out", f"{work}/retina-ft", "--epochs", "1",
         "--batch-size", "8")
 

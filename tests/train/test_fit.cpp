@@ -4,9 +4,9 @@
 #include <filesystem>
 #include <map>
 #include <numeric>
-#include <unistd.h>
 
 #include "learners.hpp"
+#include "run_fixtures.hpp"
 #include "micle/contrastive/pairs.hpp"
 #include "micle/data/labeled.hpp"
 #include "micle/train/callbacks.hpp"
@@ -17,36 +17,10 @@ using namespace micle;
 namespace fs = std::filesystem;
 using testing::simclr_lars;
 using testing::tiny_config;
+using testing::temp_dir;
+using testing::tiny_images;
 
 namespace {
-struct temp_dir {
-    fs::path path;
-    temp_dir() {
-        static int n = 0;
-        path = fs::temp_directory_path() / ("micle-fit-" + std::to_string(::getpid()) + "-" + std::to_string(n++));
-        fs::remove_all(path);
-    }
-    ~temp_dir() { fs::remove_all(path); }
-};
-
-/// 12 random 8x8 gray images in 3 classes, each its own patient.
-data::dataset tiny_images(std::int64_t n = 12) {
-    data::dataset d;
-    d.source = "tiny";
-    d.num_classes = 3;
-    const auto v = testing::random_values(std::size_t(n * 64), 17, 0.0f, 255.0f);
-    auto pixels = std::make_shared<std::vector<std::uint8_t>>();
-    for (float x : v) pixels->push_back(std::uint8_t(x));
-    for (std::int64_t i = 0; i < n; ++i) {
-        d.patients.push_back(i);
-        d.labels.push_back(int(i % 3));
-        d.names.push_back("image " + std::to_string(i));
-    }
-    d.decode = data::uint8_decoder(pixels, 8, 8, 1);
-    d.validate();
-    return d;
-}
-
 contrastive::augmented_views tiny_pairs(const data::dataset& images) {
     return contrastive::augmented_views(images, data::augment_config::simclr(8), 1, 5);
 }

@@ -184,10 +184,13 @@ inline void mark_best(const std::filesystem::path& dir, const std::filesystem::p
     detail::write_pointer(dir, "best", ckpt.filename().string());
 }
 
-/// The weights file a user names: a .safetensors file as it is, or a run directory's
-/// `selected` checkpoint (finetune --select) or else its `latest`.
+/// The weights file a user names: a .safetensors file as it is, a checkpoint directory's
+/// model.safetensors, or a run directory's `selected` checkpoint (finetune --select) or
+/// else its `latest`.
 inline std::filesystem::path weights_file(const std::filesystem::path& spec) {
     if (!std::filesystem::is_directory(spec)) return spec;
+    if (std::filesystem::exists(spec / "model.safetensors") && !std::filesystem::exists(spec / "latest"))
+        return spec / "model.safetensors";
     return (std::filesystem::exists(spec / "selected") ? named_checkpoint(spec, "selected") : latest_checkpoint(spec)) /
            "model.safetensors";
 }

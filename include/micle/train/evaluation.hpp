@@ -12,8 +12,13 @@
 #include <vector>
 
 #include "micle/data/labeled.hpp"
+#include "micle/models/resnet.hpp"
+#include "micle/optim/optimizer.hpp"
 #include "micle/train/callbacks.hpp"
+#include "micle/train/checkpoint.hpp"
 #include "micle/train/metrics.hpp"
+#include "micle/train/safetensors.hpp"
+#include "micle/train/supervised_learner.hpp"
 
 namespace micle::train {
 
@@ -69,6 +74,69 @@ inline void write_roc_csv(const std::filesystem::path& path, std::span<const flo
             roc << c << ',' << fpr << ',' << tpr << '\n';
     }
     check<value_error>(bool(roc), "write_roc_csv: cannot write ", path);
+}
+
+/// `j` written to `path` through a temporary file and a rename: a reader never sees half a report.
+inline void write_json(const std::filesystem::path& path, const nlohmann::json& j) {
+    const auto tmp = std::filesystem::path(path.string() + ".tmp");
+    {
+        std::ofstream out(tmp);
+        out << j.dump(1) << '\n';
+        check<data::data_error>(bool(out), "cannot write ", tmp.string());
+    }
+    std::filesystem::rename(tmp, path);
+}
+
+struct evaluate_options {
+    std::int64_t batch = 128;
+    int workers = 2;
+    bool patient_level = false;      ///< also the metrics after averaging each patient's probabilities
+    std::filesystem::path roc_csv;   ///< where to write the ROC curves (write_roc_csv); empty: nowhere
+};
+
+/// A fine-tuned model - a `finetune` run directory (its `selected` checkpoint) or a model
+/// file with micle's classifier metadata - evaluated on `d`: the JSON report of `micle
+/// evaluate`: task, model, n, accuracy, auc_macro, auc_per_class, confusion_matrix
+/// (multi-class), patient_level, roc_csv and class_names where there are some.
+template <class B>
+nlohmann::json evaluate_checkpoint(context<B>& ctx, const std::filesystem::path& model, const data::dataset& d,
+                                   const evaluate_options& opt = {}) {
+    check<value_error>(opt.batch >= 1 && opt.workers >= 1, "evaluate: need batch >= 1 and workers >= 1");
+    const auto file = weights_file(model);
+    const auto meta = safetensors::reader(file).metadata();
+    check<value_error>(meta.count("classes") && meta.count("task") && meta.count("image-size"), file.string(),
+                       " is not a fine-tuned micle model (no classes/task/image-size metadata)");
+    using learner_t = supervised_learner<B, models::resnet, optim::sgd>;
+    typename learner_t::config cfg;
+    models::resnet_config defaults;
+    defaults.depth = 18;
+    cfg.backbone = models::resnet_from_metadata(meta, defaults);
+    cfg.classes = std::stoll(meta.at("classes"));
+    cfg.task = meta.at("task") == "multilabel" ? task_type::multilabel : task_type::multiclass;
+    check<data::data_error>(d.num_classes == cfg.classes, "evaluate: ", d.source, " has ", d.num_classes, " classes, the model ",
+                            cfg.classes);
+    learner_t learner(ctx, cfg);
+    auto state = learner.state();
+    load_weights(file, ctx, state);
+    const auto e = evaluate(learner, d, std::stoll(meta.at("image-size")), cfg.backbone.in_channels, opt.batch, opt.workers);
+    nlohmann::json j{{"task", e.multiclass ? "multiclass" : "multilabel"}, {"model", file.string()}};
+    j.update(to_json(e.images, e.multiclass));
+    if (opt.patient_level) j["patient_level"] = to_json(e.patients, e.multiclass);
+    if (!opt.roc_csv.empty()) {
+        write_roc_csv(opt.roc_csv, e.probs, d);
+        j["roc_csv"] = opt.roc_csv.string();
+    }
+    if (const auto it = meta.find("class-names"); it != meta.end()) {
+        std::vector<std::string> names;
+        for (std::size_t start = 0;;) {
+            const auto tab = it->second.find('\t', start);
+            names.push_back(it->second.substr(start, tab == std::string::npos ? std::string::npos : tab - start));
+            if (tab == std::string::npos) break;
+            start = tab + 1;
+        }
+        j["class_names"] = names;
+    }
+    return j;
 }
 
 }  // namespace micle::train

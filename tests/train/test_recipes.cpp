@@ -1,0 +1,177 @@
+// micle::train::pretrain and finetune (the recipes the `micle` trainer is a shell over):
+// bitwise what a hand-built learner and train::fit train, on the reference backend; MICLe
+// bags and the kNN monitor; fine-tuning on a label fraction with validation, `best`
+// selection and evaluate_checkpoint agreeing with what validation recorded; the errors.
+#include <filesystem>
+#include <fstream>
+#include <string>
+#include <vector>
+
+#include "learners.hpp"
+#include "run_fixtures.hpp"
+#include "micle/data/split.hpp"
+#include "micle/train/evaluation.hpp"
+#include "micle/train/recipes.hpp"
+
+using namespace micle;
+namespace fs = std::filesystem;
+using testing::temp_dir;
+using testing::tiny_images;
+
+namespace {
+
+train::pretrain_recipe tiny_recipe(const fs::path& dir, std::vector<std::string>* log) {
+    train::pretrain_recipe r;
+    r.image_size = 8;
+    r.model = {{"arch", "resnet18"}, {"stem", "small"}, {"base-channels", "4"}};
+    r.seed = 5;
+    r.fit.epochs = 2;
+    r.fit.batch = 4;
+    r.fit.run_dir = dir;
+    r.log = [log](const std::string& line) { log->push_back(line); };
+    return r;
+}
+
+template <class Learner>
+std::vector<std::vector<float>> all_values(Learner& l) {
+    std::vector<std::vector<float>> out;
+    auto s = l.state();
+    for (auto* p : s.params) out.push_back(p->value.to_host(l.ctx()));
+    for (auto* b : s.buffers) out.push_back(b->value.to_host(l.ctx()));
+    return out;
+}
+
+/// Every epoch's metrics, as a callback sees them.
+struct epoch_log {
+    std::vector<std::map<std::string, double>>* out;
+    void on_epoch_end(train::epoch_info& e) { out->push_back(e.metrics); }
+};
+
+}  // namespace
+
+TEST_CASE("pretrain recipe: bitwise the weights of a hand-built learner trained by fit (reference backend)") {
+    context<reference> ctx;
+    const auto images = tiny_images();
+    temp_dir a, b;
+    std::vector<std::string> log;
+    const auto r = train::pretrain(ctx, images, std::nullopt, tiny_recipe(a.path, &log));
+    CHECK(r.steps_done == 6);
+
+    using learner = testing::simclr_lars<reference>;
+    learner::config cfg;
+    cfg.backbone.depth = 18;
+    cfg.backbone.stem = models::stem_kind::small;
+    cfg.backbone.base_channels = 4;
+    cfg.backbone.in_channels = 1;  // the data's
+    cfg.head = heads::projection_config::simclr_v1();
+    cfg.loss.temperature = 0.1f;
+    cfg.optimizer.weight_decay = 1e-6f;
+    cfg.seed = 5;
+    learner by_hand(ctx, cfg);
+    train::fit_options fo;
+    fo.epochs = 2;
+    fo.batch = 4;
+    fo.lr = optim::scaled_lr(0.3f, 4, optim::lr_scaling::linear);
+    fo.run_dir = b.path;
+    train::fit(by_hand, contrastive::augmented_views(images, data::augment_config::simclr(8), 1, 5), fo);
+
+    learner reloaded(ctx, cfg);
+    const auto meta = train::load_checkpoint(r.last_checkpoint, reloaded);
+    CHECK(meta.at("method") == "simclr");
+    CHECK(meta.at("channels") == "1");
+    const auto want = all_values(by_hand), got = all_values(reloaded);
+    REQUIRE(got.size() == want.size());
+    for (std::size_t t = 0; t < got.size(); ++t) CHECK(got[t] == want[t]);
+    CHECK(fs::exists(a.path / "config.json"));
+}
+
+TEST_CASE("pretrain recipe: MICLe bags from patient ids, the kNN monitor every epoch, and its errors") {
+    context<reference> ctx;
+    auto images = tiny_images();
+    for (std::size_t i = 0; i < images.patients.size(); ++i) images.patients[i] = std::int64_t(i / 2);  // 6 patients x 2
+    temp_dir dir;
+    std::vector<std::string> log;
+    auto recipe = tiny_recipe(dir.path, &log);
+    recipe.pairs = "micle";
+    recipe.knn_every = 1;
+    recipe.knn_samples = 10;
+    recipe.fit.batch = 3;  // 3 bags a step, 2 steps an epoch
+    std::vector<std::map<std::string, double>> epochs;
+    const auto r = train::pretrain(ctx, images, tiny_images(9), recipe, epoch_log{&epochs});
+    CHECK(r.steps_done == 4);
+    CHECK(std::find(log.begin(), log.end(), "6 patient bags, 6 with two or more images") != log.end());
+    REQUIRE(epochs.size() == 2);
+    for (const auto& m : epochs) {
+        REQUIRE(m.count("knn_accuracy"));
+        CHECK(m.at("knn_accuracy") >= 0.0);
+        CHECK(m.at("knn_accuracy") <= 1.0);
+    }
+
+    temp_dir other;
+    auto bad = tiny_recipe(other.path, &log);
+    bad.knn_every = 1;
+    CHECK_THROWS_WITH_AS(train::pretrain(ctx, images, std::nullopt, bad), doctest::Contains("needs a val split"), value_error);
+    bad = tiny_recipe(other.path, &log);
+    bad.optimizer.name = "adam";
+    CHECK_THROWS_WITH_AS(train::pretrain(ctx, images, std::nullopt, bad), doctest::Contains("lars, sgd or adamw"), value_error);
+    bad = tiny_recipe(other.path, &log);
+    bad.fit.batch = 13;
+    CHECK_THROWS_WITH_AS(train::pretrain(ctx, images, std::nullopt, bad), doctest::Contains("larger than the 12 training images"),
+                         value_error);
+    // A model with fewer input channels than the images is refused, only when asked for.
+    data::dataset rgb = images;
+    rgb.decode = data::uint8_decoder(std::make_shared<std::vector<std::uint8_t>>(12 * 3 * 64, std::uint8_t(7)), 8, 8, 3);
+    bad = tiny_recipe(other.path, &log);
+    bad.model["channels"] = "1";
+    CHECK_THROWS_WITH_AS(train::pretrain(ctx, rgb, std::nullopt, bad), doctest::Contains("which have 3 channels"), value_error);
+}
+
+TEST_CASE("finetune recipe: a label fraction, validation, best selection; evaluate_checkpoint agrees with validation") {
+    context<reference> ctx;
+    const auto pool = tiny_images(), val = tiny_images(9);
+    temp_dir pre, ft, probe;
+    std::vector<std::string> log;
+    train::pretrain(ctx, pool, std::nullopt, tiny_recipe(pre.path, &log));
+
+    train::finetune_recipe r;
+    r.init = pre.path;  // a run directory: its latest checkpoint, and its model and image size
+    r.label_fraction = 0.5;
+    r.val_every = 1;
+    r.select_best = true;
+    r.seed = 2;
+    r.fit.epochs = 3;
+    r.fit.batch = 2;
+    r.fit.run_dir = ft.path;
+    r.fit.keep_last = 5;
+    r.log = [&](const std::string& line) { log.push_back(line); };
+    std::vector<std::map<std::string, double>> epochs;
+    const auto f = train::finetune(ctx, pool, val, r, epoch_log{&epochs});
+    CHECK(f.labelled == 6);
+    std::vector<std::int64_t> ids;
+    std::ifstream in(ft.path / "label_ids.txt");
+    for (std::string line; std::getline(in, line);)
+        if (line[0] != '#') ids.push_back(std::stoll(line));
+    CHECK(ids == data::label_fraction(pool, 0.5, 2));
+    REQUIRE(epochs.size() == 3);
+    std::size_t best = 0;
+    for (std::size_t e = 1; e < epochs.size(); ++e)
+        if (epochs[e].at("val_auc") > epochs[best].at("val_auc")) best = e;
+    CHECK(f.selected == ft.path / train::checkpoint_name(std::int64_t(best + 1)));
+    CHECK(train::named_checkpoint(ft.path, "selected") == f.selected);
+    for (std::size_t e = 0; e < epochs.size(); ++e) {  // what validation saw is what evaluate reports
+        const auto j = train::evaluate_checkpoint(ctx, ft.path / train::checkpoint_name(std::int64_t(e + 1)), val);
+        CHECK(j.at("accuracy").get<double>() == doctest::Approx(epochs[e].at("val_accuracy")).epsilon(1e-12));
+        CHECK(j.at("auc_macro").get<double>() == doctest::Approx(epochs[e].at("val_auc")).epsilon(1e-12));
+        CHECK(j.at("n").get<std::int64_t>() == 9);
+    }
+
+    r.fit.run_dir = probe.path;
+    r.linear_probe = true;
+    r.select_best = false;
+    r.val_every = 0;
+    const auto p = train::finetune(ctx, pool, std::nullopt, r);
+    CHECK(p.selected == p.last_checkpoint);
+    CHECK(std::find_if(log.begin(), log.end(), [](const std::string& s) { return s.find("linear probe on 6") == 0; }) != log.end());
+    r.init.clear();
+    CHECK_THROWS_WITH_AS(train::finetune(ctx, pool, std::nullopt, r), doctest::Contains("needs pretrained weights"), value_error);
+}
