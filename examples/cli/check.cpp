@@ -14,6 +14,7 @@ const char* check_usage =
 int check_data(int argc, char** argv) {
     const options o(argc, argv, 2, with_backend_options({"data", "workers"}), {});
     if (o.help()) return std::printf("%s%s", check_usage, data_usage), 0;
+    one_process("micle check");
     const std::string spec = o.required("data");
     const int workers = int(o.integer("workers", 2));
     if (workers < 1) throw usage_error("--workers must be >= 1");

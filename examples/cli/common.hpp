@@ -35,11 +35,23 @@ std::string describe(const context<B>& ctx) {
         return std::string(B::name);
 }
 
+/// The ranks of this run (main sets them up): MPI under mpirun or srun with several ranks,
+/// else this process alone.
+dist::communicator& world();
 /// A user mistake on the command line: printed with the subcommand's usage, exit code 2.
 class usage_error : public error {
 public:
     using error::error;
 };
+
+/// ", MPI, rank r of R on H hosts" under several ranks, else nothing: for the log.
+inline std::string ranks_text() { return world().size() > 1 ? ", " + world().description() : std::string(); }
+
+/// For the commands that run in one process: a usage error under several ranks.
+inline void one_process(const char* command) {
+    if (world().size() > 1)
+        throw usage_error(std::string(command) + " runs in one process: start it without mpirun/srun (pretrain runs data-parallel)");
+}
 
 /// --key value options and --flag switches, checked against what a subcommand accepts.
 class options {

@@ -18,6 +18,7 @@ const char* evaluate_usage =
 int evaluate(int argc, char** argv) {
     const options o(argc, argv, 2, with_backend_options({"data", "model", "split", "report", "batch-size", "workers"}), {"patient-level"});
     if (o.help()) return std::printf("%s%s%s", evaluate_usage, data_usage, backend_usage), 0;
+    one_process("micle evaluate");
     const fs::path model = o.required("model"), report = o.required("report");
     const std::string split = o.str("split", "test");
     train::evaluate_options opt{o.integer("batch-size", 128), int(o.integer("workers", 2)), o.has("patient-level"),

@@ -28,6 +28,7 @@ int finetune(int argc, char** argv) {
                     with_training_options({"label-fraction", "head-lr-scale", "pool-seed", "val-every", "select"}),
                     {"linear-probe", "resume"});
     if (o.help()) return std::printf("%s%s%s", finetune_usage, data_usage, backend_usage), 0;
+    one_process("micle finetune");
     train::finetune_recipe r;
     r.fit = fit_options_from(o);
     r.init = o.str("init");

@@ -15,7 +15,8 @@ int info(int argc, char** argv) {
         return 0;
     }
     context<backend> ctx = make_context(o);
-    std::printf("micle %s\nbackend: %s\n", MICLE_VERSION_STRING, describe(ctx).c_str());
+    std::printf("micle %s\nbackend: %s\nranks: %d of %d (%s)\n", MICLE_VERSION_STRING, describe(ctx).c_str(), world().rank(),
+                world().size(), world().description().c_str());
     return 0;
 }
 

@@ -4,10 +4,19 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <optional>
+#include <string>
 
 #include "common.hpp"
+#if MICLE_HAS_MPI
+#include "micle/dist/mpi.hpp"
+#endif
 
 namespace micle::cli {
+namespace {
+dist::communicator* world_ = nullptr;
+}
+dist::communicator& world() { return world_ ? *world_ : dist::self(); }
 int pretrain(int argc, char** argv);
 int finetune(int argc, char** argv);
 int evaluate(int argc, char** argv);
@@ -32,6 +41,29 @@ int main(int argc, char** argv) {
         ::setenv("OMP_WAIT_POLICY", "PASSIVE", 1);
         ::execv("/proc/self/exe", argv);  // returns only on failure: then carry on as we are
     }
+    // Under mpirun or srun with several ranks: MPI, every rank a data-parallel replica.
+#if MICLE_HAS_MPI
+    std::optional<micle::dist::mpi_session> mpi;
+    std::optional<micle::dist::mpi_communicator> ranks;
+    if (micle::dist::launched_with_ranks()) {
+        mpi.emplace(argc, argv);
+        ranks.emplace();
+        world_ = &*ranks;
+    }
+    // A rank that fails ends the job, so that no other waits for it in a collective.
+    auto fail = [&](int code) {
+        if (ranks && ranks->size() > 1) ranks->abort(code);
+        return code;
+    };
+#else
+    if (micle::dist::launched_with_ranks()) {
+        std::fprintf(stderr, "micle: started as one of several ranks, but this micle was built without MPI "
+                             "(apt install libopenmpi-dev, then rebuild)\n");
+        return 1;
+    }
+    auto fail = [](int code) { return code; };
+#endif
+    const std::string who = world().size() > 1 ? micle::detail::cat(" (rank ", world().rank(), ")") : std::string();
     const char* top =
         "usage: micle <command> [options]   (micle <command> --help for its options)\n"
         "  pretrain   contrastive pretraining: SimCLR, or MICLe with patient bags\n"
@@ -56,13 +88,13 @@ int main(int argc, char** argv) {
         std::fprintf(stderr, "micle: unknown command '%s'\n%s", cmd.c_str(), top);
         return 2;
     } catch (const micle::nonfinite_loss_error& e) {  // training diverged: its own exit code
-        std::fprintf(stderr, "micle %s: stopping: %s\n", cmd.c_str(), e.what());
-        return 3;
+        std::fprintf(stderr, "micle %s%s: stopping: %s\n", cmd.c_str(), who.c_str(), e.what());
+        return fail(3);
     } catch (const usage_error& e) {
-        std::fprintf(stderr, "micle %s: %s\n%s", cmd.c_str(), e.what(), usage);
-        return 2;
+        std::fprintf(stderr, "micle %s%s: %s\n%s", cmd.c_str(), who.c_str(), e.what(), usage);
+        return fail(2);
     } catch (const std::exception& e) {
-        std::fprintf(stderr, "micle %s: error: %s\n", cmd.c_str(), e.what());
-        return 1;
+        std::fprintf(stderr, "micle %s%s: error: %s\n", cmd.c_str(), who.c_str(), e.what());
+        return fail(1);
     }
 }

@@ -15,6 +15,7 @@ const char* plot_usage =
 int plot(int argc, char** argv) {
     const options o(argc, argv, 2, {"run", "report", "out"}, {});
     if (o.help()) return std::printf("%s", plot_usage), 0;
+    one_process("micle plot");
     if (o.has("run") == o.has("report")) throw usage_error("give exactly one of --run and --report");
     const auto svg = o.has("run") ? train::plot_curves(o.str("run"), o.str("out")) : train::plot_roc(o.str("report"), o.str("out"));
     std::printf("wrote %s\n", svg.c_str());

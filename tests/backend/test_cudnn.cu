@@ -76,7 +76,7 @@ TEST_CASE("cudnn: the convolution algorithm is cuDNN's first suggestion that fit
 }
 MICLE_CUDNN_LEGACY_END
 
-TEST_CASE("cudnn: a context without a device says so; with one it runs") {
+TEST_CASE("cudnn: a context without a device says so - with one it runs") {
     if (cudnn_detail::device_count() == 0) {
         CHECK_THROWS_WITH_AS(context<cudnn>{}, doctest::Contains("no CUDA device"), backend_error);
         return;

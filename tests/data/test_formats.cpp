@@ -30,7 +30,7 @@ void truncate_file(const fs::path& p, std::size_t keep) {
 }
 }  // namespace
 
-TEST_CASE("PNG: 8- and 16-bit, gray and RGB, keep their values; broken files name the file") {
+TEST_CASE("PNG: 8- and 16-bit, gray and RGB, keep their values - broken files name the file") {
     scratch s;
     std::vector<std::uint16_t> g8{0, 17, 255, 128, 64, 3}, g16{0, 1, 4095, 65535, 30000, 12345};
     std::vector<std::uint16_t> rgb(3 * 6);
@@ -56,7 +56,7 @@ TEST_CASE("PNG: 8- and 16-bit, gray and RGB, keep their values; broken files nam
     CHECK_THROWS_WITH_AS(decode_image_file(s.dir / "missing.png"), doctest::Contains("cannot open"), data_error);
 }
 
-TEST_CASE("JPEG: gray and RGB decode close to what was written; truncated files are errors, not gray padding") {
+TEST_CASE("JPEG: gray and RGB decode close to what was written - truncated files are errors, not gray padding") {
     scratch s;
     std::vector<std::uint8_t> gray(32 * 24), rgb(32 * 24 * 3);
     for (std::size_t i = 0; i < gray.size(); ++i) gray[i] = std::uint8_t(40 + (i % 32) * 4);
@@ -178,7 +178,7 @@ TEST_CASE("CSV manifests: multi-class with names and splits, multi-label, and li
     CHECK_THROWS_WITH_AS(read_csv_manifest(s.dir / "none.csv"), doctest::Contains("cannot open manifest"), data_error);
 }
 
-TEST_CASE("MedMNIST .npz written by NumPy: stored and compressed, gray, RGB and multi-label; bad arrays") {
+TEST_CASE("MedMNIST .npz written by NumPy: stored and compressed, gray, RGB and multi-label - bad arrays") {
     scratch s;
     const std::string script = R"PY(
 import numpy as np, sys

@@ -148,7 +148,7 @@ TEST_CASE("resnet: forward FLOPs") {
     CHECK(double(r18.forward_flops(64, 64)) / 2e9 < 0.8 * 1.814 * (64.0 * 64.0) / (224.0 * 224.0));
 }
 
-TEST_CASE("resnet: the architecture round-trips through checkpoint metadata; bad values are named") {
+TEST_CASE("resnet: the architecture round-trips through checkpoint metadata - bad values are named") {
     resnet_config c;
     c.depth = 34;
     c.width = 2;

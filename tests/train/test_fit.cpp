@@ -106,7 +106,7 @@ TEST_CASE_TEMPLATE("fit: resuming from any checkpoint, mid-epoch ones included, 
     }
 }
 
-TEST_CASE("fit: keep_last keeps the newest checkpoints and the best; best follows the metric") {
+TEST_CASE("fit: keep_last keeps the newest checkpoints and the best - best follows the metric") {
     tiny_run run;
     auto& [ctx, images, pairs] = run;
     temp_dir dir;
@@ -139,7 +139,7 @@ TEST_CASE("fit: keep_last keeps the newest checkpoints and the best; best follow
     CHECK(safetensors::reader(dir.path / "ckpt-000002" / "model.safetensors").metadata().at("metric.score") == "0.9");
 }
 
-TEST_CASE("fit: a callback stops training with a checkpoint; resuming finishes the run") {
+TEST_CASE("fit: a callback stops training with a checkpoint - resuming finishes the run") {
     tiny_run run;
     auto& [ctx, images, pairs] = run;
     temp_dir full_dir, dir;

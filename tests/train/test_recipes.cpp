@@ -126,7 +126,7 @@ TEST_CASE("pretrain recipe: MICLe bags from patient ids, the kNN monitor every e
     CHECK_THROWS_WITH_AS(train::pretrain(ctx, rgb, std::nullopt, bad), doctest::Contains("which have 3 channels"), value_error);
 }
 
-TEST_CASE("finetune recipe: a label fraction, validation, best selection; evaluate_checkpoint agrees with validation") {
+TEST_CASE("finetune recipe: a label fraction, validation, best selection, and evaluate_checkpoint agrees with validation") {
     context<reference> ctx;
     const auto pool = tiny_images(), val = tiny_images(9);
     temp_dir pre, ft, probe;

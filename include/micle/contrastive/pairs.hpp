@@ -85,15 +85,20 @@ public:
     std::int64_t batches(std::int64_t n) const { return units() / n; }
 
     /// Batch `b` of epoch `epoch` with `n` pairs.
-    view_batch make_batch(std::int64_t epoch, std::int64_t b, std::int64_t n) const {
+    view_batch make_batch(std::int64_t epoch, std::int64_t b, std::int64_t n) const { return make_batch(epoch, b, n, 0, n); }
+    /// Pairs [first, first + count) of that batch: a data-parallel rank's slice, the same
+    /// views whatever the number of ranks.
+    view_batch make_batch(std::int64_t epoch, std::int64_t b, std::int64_t n, std::int64_t first, std::int64_t count) const {
         check<value_error>(n > 0 && (b + 1) * n <= units(), "augmented_views: batch ", b, " of ", n,
                            " pairs is beyond the ", units(), " samples of an epoch");
+        check<value_error>(first >= 0 && count > 0 && first + count <= n, "augmented_views: pairs [", first, ", ", first + count,
+                           ") are not in a batch of ", n);
         const auto order = epoch_order(units(), epoch);
-        view_batch out = allocate(n);
-        for (std::int64_t k = 0; k < n; ++k) {
-            const std::int64_t pos = b * n + k, i = order[std::size_t(pos)];
+        view_batch out = allocate(count);
+        for (std::int64_t k = 0; k < count; ++k) {
+            const std::int64_t pos = b * n + first + k, i = order[std::size_t(pos)];
             for (int v = 0; v < 2; ++v) {
-                const std::int64_t row = k + v * n;
+                const std::int64_t row = k + v * count;
                 view(i, stream(epoch, pos, v), out.pixels.data() + row * per_view());
                 out.groups[std::size_t(row)] = data_->patients[std::size_t(i)];
                 out.samples[std::size_t(row)] = i;
@@ -121,13 +126,17 @@ public:
     std::int64_t batches(std::int64_t n) const { return units() / n; }
     const std::vector<std::vector<std::int64_t>>& bags() const noexcept { return bags_; }
 
-    view_batch make_batch(std::int64_t epoch, std::int64_t b, std::int64_t n) const {
+    view_batch make_batch(std::int64_t epoch, std::int64_t b, std::int64_t n) const { return make_batch(epoch, b, n, 0, n); }
+    /// Bags [first, first + count) of that batch (a data-parallel rank's slice).
+    view_batch make_batch(std::int64_t epoch, std::int64_t b, std::int64_t n, std::int64_t first, std::int64_t count) const {
         check<value_error>(n > 0 && (b + 1) * n <= units(), "multi_instance: batch ", b, " of ", n,
                            " bags is beyond the ", units(), " bags of an epoch");
+        check<value_error>(first >= 0 && count > 0 && first + count <= n, "multi_instance: bags [", first, ", ", first + count,
+                           ") are not in a batch of ", n);
         const auto order = epoch_order(units(), epoch);
-        view_batch out = allocate(n);
-        for (std::int64_t k = 0; k < n; ++k) {
-            const std::int64_t pos = b * n + k;
+        view_batch out = allocate(count);
+        for (std::int64_t k = 0; k < count; ++k) {
+            const std::int64_t pos = b * n + first + k;
             const auto& bag = bags_[std::size_t(order[std::size_t(pos)])];
             std::int64_t first = bag[0], second = bag[0];
             if (bag.size() >= 2) {  // two distinct images of the bag
@@ -138,7 +147,7 @@ public:
             }
             const std::int64_t chosen[2] = {first, second};
             for (int v = 0; v < 2; ++v) {
-                const std::int64_t row = k + v * n;
+                const std::int64_t row = k + v * count;
                 view(chosen[v], stream(epoch, pos, v), out.pixels.data() + row * per_view());
                 out.groups[std::size_t(row)] = bag_ids_[std::size_t(order[std::size_t(pos)])];
                 out.samples[std::size_t(row)] = chosen[v];

@@ -150,8 +150,26 @@ class sigmoid_bce {
 /// excluded from the negatives as well.
 ///   float forward(ctx, z, std::span<const std::int64_t> groups /*empty: none*/);
 ///   void backward(ctx, dz);   // gradient of the mean loss with respect to z
+///
+/// Data-parallel runs compute one share of the loss on each rank: z is then every rank's
+/// [2n, D] block gathered rank-major ([M, D], M = 2n x ranks), and only the rows of this
+/// rank's block are anchors (nt_xent_anchors): the positive of block row i is block row
+/// (i + n) mod 2n, every row of z is a candidate negative, and the share is the sum of the
+/// anchors' losses divided by the total anchor count M. backward then gives the share's
+/// gradient with respect to *every* row of z; summing it over the ranks (a reduce-scatter)
+/// gives each rank the full gradient of its own rows.
+///   float forward(ctx, z, groups, nt_xent_anchors);
 struct nt_xent_params {
     float temperature = 0.1f;
+};
+/// The anchor rows [row0, row0 + rows) of z and the count the loss is divided by.
+struct nt_xent_anchors {
+    std::int64_t row0 = 0, rows = 0, total = 0;
+    /// The block row `i`'s positive, as a row of z.
+    std::int64_t positive(std::int64_t i) const { return row0 + (i + rows / 2) % rows; }
+    /// Every row an anchor: the single-process loss.
+    static nt_xent_anchors all(std::int64_t m) { return {0, m, m}; }
+    bool is_all(std::int64_t m) const { return row0 == 0 && rows == m && total == m; }
 };
 template <class B>
 class nt_xent {
@@ -250,6 +268,35 @@ inline void nt_xent(const shape& z, std::span<const std::int64_t> groups, float 
     for (std::size_t i = 0; i < n; ++i)
         check<value_error>(groups[i] == groups[i + n], "nt_xent: the views ", i, " and ", i + n,
                            " of a positive pair have different groups ", groups[i], " and ", groups[i + n]);
+}
+
+/// The anchors of a data-parallel share: an even block of z's rows, whose positive pairs
+/// agree on their groups, and a total of at least that many rows.
+inline void nt_xent(const shape& z, std::span<const std::int64_t> groups, float temperature, const nt_xent_anchors& a) {
+    rows("nt_xent", z);
+    check<value_error>(temperature > 0, "nt_xent: temperature must be positive, got ", temperature);
+    check(a.rows >= 2 && a.rows % 2 == 0 && a.row0 >= 0 && a.row0 + a.rows <= z[0] && a.total >= a.rows,
+          "nt_xent: anchor rows [", a.row0, ", ", a.row0 + a.rows, ") of ", a.total, " must be an even block of the rows of ", z);
+    if (groups.empty()) return;
+    check(static_cast<std::int64_t>(groups.size()) == z[0], "nt_xent: ", groups.size(), " group ids for embeddings ", z);
+    for (std::int64_t i = 0; i < a.rows / 2; ++i) {
+        const auto r = std::size_t(a.row0 + i), p = std::size_t(a.positive(i));
+        check<value_error>(groups[r] == groups[p], "nt_xent: the views ", r, " and ", p, " of a positive pair have different groups ",
+                           groups[r], " and ", groups[p]);
+    }
+}
+
+/// The checks of an nt_xent forward (f32 embeddings; the whole batch, or `a`'s anchors)
+/// and the anchors it computes: every backend's two forward overloads in one place.
+inline nt_xent_anchors nt_xent_call(dtype t, const shape& z, std::span<const std::int64_t> groups, float temperature,
+                                    const nt_xent_anchors* a = nullptr) {
+    f32("nt_xent", "embeddings", t);
+    if (!a) {
+        nt_xent(z, groups, temperature);
+        return nt_xent_anchors::all(z[0]);
+    }
+    nt_xent(z, groups, temperature, *a);
+    return *a;
 }
 
 /// Every value finite and in [0, 1] (binary targets, soft targets allowed).

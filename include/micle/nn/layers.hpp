@@ -9,6 +9,7 @@
 
 #include "micle/core/ops.hpp"
 #include "micle/core/rng.hpp"
+#include "micle/dist/batch_norm.hpp"
 #include "micle/nn/parameter.hpp"
 
 namespace micle::nn {
@@ -95,7 +96,7 @@ template <class B>
 class batch_norm {
 public:
     batch_norm(context<B>& ctx, std::string name, std::int64_t channels, bool relu, bool zero_gamma = false)
-        : op_(ops::batch_norm_params{1e-5f, 0.1f, relu}) {
+        : op_(ops::batch_norm_params{1e-5f, 0.1f, relu}), global_(ops::batch_norm_params{1e-5f, 0.1f, relu}) {
         gamma_ = {name + ".weight", detail::constant(ctx, {channels}, zero_gamma ? 0.0f : 1.0f), tensor<B>{},
                   param_role::norm_scale};
         beta_ = {name + ".bias", detail::constant(ctx, {channels}, 0.0f), tensor<B>{}, param_role::norm_shift};
@@ -106,7 +107,10 @@ public:
 
     const tensor<B>& forward(context<B>& ctx, const tensor<B>& x, bool training) {
         if (training) {
-            op_.forward_training(ctx, x, gamma_.value, beta_.value, mean_.value, var_.value, y_);
+            if (cross_replica())
+                global_.forward_training(ctx, *sync_, x, gamma_.value, beta_.value, mean_.value, var_.value, y_);
+            else
+                op_.forward_training(ctx, x, gamma_.value, beta_.value, mean_.value, var_.value, y_);
             ++batches_.value;
         } else {
             op_.forward_inference(ctx, x, gamma_.value, beta_.value, mean_.value, var_.value, y_);
@@ -114,15 +118,24 @@ public:
         return y_;
     }
     const tensor<B>& backward(context<B>& ctx, const tensor<B>& x, const tensor<B>& dy) {
-        op_.backward(ctx, x, dy, gamma_.value, beta_.value, dx_, gamma_.grad, beta_.grad);
+        if (cross_replica())
+            global_.backward(ctx, *sync_, dy, gamma_.value, dx_, gamma_.grad, beta_.grad);
+        else
+            op_.backward(ctx, x, dy, gamma_.value, beta_.value, dx_, gamma_.grad, beta_.grad);
         return dx_;
     }
+
+    /// Training statistics over the global batch of every rank of `comm` (cross-replica
+    /// batch norm); nullptr: this rank's batch only (the default).
+    void synchronize(dist::communicator* comm) { sync_ = comm; }
+    bool cross_replica() const { return sync_ && sync_->size() > 1; }
 
     state_list<B> state() {
         state_list<B> s;
         s.params = {&gamma_, &beta_};
         s.buffers = {&mean_, &var_};
         s.counters = {&batches_};
+        s.norms = {this};
         return s;
     }
     parameter<B>& gamma() noexcept { return gamma_; }
@@ -130,6 +143,8 @@ public:
 
 private:
     ops::batch_norm<B> op_;
+    dist::cross_replica_batch_norm<B> global_;
+    dist::communicator* sync_ = nullptr;
     parameter<B> gamma_, beta_;
     buffer<B> mean_, var_;
     counter batches_;

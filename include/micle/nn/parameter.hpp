@@ -37,17 +37,23 @@ struct counter {
     std::int64_t value = 0;
 };
 
-/// Pointers to every piece of a module's state, in a stable order.
+template <class B>
+class batch_norm;
+
+/// Pointers to every piece of a module's state, in a stable order; and its batch-norm
+/// layers (which a data-parallel run may make cross-replica).
 template <class B>
 struct state_list {
     std::vector<parameter<B>*> params;
     std::vector<buffer<B>*> buffers;
     std::vector<counter*> counters;
+    std::vector<batch_norm<B>*> norms;
 
     void append(const state_list& o) {
         params.insert(params.end(), o.params.begin(), o.params.end());
         buffers.insert(buffers.end(), o.buffers.begin(), o.buffers.end());
         counters.insert(counters.end(), o.counters.begin(), o.counters.end());
+        norms.insert(norms.end(), o.norms.begin(), o.norms.end());
     }
     std::int64_t parameter_count() const {
         std::int64_t n = 0;

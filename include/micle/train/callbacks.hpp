@@ -63,6 +63,7 @@ std::vector<float> predict_all(Learner& learner, const data::labeled_images& sou
 /// loss, learning rate, throughput and ETA, and one line per epoch.
 class progress {
 public:
+    static constexpr bool lead_only = true;  ///< rank 0 of a data-parallel run reports
     explicit progress(std::FILE* out = stderr) : out_(out), tty_(::isatty(::fileno(out)) != 0) {}
     void on_fit_begin(const run_info& r) {
         if (!r.resumed_from.empty())
@@ -105,6 +106,7 @@ private:
 /// per epoch ({"epoch_end", "mean_loss", metrics...}) to `path`, flushed line by line.
 class jsonl {
 public:
+    static constexpr bool lead_only = true;  ///< rank 0 of a data-parallel run writes
     explicit jsonl(const std::filesystem::path& path) : path_(path), out_(open(path)) {
         check<value_error>(bool(out_), "jsonl: cannot write ", path);
     }

@@ -8,10 +8,13 @@
 // run time through `learner::config`.
 #include <cmath>
 #include <cstdint>
+#include <memory>
 #include <span>
 
 #include "micle/core/concepts.hpp"
 #include "micle/core/error.hpp"
+#include "micle/dist/communicator.hpp"
+#include "micle/dist/data_parallel.hpp"
 #include "micle/nn/parameter.hpp"
 #include "micle/optim/optimizer.hpp"
 
@@ -66,6 +69,8 @@ public:
         const auto& dz = loss_.backward(ctx_);
         const auto& dh = head_.backward(ctx_, dz);
         backbone_.backward(ctx_, dh);
+        // The loss is the global batch's mean: each rank's gradient is its share, summed.
+        if (buckets_) buckets_->all_reduce(ctx_, *comm_);
         optimizer_.step(ctx_, lr);
         ++steps_;
         return loss;
@@ -82,6 +87,26 @@ public:
     float step(const tensor<B>& views, const Batch& batch, float lr) {
         return step(views, std::span<const std::int64_t>(batch.groups), lr);
     }
+
+    /// Data-parallel training over `comm`: from here on every rank calls step with its
+    /// slice of each global batch (train::fit does), the loss sees the global batch's views
+    /// as negatives, batch norm (with opt.global_batch_norm) the global batch's statistics,
+    /// and the gradients are summed over the ranks before the update, so N ranks x B/N
+    /// train what one process trains with B. Rank 0's model and optimizer state are copied
+    /// to every rank now. Every rank must call it, with the same options.
+    void distribute(dist::communicator& comm, dist::options opt = {}) {
+        comm_ = &comm;
+        if constexpr (requires { loss_.distribute(&comm); }) loss_.distribute(&comm);
+        auto s = state();
+        for (auto* bn : s.norms) bn->synchronize(opt.global_batch_norm ? &comm : nullptr);
+        buckets_.reset();
+        if (comm.size() > 1) buckets_ = std::make_unique<dist::gradient_buckets<B>>(trainable(), opt.bucket_bytes);
+        dist::broadcast_state(ctx_, comm, s, optimizer_state());
+    }
+    /// The ranks this learner trains with (dist::self(): one process).
+    dist::communicator& communicator() noexcept { return comm_ ? *comm_ : dist::self(); }
+    /// The last step's gradient all-reduce: collectives and values (0 in one process).
+    std::size_t gradient_buckets() const noexcept { return buckets_ ? buckets_->buckets() : 0; }
 
     backbone_type& backbone() noexcept { return backbone_; }
     head_type& head() noexcept { return head_; }
@@ -114,6 +139,8 @@ private:
     loss_type loss_;
     optimizer_type optimizer_;
     std::int64_t steps_ = 0;
+    dist::communicator* comm_ = nullptr;
+    std::unique_ptr<dist::gradient_buckets<B>> buckets_;
 };
 
 }  // namespace micle::train

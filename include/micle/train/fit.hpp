@@ -35,6 +35,7 @@
 #include "micle/data/loader.hpp"
 #include "micle/optim/schedule.hpp"
 #include "micle/train/checkpoint.hpp"
+#include "micle/dist/communicator.hpp"
 #include "micle/train/device_batches.hpp"
 
 namespace micle::train {
@@ -58,13 +59,14 @@ struct run_info {
     std::int64_t epochs, batches_per_epoch, total_steps;
     std::int64_t start_epoch, start_batch;  ///< where this run starts (after a resume)
     std::filesystem::path resumed_from;     ///< empty unless resumed
+    int rank = 0, ranks = 1;                ///< of a data-parallel run (learner.distribute)
 };
 
 struct step_info {
     std::int64_t epoch, epochs;       ///< epoch is 0-based
     std::int64_t batch, batches;      ///< batch within the epoch, 0-based
     std::int64_t step, total_steps;   ///< the learner's step counter before this step
-    std::int64_t images;              ///< in this batch (views count for contrastive batches)
+    std::int64_t images;              ///< in this global batch, every rank's (views count for contrastive batches)
     double loss, lr, images_per_s;
     double seconds;                   ///< since fit began
     std::int64_t steps_this_run;      ///< steps since fit began, this one included
@@ -94,6 +96,13 @@ struct fit_result {
 };
 
 namespace detail {
+/// Callbacks that report (progress, jsonl) declare `static constexpr bool lead_only = true`:
+/// in a data-parallel run only rank 0 calls them.
+template <class C>
+constexpr bool lead_only() {
+    if constexpr (requires { std::remove_cvref_t<C>::lead_only; }) return std::remove_cvref_t<C>::lead_only;
+    return false;
+}
 template <class C>
 void on_fit_begin(C& c, const run_info& r) {
     if constexpr (requires { c.on_fit_begin(r); }) c.on_fit_begin(r);
@@ -122,13 +131,51 @@ inline std::string metric_text(double v) {
     std::snprintf(buf, sizeof buf, "%.9g", v);
     return buf;
 }
+
+/// The ranks a learner trains with: its communicator (learner.distribute), or one process.
+template <class Learner>
+dist::communicator& communicator_of(Learner& learner) {
+    if constexpr (requires { learner.communicator(); })
+        return learner.communicator();
+    else
+        return dist::self();
+}
 }  // namespace detail
 
+/// Trains `learner` on `source` for opt.epochs epochs, calling `callbacks`' hooks. In a
+/// data-parallel run (the learner distributed over R ranks) every rank calls fit with the
+/// same arguments: each takes its slice (opt.batch / R units) of every global batch of
+/// opt.batch, rank 0 writes the checkpoints while the others wait, and stop requests of
+/// any rank's callbacks stop every rank at the same step.
 template <class Learner, class Source, class... Callbacks>
 fit_result fit(Learner& learner, const Source& source, const fit_options& opt, Callbacks&&... callbacks) {
     namespace fs = std::filesystem;
     using B = typename Learner::backend;
     using Batch = decltype(source.make_batch(0, 0, 1));
+    dist::communicator& comm = detail::communicator_of(learner);
+    const int ranks = comm.size();
+    const bool lead = comm.rank() == 0;
+    if (ranks > 1) {
+        check<value_error>(opt.batch % ranks == 0, "fit: a global batch of ", opt.batch, " does not split evenly over ", ranks,
+                           " ranks (use a multiple of ", ranks, ")");
+        check<value_error>(requires { source.make_batch(0, 0, 1, 0, 1); },
+                           "fit: this batch source cannot give a rank its slice of a batch (data-parallel runs need one)");
+    }
+    const auto mine = dist::slice_of(opt.batch, comm.rank(), ranks);
+    auto make = [&](std::int64_t epoch, std::int64_t b) {
+        if constexpr (requires { source.make_batch(0, 0, 1, 0, 1); })
+            if (ranks > 1) return source.make_batch(epoch, b, opt.batch, mine.begin, mine.count());
+        return source.make_batch(epoch, b, opt.batch);
+    };
+    // Hooks of report-only callbacks run on rank 0 alone.
+    auto each = [&](auto hook) {
+        (void)hook;  // no callbacks: nothing to call
+        (
+            [&] {
+                if (lead || !detail::lead_only<Callbacks>()) hook(callbacks);
+            }(),
+            ...);
+    };
     check<value_error>(opt.epochs >= 1 && opt.batch >= 1 && opt.workers >= 1 && opt.keep_last >= 1 &&
                            opt.checkpoint_every >= 0,
                        "fit: need epochs >= 1, batch >= 1, workers >= 1, keep_last >= 1 and checkpoint_every >= 0");
@@ -146,7 +193,7 @@ fit_result fit(Learner& learner, const Source& source, const fit_options& opt, C
     fit_result result;
     std::int64_t start_epoch = 0, start_batch = 0;
     double best_value = -HUGE_VAL;
-    run_info info{opt.epochs, batches, total, 0, 0, {}};
+    run_info info{opt.epochs, batches, total, 0, 0, {}, comm.rank(), ranks};
     if (saving) {
         fs::create_directories(opt.run_dir);
         if (opt.resume && fs::exists(opt.run_dir / "latest")) {
@@ -167,7 +214,7 @@ fit_result fit(Learner& learner, const Source& source, const fit_options& opt, C
     }
     info.start_epoch = start_epoch;
     info.start_batch = start_batch;
-    (detail::on_fit_begin(callbacks, info), ...);
+    each([&](auto& c) { detail::on_fit_begin(c, info); });
 
     auto save = [&](std::int64_t epoch, std::int64_t batch, const std::map<std::string, double>& metrics, bool best) {
         auto meta = opt.metadata;
@@ -175,17 +222,21 @@ fit_result fit(Learner& learner, const Source& source, const fit_options& opt, C
         meta["batch"] = std::to_string(batch);
         for (const auto& [k, v] : metrics) meta["metric." + k] = detail::metric_text(v);
         if (best_value > -HUGE_VAL) meta["best-value"] = detail::metric_text(best_value);
-        result.last_checkpoint = save_checkpoint(opt.run_dir, checkpoint_name(epoch, batch), learner, meta);
-        if (best) {
-            mark_best(opt.run_dir, result.last_checkpoint);
-            result.best_checkpoint = result.last_checkpoint;
+        const auto name = checkpoint_name(epoch, batch);
+        if (lead) {  // rank 0 writes; the others wait until the checkpoint is complete
+            result.last_checkpoint = save_checkpoint(opt.run_dir, name, learner, meta);
+            if (best) mark_best(opt.run_dir, result.last_checkpoint);
+            prune_checkpoints(opt.run_dir, opt.keep_last);
+        } else {
+            result.last_checkpoint = opt.run_dir / name;
         }
-        prune_checkpoints(opt.run_dir, opt.keep_last);
+        if (best) result.best_checkpoint = result.last_checkpoint;
+        if (ranks > 1) comm.barrier();
     };
     auto finish = [&] {
         result.steps_done = learner.steps_done();
         result.seconds = elapsed();
-        (detail::on_fit_end(callbacks, result), ...);
+        each([&](auto& c) { detail::on_fit_end(c, result); });
     };
 
     const std::int64_t steps_in_run = total - (start_epoch * batches + start_batch);
@@ -194,7 +245,7 @@ fit_result fit(Learner& learner, const Source& source, const fit_options& opt, C
     for (std::int64_t epoch = start_epoch; epoch < opt.epochs && !result.stopped_early; ++epoch) {
         const std::int64_t b0 = epoch == start_epoch ? start_batch : 0;
         data::prefetch_loader<Batch> loader(
-            [&source, &opt, epoch, b0](std::int64_t b) { return source.make_batch(epoch, b0 + b, opt.batch); }, batches - b0,
+            [&make, epoch, b0](std::int64_t b) { return make(epoch, b0 + b); }, batches - b0,
             opt.workers, 2 * opt.workers);
         device_batches<B, Batch> feed(learner.ctx(), loader);
         double loss_sum = 0;
@@ -220,10 +271,12 @@ fit_result fit(Learner& learner, const Source& source, const fit_options& opt, C
             }
             ++steps_this_run;
             const double dt = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-            step_info s{epoch, opt.epochs, b, batches, step, total, x->shape()[0], double(loss), double(lr),
-                        double(x->shape()[0]) / std::max(dt, 1e-9), elapsed(), steps_this_run,
+            const std::int64_t images = x->shape()[0] * ranks;
+            step_info s{epoch, opt.epochs, b, batches, step, total, images, double(loss), double(lr),
+                        double(images) / std::max(dt, 1e-9), elapsed(), steps_this_run,
                         steps_in_run - steps_this_run, false, {}};
-            (detail::on_step(callbacks, s), ...);
+            each([&](auto& c) { detail::on_step(c, s); });
+            if (ranks > 1) s.stop = comm.sum(s.stop ? 1.0 : 0.0) > 0;  // one rank's stop stops all
             loss_sum += loss;
             ++steps_in_epoch;
             const bool last_batch = b + 1 == batches;
@@ -242,7 +295,7 @@ fit_result fit(Learner& learner, const Source& source, const fit_options& opt, C
         if (!complete) break;
         epoch_info e{epoch + 1, opt.epochs, loss_sum / double(std::max<std::int64_t>(steps_in_epoch, 1)), {}, {}, false,
                      elapsed(), false, {}};
-        (detail::on_validate(callbacks, e), ...);
+        each([&](auto& c) { detail::on_validate(c, e); });
         if (!opt.best_metric.empty()) {
             const auto it = e.metrics.find(opt.best_metric);
             if (it != e.metrics.end() && std::isfinite(it->second) && it->second > best_value) {
@@ -253,7 +306,8 @@ fit_result fit(Learner& learner, const Source& source, const fit_options& opt, C
         if (saving) save(epoch + 1, 0, e.metrics, e.best);
         e.checkpoint = result.last_checkpoint;
         result.epochs_done = epoch + 1;
-        (detail::on_epoch_end(callbacks, e), ...);
+        each([&](auto& c) { detail::on_epoch_end(c, e); });
+        if (ranks > 1) e.stop = comm.sum(e.stop ? 1.0 : 0.0) > 0;
         if (e.stop && !result.stopped_early) {
             result.stopped_early = epoch + 1 < opt.epochs;
             result.stop_reason = e.stop_reason.empty() ? "a callback stopped training" : e.stop_reason;

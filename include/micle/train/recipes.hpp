@@ -29,6 +29,8 @@
 #include "micle/contrastive/pairs.hpp"
 #include "micle/data/labeled.hpp"
 #include "micle/data/split.hpp"
+#include "micle/dist/communicator.hpp"
+#include "micle/dist/data_parallel.hpp"
 #include "micle/heads/projection.hpp"
 #include "micle/models/resnet.hpp"
 #include "micle/optim/optimizer.hpp"
@@ -69,6 +71,10 @@ struct pretrain_recipe {
     std::int64_t knn_samples = 2000;  ///< train and val images the kNN monitor uses
     fit_options fit;                  ///< epochs, batch (pairs), run_dir, resume, checkpoints; lr is set here
     log_fn log = log_to_stderr;
+    /// Data-parallel over these ranks (every rank calls pretrain with the same recipe; the
+    /// batch is the global one); nullptr: this process alone.
+    dist::communicator* comm = nullptr;
+    dist::options dist;  ///< global batch norm, gradient bucket size
 };
 
 /// Supervised fine-tuning or a linear probe.
@@ -184,6 +190,8 @@ fit_result pretrain(context<B>& ctx, const data::dataset& images, std::optional<
     check<value_error>(r.image_size >= 8 && r.fit.batch >= 2, "pretrain: need image_size >= 8 and a batch of >= 2 pairs");
     check<value_error>(r.knn_every >= 0 && r.knn_samples >= 1, "pretrain: need knn_every >= 0 and knn_samples >= 1");
     check<value_error>(r.knn_every == 0 || val, "pretrain: the kNN monitor needs a val split");
+    const bool lead = !r.comm || r.comm->rank() == 0;  // rank 0 logs and writes config.json
+    if (!lead) r.log = [](const std::string&) {};
     const auto backbone = detail::resolve_backbone({}, r.model, images);
     const auto aug = r.augment == "simclr" ? data::augment_config::simclr(r.image_size) : data::augment_config::chest_xray(r.image_size);
 
@@ -203,11 +211,14 @@ fit_result pretrain(context<B>& ctx, const data::dataset& images, std::optional<
         fo.metadata["method"] = r.pairs;
         fo.metadata["seed"] = std::to_string(r.seed);
         detail::load_init(r.init, fo, ctx, learner.state(), r.log);
-        detail::write_config(fo, {{"command", "pretrain"}, {"pairs", r.pairs}, {"augment", r.augment}, {"epochs", fo.epochs},
+        if (r.comm) learner.distribute(*r.comm, r.dist);  // rank 0's model and optimizer state everywhere
+        if (lead)
+            detail::write_config(fo, {{"command", "pretrain"}, {"pairs", r.pairs}, {"augment", r.augment}, {"epochs", fo.epochs},
                                   {"batch_size", fo.batch}, {"image_size", r.image_size}, {"optimizer", r.optimizer.name},
                                   {"lr", lr}, {"temperature", r.temperature}, {"train_images", images.size()},
                                   {"simulated_bags", images.simulated_patients}, {"seed", r.seed},
-                                  {"init", r.init.string()}, {"model", fo.metadata}});
+                                  {"init", r.init.string()}, {"model", fo.metadata},
+                                  {"ranks", r.comm ? r.comm->size() : 1}});
 
         auto train = [&](const auto& source) {
             if (r.warmup_epochs >= 0) fo.warmup_steps = r.warmup_epochs * source.batches(fo.batch);

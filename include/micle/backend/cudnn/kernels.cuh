@@ -301,15 +301,17 @@ inline void bce_backward(cudaStream_t s, const float* x, const float* t, float* 
 }
 
 // ---------------------------------------------------------------- NT-Xent rows
-/// One block per row i of the similarity matrix sim = z z^T [M, M]: logits sim / T over
-/// the allowed columns (not i itself; with groups, not i's own group except its positive
-/// (i + M/2) mod M), then
-///   loss[i] = lse_i - logit[i, pos],   g[i, j] = (softmax_ij - [j == pos]) / M  (0 if masked).
+/// One block per anchor row k (row i = row0 + k of z) of the similarity matrix sim = z_a z^T
+/// [rows, M]: logits sim / T over the allowed columns (not i itself; with groups, not i's own
+/// group except its positive row0 + (k + rows/2) mod rows), then
+///   loss[k] = lse_k - logit[k, pos],   g[k, j] = (softmax_kj - [j == pos]) / total  (0 if masked).
+/// The single-process loss is row0 = 0, rows = total = M.
 MICLE_KERNEL nt_xent_rows_kernel(const float* __restrict__ sim, const std::int64_t* __restrict__ groups,
-                                    float* __restrict__ g, float* __restrict__ loss, std::int64_t M, float inv_t) {
+                                    float* __restrict__ g, float* __restrict__ loss, std::int64_t M, std::int64_t row0,
+                                    std::int64_t rows, std::int64_t total, float inv_t) {
     __shared__ float scratch[32];
-    const std::int64_t i = blockIdx.x, pos = (i + M / 2) % M;
-    const float* row = sim + i * M;
+    const std::int64_t k = blockIdx.x, i = row0 + k, pos = row0 + (k + rows / 2) % rows;
+    const float* row = sim + k * M;
     auto allowed = [&](std::int64_t j) {
         if (j == i) return false;
         if (j == pos || groups == nullptr) return true;
@@ -323,16 +325,16 @@ MICLE_KERNEL nt_xent_rows_kernel(const float* __restrict__ sim, const std::int64
     for (std::int64_t j = threadIdx.x; j < M; j += blockDim.x)
         if (allowed(j)) s += expf(row[j] * inv_t - mx);
     const float lse = mx + logf(block_sum(s, scratch));
-    const float inv_m = 1.0f / static_cast<float>(M);
+    const float inv_total = 1.0f / static_cast<float>(total);
     for (std::int64_t j = threadIdx.x; j < M; j += blockDim.x) {
         const float p = allowed(j) ? expf(row[j] * inv_t - lse) : 0.0f;
-        g[i * M + j] = (p - (j == pos ? 1.0f : 0.0f)) * inv_m;
+        g[k * M + j] = (p - (j == pos ? 1.0f : 0.0f)) * inv_total;
     }
-    if (threadIdx.x == 0) loss[i] = lse - row[pos] * inv_t;
+    if (threadIdx.x == 0) loss[k] = lse - row[pos] * inv_t;
 }
 inline void nt_xent_rows(cudaStream_t s, const float* sim, const std::int64_t* groups, float* g, float* loss,
-                         std::int64_t M, float inv_t) {
-    nt_xent_rows_kernel<0><<<static_cast<unsigned>(M), threads, 0, s>>>(sim, groups, g, loss, M, inv_t);
+                         std::int64_t M, std::int64_t row0, std::int64_t rows, std::int64_t total, float inv_t) {
+    nt_xent_rows_kernel<0><<<static_cast<unsigned>(rows), threads, 0, s>>>(sim, groups, g, loss, M, row0, rows, total, inv_t);
     check_launch("nt_xent_rows_kernel");
 }
 

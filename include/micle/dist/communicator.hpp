@@ -1,0 +1,142 @@
+#pragma once
+// The communicator: how the ranks of a data-parallel run exchange tensors. One interface,
+// chosen at run time like an optimizer, with three implementations:
+//   single_process  (here; the default: rank 0 of 1, every collective a copy or nothing)
+//   mpi             (micle/dist/mpi.hpp; Open MPI across processes and machines, host memory)
+//   nccl            (micle/dist/nccl.hpp; one GPU per rank, bootstrapped over MPI)
+// Collectives are blocking and take host spans on the CPU backends: every rank calls the
+// same collectives in the same order with the same counts (rank-major layouts). Sums are
+// element-wise; all_gather and reduce_scatter split buffers into `size()` equal blocks.
+#include <algorithm>
+#include <cstdlib>
+#include <cstdint>
+#include <cstring>
+#include <span>
+#include <string>
+
+#include "micle/core/error.hpp"
+
+namespace micle::dist {
+
+/// A collective that failed, or a peer that is gone: the run cannot go on.
+class comm_error : public error {
+public:
+    using error::error;
+};
+
+enum class dtype : std::uint8_t { f32, f64, i64 };
+template <class T>
+constexpr dtype dtype_of() {
+    if constexpr (std::is_same_v<T, float>) return dtype::f32;
+    else if constexpr (std::is_same_v<T, double>) return dtype::f64;
+    else {
+        static_assert(std::is_same_v<T, std::int64_t>, "communicator: float, double or std::int64_t buffers");
+        return dtype::i64;
+    }
+}
+inline std::size_t size_of(dtype t) { return t == dtype::f32 ? 4 : 8; }
+
+class communicator {
+public:
+    virtual ~communicator() = default;
+    virtual int rank() const = 0;
+    virtual int size() const = 0;
+    /// What it runs on, for the log ("single process", "MPI, 4 ranks on 2 hosts").
+    virtual std::string description() const = 0;
+    virtual void barrier() = 0;
+
+    /// Element-wise sum over the ranks, in place.
+    template <class T>
+    void all_reduce_sum(std::span<T> data) {
+        all_reduce_sum_raw(data.data(), data.size(), dtype_of<T>());
+    }
+    /// Every rank's `in` (the same count on every rank) into `out`, rank-major.
+    template <class T>
+    void all_gather(std::span<const T> in, std::span<T> out) {
+        check<value_error>(out.size() == in.size() * std::size_t(size()), "all_gather: ", in.size(), " values a rank into ",
+                           out.size(), " for ", size(), " ranks");
+        all_gather_raw(in.data(), out.data(), in.size(), dtype_of<T>());
+    }
+    /// The element-wise sum over the ranks of `in`, whose block r (in.size() / size()
+    /// values) goes to rank r's `out`.
+    template <class T>
+    void reduce_scatter_sum(std::span<const T> in, std::span<T> out) {
+        check<value_error>(in.size() == out.size() * std::size_t(size()), "reduce_scatter_sum: ", in.size(),
+                           " values for blocks of ", out.size(), " on ", size(), " ranks");
+        reduce_scatter_sum_raw(in.data(), out.data(), out.size(), dtype_of<T>());
+    }
+    /// Rank `root`'s `data` to every rank.
+    template <class T>
+    void broadcast(std::span<T> data, int root = 0) {
+        broadcast_raw(data.data(), data.size(), dtype_of<T>(), root);
+    }
+    /// A value summed over the ranks.
+    double sum(double v) {
+        all_reduce_sum(std::span<double>(&v, 1));
+        return v;
+    }
+
+protected:
+    virtual void all_reduce_sum_raw(void* data, std::size_t count, dtype t) = 0;
+    virtual void all_gather_raw(const void* in, void* out, std::size_t count, dtype t) = 0;
+    virtual void reduce_scatter_sum_raw(const void* in, void* out, std::size_t count, dtype t) = 0;
+    virtual void broadcast_raw(void* data, std::size_t count, dtype t, int root) = 0;
+};
+
+/// One process: rank 0 of 1. Needs no MPI to build or run.
+class single_process final : public communicator {
+public:
+    int rank() const override { return 0; }
+    int size() const override { return 1; }
+    std::string description() const override { return "single process"; }
+    void barrier() override {}
+
+protected:
+    void all_reduce_sum_raw(void*, std::size_t, dtype) override {}
+    void all_gather_raw(const void* in, void* out, std::size_t count, dtype t) override { copy(in, out, count, t); }
+    void reduce_scatter_sum_raw(const void* in, void* out, std::size_t count, dtype t) override { copy(in, out, count, t); }
+    void broadcast_raw(void*, std::size_t, dtype, int root) override {
+        check<value_error>(root == 0, "broadcast: root ", root, " of a single process");
+    }
+
+private:
+    static void copy(const void* in, void* out, std::size_t count, dtype t) {
+        if (in != out && count) std::memmove(out, in, count * size_of(t));
+    }
+};
+
+/// The communicator of runs that do not ask for another.
+inline communicator& self() {
+    static single_process s;
+    return s;
+}
+
+/// Rank r's share of `n` items split into `size` contiguous blocks as equal as can be
+/// (the first n % size blocks one larger): [begin, end).
+struct slice {
+    std::int64_t begin, end;
+    std::int64_t count() const { return end - begin; }
+};
+inline slice slice_of(std::int64_t n, int rank, int size) {
+    const std::int64_t q = n / size, r = n % size;
+    const std::int64_t begin = rank * q + std::min<std::int64_t>(rank, r);
+    return {begin, begin + q + (rank < r ? 1 : 0)};
+}
+
+/// True when this process was started by mpirun/mpiexec or srun with more than one rank
+/// (the environment tells; MPI need not be initialised yet).
+inline bool launched_with_ranks() {
+    for (const char* v : {"OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_SIZE"})
+        if (const char* s = std::getenv(v); s && std::atoi(s) > 1) return true;
+    return false;
+}
+
+/// This rank's index among the ranks on its machine (the GPU it drives): Open MPI's
+/// OMPI_COMM_WORLD_LOCAL_RANK, Slurm's SLURM_LOCALID, else 0.
+inline int local_rank() {
+    for (const char* v : {"OMPI_COMM_WORLD_LOCAL_RANK", "MPI_LOCALRANKID", "SLURM_LOCALID"})
+        if (const char* s = std::getenv(v)) return std::atoi(s);
+    return 0;
+}
+
+}  // namespace micle::dist

@@ -1,0 +1,104 @@
+#!/usr/bin/env python3
+"""The `micle` trainer under mpirun: data-parallel pretraining at 2 ranks; a rank killed
+mid-run makes the job exit non-zero within a bounded time with `latest` naming a complete
+checkpoint; the run resumes in one process (same global batch) and finishes; `micle info`
+names each rank; the one-process commands refuse several ranks.
+
+Usage: test_dist_cli.py MICLE MPIEXEC WORKDIR
+"""
+import glob
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+micle, mpiexec, work = sys.argv[1], sys.argv[2], sys.argv[3]
+shutil.rmtree(work, ignore_errors=True)
+os.makedirs(work)
+env = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1", OMP_NUM_THREADS="1")
+mpi = [mpiexec, "--oversubscribe", "--bind-to", "none", "-x", "OMP_NUM_THREADS"]
+rng = np.random.default_rng(0)
+np.savez_compressed(f"{work}/tiny.npz", train_images=rng.integers(0, 256, (64, 16, 16), dtype=np.uint8),
+                    train_labels=rng.integers(0, 4, (64, 1), dtype=np.uint8))
+MODEL = ["--arch", "resnet18", "--stem", "small", "--base-channels", "4", "--image-size", "16", "--workers", "1"]
+passed = failed = 0
+
+
+def run(args, expect=0, ranks=0, timeout=300):
+    cmd = (mpi + ["-np", str(ranks)] if ranks else []) + [micle] + args
+    r = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout)
+    if r.returncode != expect:
+        raise AssertionError(f"{' '.join(cmd)} exited {r.returncode} (expected {expect}):\n{r.stderr[-3000:]}")
+    return r
+
+
+def case(name, fn):
+    global passed, failed
+    try:
+        fn()
+        print("ok  ", name)
+        passed += 1
+    except Exception as e:  # noqa: BLE001 - report and go on
+        print("FAIL", name + ":", e)
+        failed += 1
+
+
+def info_names_ranks():
+    out = run(["info"], ranks=2).stdout
+    assert "ranks: 0 of 2 (MPI, rank 0 of 2 on 1 host)" in out and "ranks: 1 of 2 (MPI, rank 1 of 2 on 1 host)" in out, out
+    r = run(["finetune", "--data", f"{work}/tiny.npz", "--out", f"{work}/ft"], expect=2, ranks=2)
+    assert "runs in one process" in r.stderr, r.stderr
+
+
+def pretrain_two_ranks():
+    out = f"{work}/p2"
+    r = run(["pretrain", "--data", f"{work}/tiny.npz", "--out", out, "--epochs", "2", "--batch-size", "8", *MODEL], ranks=2)
+    assert "MPI, rank 0 of 2" in r.stderr, r.stderr
+    assert sorted(os.path.basename(p) for p in glob.glob(f"{out}/ckpt-*")) == ["ckpt-000002"]
+    steps = [json.loads(x) for x in open(f"{out}/metrics.jsonl") if '"step"' in x]
+    assert [s["step"] for s in steps] == list(range(16)), "one writer, every step once"
+    assert json.load(open(f"{out}/config.json"))["ranks"] == 2
+    r = run(["pretrain", "--data", f"{work}/tiny.npz", "--out", f"{work}/odd", "--batch-size", "9", *MODEL], expect=1, ranks=2)
+    assert "does not split evenly over 2 ranks" in r.stderr, r.stderr
+
+
+def killed_rank_then_resume_in_one_process():
+    out = f"{work}/kill"
+    cmd = mpi + ["-np", "2", micle, "pretrain", "--data", f"{work}/tiny.npz", "--out", out, "--epochs", "200",
+                 "--batch-size", "8", "--checkpoint-every", "3", "--keep-last", "2", *MODEL]
+    job = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    deadline = time.time() + 240
+    while not os.path.exists(f"{out}/latest") and time.time() < deadline and job.poll() is None:
+        time.sleep(0.2)
+    assert os.path.exists(f"{out}/latest"), "no checkpoint before the deadline"
+    time.sleep(1.0)
+    ranks = subprocess.run(["pgrep", "-f", "-P", str(job.pid), micle], capture_output=True, text=True).stdout.split()
+    assert len(ranks) == 2, f"expected 2 rank processes under mpirun, found {ranks}"
+    os.kill(int(ranks[1]), signal.SIGKILL)
+    t0 = time.time()
+    try:
+        _, err = job.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        job.kill()
+        raise AssertionError("the surviving rank did not exit within 60 s of its peer's death")
+    assert job.returncode != 0, "a job with a killed rank must fail"
+    print(f"     the job ended {time.time() - t0:.1f} s after a rank was killed, exit code {job.returncode}")
+    latest = open(f"{out}/latest").read().strip()
+    assert os.path.exists(f"{out}/{latest}/model.safetensors") and os.path.exists(f"{out}/{latest}/state.safetensors"), latest
+    # The same run in one process, the same global batch of 8 pairs: it goes on from `latest`.
+    r = run(["pretrain", "--data", f"{work}/tiny.npz", "--out", out, "--epochs", "200", "--batch-size", "8",
+             "--checkpoint-every", "3", "--keep-last", "2", "--resume", "--stop-after", "60", *MODEL], timeout=600)
+    assert f"resuming {out}/{latest}" in r.stderr, r.stderr[-2000:]
+    assert open(f"{out}/latest").read().strip() == "ckpt-000060"
+
+
+case("micle info names every rank; one-process commands refuse several", info_names_ranks)
+case("pretrain at 2 ranks: one writer, global batch split, uneven batch refused", pretrain_two_ranks)
+case("a killed rank ends the job; the run resumes in one process from `latest`", killed_rank_then_resume_in_one_process)
+print(f"dist-cli: {passed} passed, {failed} failed")
+sys.exit(1 if failed else 0)

@@ -1,0 +1,270 @@
+// Data-parallel training under mpirun (ctest runs this at -np 1, 2 and 3): the MPI
+// collectives with rank-dependent data; NT-Xent over gathered embeddings against the
+// single-process loss on the whole batch (loss and dL/dz, with and without patient groups
+// that span ranks); and R ranks x B/R learner steps, and fit, against 1 process x B:
+// the loss, every parameter gradient and every parameter after 5 SGD and LARS steps,
+// with cross-replica batch norm, on the reference backend and on oneDNN.
+//
+// Every rank also computes the single-process result itself (the models are tiny), so
+// every rank checks its own slice against it.
+#include <doctest/doctest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <numeric>
+#include <vector>
+
+#include "learners.hpp"
+#include "micle/contrastive/nt_xent.hpp"
+#include "micle/contrastive/pairs.hpp"
+#include "micle/dist/mpi.hpp"
+#include "micle/train/fit.hpp"
+#include "run_fixtures.hpp"
+#include "testing.hpp"
+
+using namespace micle;
+
+namespace {
+
+dist::mpi_communicator& world() {
+    static dist::mpi_communicator c;
+    return c;
+}
+
+constexpr std::int64_t pairs = 6;  // global pairs per batch: split 6, 3 + 3 or 2 + 2 + 2
+
+/// Rows of a global [2N, ...] view batch (first views, then second views) that are rank
+/// r's [2n, ...] batch: its n first views, then its n second views.
+std::vector<float> my_rows(const std::vector<float>& global, std::int64_t row_size, int rank, int ranks) {
+    const auto s = dist::slice_of(pairs, rank, ranks);
+    std::vector<float> out;
+    for (std::int64_t half = 0; half < 2; ++half)
+        out.insert(out.end(), global.begin() + (half * pairs + s.begin) * row_size,
+                   global.begin() + (half * pairs + s.end) * row_size);
+    return out;
+}
+std::vector<std::int64_t> my_ids(const std::vector<std::int64_t>& global, int rank, int ranks) {
+    const auto s = dist::slice_of(pairs, rank, ranks);
+    std::vector<std::int64_t> out;
+    for (std::int64_t half = 0; half < 2; ++half)
+        out.insert(out.end(), global.begin() + half * pairs + s.begin, global.begin() + half * pairs + s.end);
+    return out;
+}
+
+/// The patients of the 6 pairs, 0 1 0 2 1 2: at 2 ranks (pairs 0-2 | 3-5) and at 3 ranks
+/// (0-1 | 2-3 | 4-5) patients have pairs on two ranks.
+std::vector<std::int64_t> patient_groups() {
+    const std::int64_t patient[pairs] = {0, 1, 0, 2, 1, 2};
+    std::vector<std::int64_t> g;
+    for (int half = 0; half < 2; ++half) g.insert(g.end(), patient, patient + pairs);
+    return g;
+}
+
+}  // namespace
+
+TEST_CASE("mpi collectives with rank-dependent data") {
+    auto& c = world();
+    const int r = c.rank(), R = c.size();
+    CHECK(c.description().find("MPI, rank ") == 0);
+    std::vector<float> f = {float(r + 1), float(10 * r)};
+    c.all_reduce_sum(std::span<float>(f));
+    CHECK(f[0] == float(R * (R + 1) / 2));
+    CHECK(f[1] == float(10 * R * (R - 1) / 2));
+    std::vector<double> d = {0.5 * r};
+    c.all_reduce_sum(std::span<double>(d));
+    CHECK(d[0] == doctest::Approx(0.25 * R * (R - 1)));
+    const std::vector<std::int64_t> mine = {r, 100 + r, -r};
+    std::vector<std::int64_t> all(3 * std::size_t(R));
+    c.all_gather(std::span<const std::int64_t>(mine), std::span<std::int64_t>(all));
+    for (int k = 0; k < R; ++k) {  // rank-major
+        CHECK(all[std::size_t(3 * k)] == k);
+        CHECK(all[std::size_t(3 * k + 1)] == 100 + k);
+        CHECK(all[std::size_t(3 * k + 2)] == -k);
+    }
+    // reduce_scatter: rank k contributes (k + 1) * (j + 1) at flat index j; block r of the sum.
+    std::vector<float> in(2 * std::size_t(R)), out(2);
+    for (std::size_t j = 0; j < in.size(); ++j) in[j] = float((r + 1) * (j + 1));
+    c.reduce_scatter_sum(std::span<const float>(in), std::span<float>(out));
+    const float ranks_sum = float(R * (R + 1) / 2);
+    CHECK(out[0] == ranks_sum * float(2 * r + 1));
+    CHECK(out[1] == ranks_sum * float(2 * r + 2));
+    std::vector<float> b = {r == 0 ? 42.0f : -1.0f, float(r)};
+    c.broadcast(std::span<float>(b), 0);
+    CHECK(b[0] == 42.0f);
+    CHECK(b[1] == 0.0f);
+    c.barrier();
+    CHECK_THROWS_AS(c.all_gather(std::span<const float>(f), std::span<float>(f).first(1)), value_error);  // R x 2 values needed
+    // slices of a global batch cover it once, in rank order
+    std::int64_t next = 0;
+    for (int k = 0; k < R; ++k) {
+        const auto s = dist::slice_of(7, k, R);
+        CHECK(s.begin == next);
+        next = s.end;
+    }
+    CHECK(next == 7);
+}
+
+TEST_CASE_TEMPLATE("nt_xent over the ranks: the loss and dL/dz of the whole batch, patients across ranks", B, MICLE_ALL_BACKENDS) {
+    auto& c = world();
+    context<B> ctx;
+    constexpr std::int64_t D = 5;
+    const auto z = testing::random_values(2 * pairs * D, 11);
+    for (const bool grouped : {false, true}) {
+        CAPTURE(grouped);
+        const auto groups = grouped ? patient_groups() : std::vector<std::int64_t>{};
+        contrastive::nt_xent<B> whole({0.2f});
+        const float want_loss = whole.forward(ctx, testing::make(ctx, shape{2 * pairs, D}, z), groups);
+        const auto want = my_rows(whole.backward(ctx).to_host(ctx), D, c.rank(), c.size());
+
+        contrastive::nt_xent<B> shared({0.2f});
+        shared.distribute(&c);
+        const auto mine = my_rows(z, D, c.rank(), c.size());
+        const auto my_groups = grouped ? my_ids(groups, c.rank(), c.size()) : std::vector<std::int64_t>{};
+        const float loss = shared.forward(ctx, testing::make(ctx, shape{std::int64_t(mine.size()) / D, D}, mine), my_groups);
+        CHECK(loss == doctest::Approx(want_loss).epsilon(1e-5));
+        testing::expect_close(shared.backward(ctx).to_host(ctx), want, 1e-4, 1e-6, "dL/dz of this rank's rows");
+
+        // The bug this guards against: each rank keeping only its own rows of its own
+        // share's gradient (no reduce-scatter). That gradient misses every term where these
+        // rows are another rank's negatives, and must be far from the true one - so the
+        // check above catches it. (Checked by hand too: replacing reduce_scatter_sum with a
+        // copy of the local block in dist::gather_rows::backward fails the check above.)
+        if (c.size() > 1) {
+            std::vector<float> gathered(std::size_t(2 * pairs * D));
+            c.all_gather(std::span<const float>(mine), std::span<float>(gathered));
+            std::vector<std::int64_t> all_groups;
+            if (grouped) all_groups = dist::gather_ids(c, my_groups);
+            ops::l2_normalize<B> norm;
+            tensor<B> zn, dzn, dz_all, dz;
+            norm.forward(ctx, testing::make(ctx, shape{2 * pairs, D}, gathered), zn);
+            ops::nt_xent<B> op({0.2f});
+            const std::int64_t m = std::int64_t(mine.size()) / D;
+            op.forward(ctx, zn, all_groups, ops::nt_xent_anchors{m * c.rank(), m, 2 * pairs});
+            op.backward(ctx, dzn);
+            norm.backward(ctx, dzn, dz_all);
+            const auto partial = dz_all.to_host(ctx);
+            const std::vector<float> local_only(partial.begin() + m * c.rank() * D, partial.begin() + m * (c.rank() + 1) * D);
+            double worst = 0, scale = 0;
+            for (std::size_t i = 0; i < want.size(); ++i) {
+                worst = std::max(worst, std::abs(double(local_only[i]) - want[i]));
+                scale = std::max(scale, std::abs(double(want[i])));
+            }
+            CHECK(worst > 0.05 * scale);  // 20% to 50% of the gradient's scale here: not a rounding difference
+        }
+    }
+}
+
+namespace {
+
+template <class L>
+typename L::config dp_config() {
+    auto cfg = testing::tiny_config<L>();
+    cfg.backbone.in_channels = 1;
+    cfg.head = heads::projection_config::simclr_v2();  // with batch norm in the head too
+    cfg.head.hidden = 16;
+    cfg.head.out = 8;
+    return cfg;
+}
+
+template <class L, class B>
+std::vector<std::vector<float>> values(L& l, context<B>& ctx, bool grads) {
+    std::vector<std::vector<float>> out;
+    for (auto* p : l.state().params) out.push_back((grads ? p->grad : p->value).to_host(ctx));
+    if (!grads)
+        for (auto* b : l.state().buffers) out.push_back(b->value.to_host(ctx));
+    return out;
+}
+
+/// Parameters and buffers within rtol 1e-4 and 2e-6 absolute: a few steps of float
+/// rounding in another order (~1e-6) on values of ~0.1-1, and on biases and running means
+/// that are themselves ~1e-4.
+void expect_same_model(const std::vector<std::vector<float>>& got, const std::vector<std::vector<float>>& want,
+                       const char* what) {
+    REQUIRE(got.size() == want.size());
+    for (std::size_t k = 0; k < want.size(); ++k) {
+        double worst = 0;
+        for (std::size_t i = 0; i < want[k].size(); ++i)
+            worst = std::max(worst, std::abs(double(got[k][i]) - want[k][i]) - (1e-4 * std::abs(double(want[k][i])) + 2e-6));
+        INFO(what << ": parameter or buffer " << k << ": worst excess over the tolerance " << worst);
+        CHECK(worst <= 0);
+    }
+}
+
+/// 5 steps of the same global batches. The learning rate is small: the comparison is of
+/// exact arithmetic done in another order (6 samples' sums vs 12), and a ReLU input within
+/// rounding of zero flips with that order, which changes the gradient by a step, not by a
+/// rounding error. Far from such kinks (as at these seeds) every rank agrees to ~1e-6.
+template <class L, class B>
+void five_steps_agree(context<B>& ctx, const typename L::config& cfg, float lr) {
+    auto& c = world();
+    constexpr std::int64_t side = 16, hw = side * side;
+    L one(ctx, cfg), many(ctx, cfg);
+    many.distribute(c);
+    const auto w0 = values(one, ctx, false);
+    const auto groups = patient_groups();
+    for (int step = 0; step < 5; ++step) {
+        CAPTURE(step);
+        const auto views = testing::random_values(2 * pairs * hw, 100 + std::uint64_t(step));
+        const float want = one.step(testing::make(ctx, shape{2 * pairs, 1, side, side}, views), groups, lr);
+        const auto mine = my_rows(views, hw, c.rank(), c.size());
+        const auto my_groups = my_ids(groups, c.rank(), c.size());
+        const float got =
+            many.step(testing::make(ctx, shape{std::int64_t(mine.size()) / hw, 1, side, side}, mine), my_groups, lr);
+        CHECK(got == doctest::Approx(want).epsilon(1e-4));
+        if (step == 0) {
+            // Every parameter's gradient from the same parameters, summed over the ranks: rtol
+            // 1e-4, and an absolute floor of 1e-4 of the tensor's largest gradient (an element
+            // far below it is what is left when large terms cancel, and carries their rounding).
+            const auto g1 = values(one, ctx, true), gm = values(many, ctx, true);
+            for (std::size_t k = 0; k < g1.size(); ++k)
+                testing::expect_close(gm[k], g1[k], 1e-4, 1e-4, many.state().params[k]->name + " gradient");
+        }
+    }
+    const auto w1 = values(one, ctx, false), wm = values(many, ctx, false);
+    double moved = 0;
+    for (std::size_t k = 0; k < w1.size(); ++k)
+        for (std::size_t i = 0; i < w1[k].size(); ++i) moved = std::max(moved, double(std::abs(w1[k][i] - w0[k][i])));
+    expect_same_model(wm, w1, "after 5 steps");
+    CHECK(moved > 1e-3);  // the 5 updates moved the model far beyond the tolerance: the comparison has teeth
+}
+
+}  // namespace
+
+TEST_CASE_TEMPLATE("R ranks x B/R steps train what 1 process x B trains (global batch norm, MICLe groups, SGD and LARS)", B,
+                   MICLE_ALL_BACKENDS) {
+    context<B> ctx;
+    SUBCASE("sgd") { five_steps_agree<testing::simclr_sgd<B>>(ctx, dp_config<testing::simclr_sgd<B>>(), 4e-4f); }
+    SUBCASE("lars") { five_steps_agree<testing::simclr_lars<B>>(ctx, dp_config<testing::simclr_lars<B>>(), 4e-4f); }
+}
+
+TEST_CASE_TEMPLATE("fit over the ranks: each takes its slice of the global batch, rank 0 checkpoints - same weights", B,
+                   MICLE_ALL_BACKENDS) {
+    auto& c = world();
+    context<B> ctx;
+    const auto images = testing::tiny_images(12);
+    const contrastive::augmented_views views(images, data::augment_config::simclr(8), 1, 5);
+    using L = testing::simclr_lars<B>;
+    train::fit_options opt;
+    opt.epochs = 2;
+    opt.batch = pairs;  // 2 steps an epoch
+    opt.lr = 4e-4f;  // small, as in five_steps_agree
+    L one(ctx, dp_config<L>()), many(ctx, dp_config<L>());
+    train::fit(one, views, opt);
+    // One run directory for every rank (a shared file system), named by rank 0.
+    std::string dir = testing::temp_dir().path.string();
+    std::vector<std::int64_t> name(dir.begin(), dir.end());
+    name.resize(512, 0);
+    c.broadcast(std::span<std::int64_t>(name), 0);
+    dir.clear();
+    for (auto ch : name)
+        if (ch != 0) dir.push_back(char(ch));
+    opt.run_dir = dir;
+    many.distribute(c);
+    const auto r = train::fit(many, views, opt);
+    CHECK(r.steps_done == 4);
+    c.barrier();
+    CHECK(train::latest_checkpoint(opt.run_dir) == opt.run_dir / "ckpt-000002");
+    expect_same_model(values(many, ctx, false), values(one, ctx, false), "after fit");
+    c.barrier();
+    if (c.rank() == 0) std::filesystem::remove_all(opt.run_dir);
+}
