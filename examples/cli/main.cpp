@@ -8,9 +8,7 @@
 #include <string>
 
 #include "common.hpp"
-#if MICLE_HAS_MPI
-#include "micle/dist/mpi.hpp"
-#endif
+#include "micle/dist/launch.hpp"
 
 namespace micle::cli {
 namespace {
@@ -42,27 +40,14 @@ int main(int argc, char** argv) {
         ::execv("/proc/self/exe", argv);  // returns only on failure: then carry on as we are
     }
     // Under mpirun or srun with several ranks: MPI, every rank a data-parallel replica.
-#if MICLE_HAS_MPI
-    std::optional<micle::dist::mpi_session> mpi;
-    std::optional<micle::dist::mpi_communicator> ranks;
-    if (micle::dist::launched_with_ranks()) {
-        mpi.emplace(argc, argv);
-        ranks.emplace();
-        world_ = &*ranks;
+    std::optional<micle::dist::launch> ranks;
+    try {
+        ranks.emplace(argc, argv);
+    } catch (const std::exception& e) {
+        return std::fprintf(stderr, "micle: %s\n", e.what()), 1;
     }
-    // A rank that fails ends the job, so that no other waits for it in a collective.
-    auto fail = [&](int code) {
-        if (ranks && ranks->size() > 1) ranks->abort(code);
-        return code;
-    };
-#else
-    if (micle::dist::launched_with_ranks()) {
-        std::fprintf(stderr, "micle: started as one of several ranks, but this micle was built without MPI "
-                             "(apt install libopenmpi-dev, then rebuild)\n");
-        return 1;
-    }
-    auto fail = [](int code) { return code; };
-#endif
+    world_ = &ranks->comm();
+    auto fail = [&](int code) { return ranks->fail(code); };
     const std::string who = world().size() > 1 ? micle::detail::cat(" (rank ", world().rank(), ")") : std::string();
     const char* top =
         "usage: micle <command> [options]   (micle <command> --help for its options)\n"

@@ -2,12 +2,19 @@
 // A pre-flight look at a dataset (`micle check`): every image decoded once, the ones that
 // cannot be read listed with their names (manifest line and path), and a summary of the
 // classes and patient bags.
+#include <algorithm>
+#include <cstdio>
+#include <filesystem>
+#include <iterator>
 #include <map>
+#include <optional>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "micle/data/dataset.hpp"
+#include "micle/data/open.hpp"
 
 namespace micle::data {
 
@@ -56,6 +63,54 @@ inline dataset_summary summarize(const dataset& d) {
     s.patients = std::int64_t(bags.size());
     for (const auto& [p, n] : bags) ++s.bag_sizes[n];
     return s;
+}
+
+/// `micle check`: every split of a DATA SPEC read once and every image decoded, with a
+/// report on `out` - per split the images, patients and unreadable files (each with its
+/// manifest line), the class balance and patient bag sizes, and, for a CSV manifest, the
+/// patients found in two splits. Returns the number of unreadable images.
+inline std::size_t check(const std::string& spec, const open_options& opt, int workers, std::FILE* out) {
+    const bool csv = std::filesystem::path(spec).extension() == ".csv";
+    std::size_t bad = 0;
+    std::map<std::string, std::set<std::int64_t>> patients_of;
+    std::fprintf(out, "%s\n", spec.c_str());
+    for (const std::string split : {"train", "val", "test"}) {
+        const std::optional<dataset> found = try_open_split(spec, split, opt);  // each split read once
+        if (!found) {
+            std::fprintf(out, "  %s: none\n", split.c_str());
+            continue;
+        }
+        const auto& d = *found;
+        const auto errors = unreadable_samples(d, workers);
+        const auto s = summarize(d);
+        bad += errors.size();
+        std::fprintf(out, "  %s: %lld images, %lld patients, %zu unreadable\n", split.c_str(), (long long)s.images,
+                     (long long)s.patients, errors.size());
+        std::string line;
+        for (std::size_t c = 0; c < s.per_class.size(); ++c)
+            line += micle::detail::cat(c ? ", " : "", c < d.class_names.size() ? d.class_names[c] : std::to_string(c), ": ",
+                                       s.per_class[c], d.task == task_kind::multilabel ? " positive" : "");
+        std::fprintf(out, "    classes: %s\n    patient bags (patients x images): ", line.c_str());
+        for (const auto& [images, patients] : s.bag_sizes)
+            std::fprintf(out, "%s%lld x %lld", images == s.bag_sizes.begin()->first ? "" : ", ", (long long)patients,
+                         (long long)images);
+        std::fprintf(out, "%s\n", csv ? "" : " (each record is its own patient)");
+        for (const auto& e : errors) std::fprintf(out, "    unreadable: %s\n", e.c_str());
+        if (csv) patients_of[split].insert(d.patients.begin(), d.patients.end());
+    }
+    if (csv) {  // patient ids are the manifest's, the same in every split
+        std::size_t leaks = 0;
+        for (const auto& [a, b] : {std::pair{"train", "val"}, {"train", "test"}, {"val", "test"}}) {
+            std::vector<std::int64_t> both;
+            std::set_intersection(patients_of[a].begin(), patients_of[a].end(), patients_of[b].begin(), patients_of[b].end(),
+                                  std::back_inserter(both));
+            if (!both.empty()) std::fprintf(out, "  LEAK: %zu patients have images in both %s and %s\n", both.size(), a, b);
+            leaks += both.size();
+        }
+        if (leaks == 0) std::fprintf(out, "  no patient is in two splits\n");
+    }
+    std::fprintf(out, bad ? "%zu unreadable images\n" : "every image decodes\n", bad);
+    return bad;
 }
 
 }  // namespace micle::data
