@@ -40,8 +40,7 @@ public:
         buckets_ = values_ = 0;
         for (auto it = params_.rbegin(); it != params_.rend(); ++it) {
             auto* p = *it;
-            const auto g = grad_values(ctx, p->grad);
-            flat_.insert(flat_.end(), g.begin(), g.end());
+            append(ctx, p->grad);
             members_.push_back(p);
             if (flat_.size() >= bucket_values_) flush(ctx, comm, scale);
         }
@@ -52,12 +51,15 @@ public:
     std::size_t values() const noexcept { return values_; }
 
 private:
-    static std::vector<float> grad_values(context<B>& ctx, tensor<B>& g) {
+    /// A gradient's values at the end of the flat buffer: straight from host memory where
+    /// the backend has it (no copy per parameter per step), else through to_host.
+    void append(context<B>& ctx, tensor<B>& g) {
         if constexpr (requires { g.host_buffer(); }) {
             const auto h = g.host_buffer();
-            return {h.begin(), h.end()};
+            flat_.insert(flat_.end(), h.begin(), h.end());
         } else {
-            return g.to_host(ctx);
+            const auto h = g.to_host(ctx);
+            flat_.insert(flat_.end(), h.begin(), h.end());
         }
     }
     void flush(context<B>& ctx, communicator& comm, float scale) {
