@@ -1,3 +1,6 @@
+#include <functional>
+#include <map>
+#include <numeric>
 #include <set>
 
 #include "micle/models/resnet.hpp"
@@ -90,41 +93,122 @@ TEST_CASE("resnet: stems, channels, output sizes, zero-init residual") {
 // enough to rise above float rounding cross activation kinks.
 
 #ifdef MICLE_FAST_BACKENDS
+namespace {
+
+struct host_map {
+    shape s;
+    std::vector<float> v;
+};
+
+// The branches a ReLU network takes on one input: the sign of every ReLU input and the
+// winner of every max-pool window, recomputed on the host from the batch-norm outputs
+// and the block structure of `c.plan()`. The gradient jumps where a branch changes, so
+// two backends that round differently (thread count, vector width, f32 against f64
+// accumulation) legitimately disagree on the gradient of an input that lies within
+// rounding of a kink; comparing their gradients is only informative when both took the
+// same branches.
+template <class B>
+std::vector<std::int32_t> branches(context<B>& ctx, models::resnet<B>& m, const resnet_config& c) {
+    std::map<std::string, host_map> bn;  // "layer1.0.bn1" -> output (after its fused ReLU, if any)
+    for (auto* n : m.state().norms) {
+        const std::string& w = n->gamma().name;  // "<bn>.weight"
+        bn[w.substr(0, w.size() - 7)] = {n->output().shape(), n->output().to_host(ctx)};
+    }
+    std::vector<std::int32_t> taken;
+    const auto signs = [&](const std::vector<float>& v) {
+        for (float a : v) taken.push_back(a > 0.0f);
+    };
+    host_map h = bn.at("bn1");
+    signs(h.v);
+    if (c.stem == stem_kind::imagenet) {  // 3x3 stride-2 max pool, padding 1: first maximum wins
+        const auto N = h.s[0], C = h.s[1], H = h.s[2], W = h.s[3];
+        const auto OH = (H - 1) / 2 + 1, OW = (W - 1) / 2 + 1;
+        host_map p{shape{N, C, OH, OW}, {}};
+        for (std::int64_t nc = 0; nc < N * C; ++nc)
+            for (std::int64_t oy = 0; oy < OH; ++oy)
+                for (std::int64_t ox = 0; ox < OW; ++ox) {
+                    std::int32_t arg = -1;
+                    float best = 0.0f;
+                    for (std::int64_t ky = 0; ky < 3; ++ky)
+                        for (std::int64_t kx = 0; kx < 3; ++kx) {
+                            const auto iy = 2 * oy - 1 + ky, ix = 2 * ox - 1 + kx;
+                            if (iy < 0 || iy >= H || ix < 0 || ix >= W) continue;
+                            const float a = h.v[std::size_t((nc * H + iy) * W + ix)];
+                            if (arg < 0 || a > best) best = a, arg = std::int32_t(ky * 3 + kx);
+                        }
+                    taken.push_back(arg);
+                    p.v.push_back(best);
+                }
+        h = std::move(p);
+    }
+    for (const auto& b : c.plan()) {
+        const std::size_t main = b.convs.size() - (b.has_shortcut ? 1 : 0);
+        for (std::size_t i = 0; i + 1 < main; ++i) signs(bn.at(b.convs[i].bn).v);  // fused ReLUs
+        host_map z = bn.at(b.convs[main - 1].bn);  // block output: relu(last bn + shortcut)
+        const auto& skip = b.has_shortcut ? bn.at(b.convs.back().bn).v : h.v;
+        for (std::size_t i = 0; i < z.v.size(); ++i) z.v[i] += skip[i];
+        signs(z.v);
+        for (auto& a : z.v) a = std::max(a, 0.0f);
+        h = std::move(z);
+    }
+    return taken;
+}
+
+}  // namespace
+
 TEST_CASE_TEMPLATE("resnet: forward and all parameter gradients equal the reference", B, MICLE_FAST_BACKENDS) {
     MICLE_SKIP_WITHOUT_DEVICE(B);
     for (const int depth : {18, 50}) {
         CAPTURE(depth);
-        context<B> ctx;
-        context<reference> rctx;
         resnet_config c;
         c.depth = depth;
         c.base_channels = 4;
         c.num_classes = 5;
-        models::resnet<B> m(ctx, c, 9);
-        models::resnet<reference> ref(rctx, c, 9);
-        // f32 against f64 accumulation through 20-50 layers, batch norm amplifying the
-        // differences: 2e-3 relative plus 1e-3 of the scale.
-        const auto xv = testing::random_values(4 * 3 * 64 * 64, 10);
-        const auto x = tensor<B>::from_host(ctx, {4, 3, 64, 64}, xv);
-        const auto xr = tensor<reference>::from_host(rctx, {4, 3, 64, 64}, xv);
-        testing::expect_close(m.forward(ctx, x, true).to_host(ctx), ref.forward(rctx, xr, true).to_host(rctx), 2e-3, 1e-3,
-                              "logits");
-        const auto g = testing::random_values(20, 11);
-        m.backward(ctx, tensor<B>::from_host(ctx, {4, 5}, g));
-        ref.backward(rctx, tensor<reference>::from_host(rctx, {4, 5}, g));
-        auto s = m.state();
-        auto sr = ref.state();
-        REQUIRE(s.params.size() == sr.params.size());
-        for (std::size_t i = 0; i < s.params.size(); ++i) {
-            CAPTURE(s.params[i]->name);
-            testing::expect_close(s.params[i]->grad.to_host(ctx), sr.params[i]->grad.to_host(rctx), 2e-3, 2e-3, "grad");
+        // About 10^5 ReLU inputs and 4096 pooling windows per pass: an input whose pass
+        // lands within rounding of a kink is tried again with the next seed (branches()).
+        bool compared = false;
+        for (std::uint64_t seed = 10; seed < 90 && !compared; seed += 10) {
+            CAPTURE(seed);
+            context<B> ctx;
+            context<reference> rctx;
+            models::resnet<B> m(ctx, c, 9);
+            models::resnet<reference> ref(rctx, c, 9);
+            // f32 against f64 accumulation through 20-50 layers, batch norm amplifying the
+            // differences: 2e-3 relative plus 1e-3 of the scale.
+            const auto xv = testing::random_values(4 * 3 * 64 * 64, seed);
+            const auto x = tensor<B>::from_host(ctx, {4, 3, 64, 64}, xv);
+            const auto xr = tensor<reference>::from_host(rctx, {4, 3, 64, 64}, xv);
+            testing::expect_close(m.forward(ctx, x, true).to_host(ctx), ref.forward(rctx, xr, true).to_host(rctx), 2e-3,
+                                  1e-3, "logits");
+            const auto g = testing::random_values(20, seed + 1);
+            m.backward(ctx, tensor<B>::from_host(ctx, {4, 5}, g));
+            ref.backward(rctx, tensor<reference>::from_host(rctx, {4, 5}, g));
+            auto s = m.state();
+            auto sr = ref.state();
+            REQUIRE(s.params.size() == sr.params.size());
+            for (std::size_t i = 0; i < s.buffers.size(); ++i)
+                testing::expect_close(s.buffers[i]->value.to_host(ctx), sr.buffers[i]->value.to_host(rctx), 1e-3, 1e-4,
+                                      s.buffers[i]->name);
+            const auto fast = branches(ctx, m, c), slow = branches(rctx, ref, c);
+            REQUIRE(fast.size() == slow.size());
+            const auto differ = std::inner_product(fast.begin(), fast.end(), slow.begin(), std::size_t{0},
+                                                   std::plus<>(), std::not_equal_to<>());
+            if (differ > 0) {
+                MESSAGE("depth " << depth << ", input seed " << seed << ": " << differ << " of " << fast.size()
+                                 << " ReLU/max-pool branches differ between the backends; trying another input");
+                continue;
+            }
+            for (std::size_t i = 0; i < s.params.size(); ++i) {
+                CAPTURE(s.params[i]->name);
+                testing::expect_close(s.params[i]->grad.to_host(ctx), sr.params[i]->grad.to_host(rctx), 2e-3, 2e-3,
+                                      "grad");
+            }
+            // inference mode uses the running statistics just updated
+            testing::expect_close(m.forward(ctx, x, false).to_host(ctx), ref.forward(rctx, xr, false).to_host(rctx),
+                                  2e-3, 1e-3, "logits (eval)");
+            compared = true;
         }
-        for (std::size_t i = 0; i < s.buffers.size(); ++i)
-            testing::expect_close(s.buffers[i]->value.to_host(ctx), sr.buffers[i]->value.to_host(rctx), 1e-3, 1e-4,
-                                  s.buffers[i]->name);
-        // inference mode uses the running statistics just updated
-        testing::expect_close(m.forward(ctx, x, false).to_host(ctx), ref.forward(rctx, xr, false).to_host(rctx), 2e-3,
-                              1e-3, "logits (eval)");
+        CHECK_MESSAGE(compared, "every input tried took a different ReLU/max-pool branch on the two backends");
     }
 }
 #endif
