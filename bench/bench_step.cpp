@@ -17,17 +17,12 @@
 #include <vector>
 
 #include "fma_peak.hpp"
-#include "micle/contrastive/nt_xent.hpp"
-#include "micle/heads/projection.hpp"
-#include "micle/models/resnet.hpp"
-#include "micle/optim/optimizer.hpp"
-#include "micle/train/contrastive_learner.hpp"
+#include "simclr_step.hpp"
 
 namespace {
 
 using B = micle::onednn;
-using learner = micle::contrastive_learner<B, micle::models::resnet, micle::heads::projection,
-                                           micle::contrastive::nt_xent, micle::optim::sgd>;
+using learner = micle::bench::simclr_step_learner<B>;
 
 double peak_gflops() {
     static const double peak = micle::bench::fma_peak_gflops(int(std::thread::hardware_concurrency()));
@@ -36,15 +31,9 @@ double peak_gflops() {
 
 void BM_step(benchmark::State& state, int depth, micle::models::stem_kind stem, std::int64_t res, std::int64_t n) {
     micle::context<B> ctx;
-    learner::config cfg;
-    cfg.backbone.depth = depth;
-    cfg.backbone.stem = stem;
-    cfg.optimizer = {0.9f, 1e-6f, false, false};
-    cfg.seed = 1;
+    const auto cfg = micle::bench::simclr_step_config<B>(depth, stem);
     learner l(ctx, cfg);
-    micle::rng gen(2);
-    std::vector<float> pixels(static_cast<std::size_t>(2 * n * 3 * res * res));
-    for (auto& p : pixels) p = gen.normal();
+    const auto pixels = micle::bench::simclr_step_views(n, res);
     const auto views = micle::tensor<B>::from_host(ctx, {2 * n, 3, res, res}, pixels);
     l.step(views, 0.01f);  // first step builds primitives and buffers
     const auto t0 = std::chrono::steady_clock::now();

@@ -16,17 +16,12 @@
 #include <string>
 #include <vector>
 
-#include "micle/contrastive/nt_xent.hpp"
-#include "micle/heads/projection.hpp"
-#include "micle/models/resnet.hpp"
-#include "micle/optim/optimizer.hpp"
-#include "micle/train/contrastive_learner.hpp"
+#include "simclr_step.hpp"
 
 namespace {
 
 using B = micle::cudnn;
-using learner = micle::contrastive_learner<B, micle::models::resnet, micle::heads::projection,
-                                           micle::contrastive::nt_xent, micle::optim::sgd>;
+using learner = micle::bench::simclr_step_learner<B>;
 
 enum class precision { tf32, fp32, bf16 };
 
@@ -43,15 +38,9 @@ void BM_step_gpu(benchmark::State& state, int depth, micle::models::stem_kind st
     opts.bf16 = p == precision::bf16;
     opts.deterministic = false;  // as PyTorch's default: the fastest algorithm cuDNN suggests
     micle::context<B> ctx(opts);
-    learner::config cfg;
-    cfg.backbone.depth = depth;
-    cfg.backbone.stem = stem;
-    cfg.optimizer = {0.9f, 1e-6f, false, false};
-    cfg.seed = 1;
+    const auto cfg = micle::bench::simclr_step_config<B>(depth, stem);
     learner l(ctx, cfg);
-    micle::rng gen(2);
-    std::vector<float> pixels(static_cast<std::size_t>(2 * n * 3 * res * res));
-    for (auto& p : pixels) p = gen.normal();
+    const auto pixels = micle::bench::simclr_step_views(n, res);
     const auto views = micle::tensor<B>::from_host(ctx, {2 * n, 3, res, res}, pixels);
     l.step(views, 0.01f);  // first step: algorithm choice, workspace, allocator warm-up
     l.step(views, 0.01f);

@@ -14,6 +14,9 @@
 
 #include "micle/data/open.hpp"
 #include "micle/train/recipes.hpp"
+#if MICLE_HAS_NCCL && defined(__CUDACC__)
+#include "micle/dist/nccl.hpp"
+#endif
 
 namespace micle::cli {
 
@@ -44,14 +47,38 @@ public:
     using error::error;
 };
 
-/// ", MPI, rank r of R on H hosts" under several ranks, else nothing: for the log.
-inline std::string ranks_text() { return world().size() > 1 ? ", " + world().description() : std::string(); }
-
 /// For the commands that run in one process: a usage error under several ranks.
 inline void one_process(const char* command) {
     if (world().size() > 1)
-        throw usage_error(std::string(command) + " runs in one process: start it without mpirun/srun (pretrain runs data-parallel)");
+        throw usage_error(std::string(command) +
+                          " runs in one process: start it without mpirun/srun (pretrain and finetune run data-parallel)");
 }
+
+/// The ranks a training command runs data-parallel over: under mpirun/srun, MPI between
+/// CPU ranks, and NCCL between the GPUs of micle-gpu's ranks (bootstrapped over MPI).
+class training_ranks {
+public:
+    template <class Ctx>
+    explicit training_ranks([[maybe_unused]] Ctx& ctx) {
+#if MICLE_HAS_NCCL && defined(__CUDACC__)
+        if constexpr (std::is_same_v<Ctx, context<cudnn>>)
+            if (world().size() > 1) nccl_.emplace(world(), ctx);
+#endif
+    }
+    dist::communicator& comm() {
+#if MICLE_HAS_NCCL && defined(__CUDACC__)
+        if (nccl_) return *nccl_;
+#endif
+        return world();
+    }
+    /// ", MPI, rank r of R on H hosts" (or NCCL's) under several ranks, else nothing.
+    std::string text() { return comm().size() > 1 ? ", " + comm().description() : std::string(); }
+
+private:
+#if MICLE_HAS_NCCL && defined(__CUDACC__)
+    std::optional<dist::nccl_communicator> nccl_;
+#endif
+};
 
 /// --key value options and --flag switches, checked against what a subcommand accepts.
 class options {
@@ -135,7 +162,9 @@ inline context<backend> make_context(const options& o) {
 #if MICLE_HAS_CUDNN && defined(__CUDACC__)
     if constexpr (std::is_same_v<backend, cudnn>) {
         cudnn_options c;
-        c.device = static_cast<int>(o.integer("device", 0));
+        // Under mpirun with several ranks, one GPU per rank: the rank's index on its machine.
+        const int devices = std::max(1, cudnn_detail::device_count());
+        c.device = static_cast<int>(o.integer("device", world().size() > 1 ? dist::local_rank() % devices : 0));
         c.allow_tf32 = precision != "fp32";
         c.bf16 = precision == "bf16";
         return context<backend>(c);

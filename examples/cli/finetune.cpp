@@ -28,7 +28,6 @@ int finetune(int argc, char** argv) {
                     with_training_options({"label-fraction", "head-lr-scale", "pool-seed", "val-every", "select"}),
                     {"linear-probe", "resume"});
     if (o.help()) return std::printf("%s%s%s", finetune_usage, data_usage, backend_usage), 0;
-    one_process("micle finetune");
     train::finetune_recipe r;
     r.fit = fit_options_from(o);
     r.init = o.str("init");
@@ -48,10 +47,14 @@ int finetune(int argc, char** argv) {
     const auto pool =
         data::random_subset(load_split(o, "train"), o.integer("max-samples", INT64_MAX), std::uint64_t(o.integer("pool-seed", 0)));
     context<backend> ctx = make_context(o);
-    std::fprintf(stderr, "micle: running on %s\n", describe(ctx).c_str());
+    training_ranks ranks(ctx);  // under mpirun: data-parallel, --batch-size images in total
+    r.comm = &ranks.comm();
+    const bool lead = r.comm->rank() == 0;
+    if (lead) std::fprintf(stderr, "micle: running on %s%s\n", describe(ctx).c_str(), ranks.text().c_str());
     const auto f = std::apply([&](auto&&... cb) { return train::finetune(ctx, pool, split_for(o, "val", "--val-every"), r, cb...); },
                               cli_callbacks(o, r.fit));
-    std::printf("fine-tuned on %lld labelled images (fraction %.2f%s) in %.1f s: %s\n", (long long)f.labelled, r.label_fraction,
+    if (lead)
+        std::printf("fine-tuned on %lld labelled images (fraction %.2f%s) in %.1f s: %s\n", (long long)f.labelled, r.label_fraction,
                 r.linear_probe ? ", linear probe" : "", f.seconds, f.selected.c_str());
     return 0;
 }

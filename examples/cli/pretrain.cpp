@@ -45,7 +45,7 @@ int pretrain(int argc, char** argv) {
     r.init = o.str("init");
     r.knn_every = o.integer("knn-every", 0);
     r.knn_samples = o.integer("knn-samples", 2000);
-    r.comm = &world();  // under mpirun: data-parallel, --batch-size pairs in total
+    // under mpirun: data-parallel, --batch-size pairs in total
     const bool lead = world().rank() == 0;
     auto images = data::random_subset(load_split(o, "train"), o.integer("max-samples", INT64_MAX), r.seed);
     if (o.has("simulated-bags")) {
@@ -55,7 +55,9 @@ int pretrain(int argc, char** argv) {
                      o.integer("simulated-bags", 0));
     }
     context<backend> ctx = make_context(o);
-    if (lead) std::fprintf(stderr, "micle: running on %s%s\n", describe(ctx).c_str(), ranks_text().c_str());
+    training_ranks ranks(ctx);
+    r.comm = &ranks.comm();
+    if (lead) std::fprintf(stderr, "micle: running on %s%s\n", describe(ctx).c_str(), ranks.text().c_str());
     std::apply([&](auto&&... cb) { train::pretrain(ctx, images, split_for(o, "val", "--knn-every"), r, cb...); },
                cli_callbacks(o, r.fit));
     if (lead) std::printf("pretrained %s: %s\n", r.pairs.c_str(), (r.fit.run_dir / "latest").c_str());

@@ -10,8 +10,10 @@
 #include <numeric>
 #include <random>
 #include <span>
+#include <utility>
 #include <vector>
 
+#include "micle/core/error.hpp"
 #include "micle/core/rng.hpp"
 #include "micle/core/shape.hpp"
 #include "micle/data/augment.hpp"
@@ -47,19 +49,32 @@ inline void append_labels(const dataset& d, std::int64_t i, labeled_batch& out) 
 }
 }  // namespace detail
 
-/// Batch `b` of `n` samples from `order` (the last batch may be shorter), each image
-/// converted to `channels` and augmented with its own generator.
+/// The [begin, end) positions in the epoch order of `units` samples that batch `b` of `n`
+/// holds (the last batch may be shorter), or its part [first, first + count) when a rank
+/// of a data-parallel run takes a slice of it (count < 0: to the end of the batch).
+inline std::pair<std::int64_t, std::int64_t> batch_span(std::int64_t units, std::int64_t b, std::int64_t n,
+                                                        std::int64_t first = 0, std::int64_t count = -1) {
+    const std::int64_t begin = b * n, end = std::min<std::int64_t>(begin + n, units);
+    check<value_error>(n > 0 && begin < end, "batch ", b, " of ", n, " is beyond the ", units, " samples");
+    if (count < 0) count = end - begin - first;
+    check<value_error>(first >= 0 && count >= 1 && begin + first + count <= end, "samples [", first, ", ", first + count,
+                       ") of batch ", b, " (", end - begin, " samples)");
+    return {begin + first, begin + first + count};
+}
+
+/// Samples [first, first + count) of batch `b` of `n` from `order` (all of it by default;
+/// the last batch may be shorter), each image converted to `channels` and augmented with
+/// its own generator, drawn from its position in the epoch: a rank's slice of a batch
+/// holds exactly the images one process would make for those positions.
 inline labeled_batch make_labeled_batch(const dataset& d, std::span<const std::int64_t> order, std::int64_t b, std::int64_t n,
                                         const augment_config& aug, std::int64_t channels, std::uint64_t seed,
-                                        std::int64_t epoch) {
-    const std::int64_t begin = b * n, end = std::min<std::int64_t>(begin + n, std::int64_t(order.size()));
-    check<value_error>(n > 0 && begin < end, "make_labeled_batch: batch ", b, " of ", n, " is beyond the ", order.size(),
-                       " samples");
-    const std::int64_t count = end - begin, per = channels * aug.size * aug.size;
+                                        std::int64_t epoch, std::int64_t first = 0, std::int64_t count = -1) {
+    const auto [begin, end] = batch_span(std::int64_t(order.size()), b, n, first, count);
+    const std::int64_t per = channels * aug.size * aug.size;
     labeled_batch out;
-    out.dims = shape{count, channels, aug.size, aug.size};
-    out.pixels.resize(std::size_t(count * per));
-    for (std::int64_t k = 0; k < count; ++k) {
+    out.dims = shape{end - begin, channels, aug.size, aug.size};
+    out.pixels.resize(std::size_t((end - begin) * per));
+    for (std::int64_t k = 0; k < end - begin; ++k) {
         const std::int64_t i = order[std::size_t(begin + k)];
         rng gen(derive_seed(seed, {std::uint64_t(epoch), std::uint64_t(begin + k), 0x6c61626cull}));
         const auto img = augment(to_channels(d.load(i), channels), aug, gen);
@@ -79,7 +94,9 @@ public:
     }
     std::int64_t units() const { return data_->size(); }
     std::int64_t batches(std::int64_t n) const { return (units() + n - 1) / n; }
-    labeled_batch make_batch(std::int64_t epoch, std::int64_t b, std::int64_t n) const {
+    labeled_batch make_batch(std::int64_t epoch, std::int64_t b, std::int64_t n) const { return make_batch(epoch, b, n, 0, -1); }
+    /// Samples [first, first + count) of the batch: a data-parallel rank's slice.
+    labeled_batch make_batch(std::int64_t epoch, std::int64_t b, std::int64_t n, std::int64_t first, std::int64_t count) const {
         std::vector<std::int64_t> order;
         if (shuffle_) {
             order = shuffled(units(), seed_, epoch);
@@ -87,7 +104,7 @@ public:
             order.resize(std::size_t(units()));
             std::iota(order.begin(), order.end(), 0);
         }
-        return make_labeled_batch(*data_, order, b, n, aug_, channels_, seed_, epoch);
+        return make_labeled_batch(*data_, order, b, n, aug_, channels_, seed_, epoch, first, count);
     }
     const dataset& data() const noexcept { return *data_; }
     const augment_config& augmentation() const noexcept { return aug_; }
@@ -112,9 +129,11 @@ public:
     }
     std::int64_t units() const { return data_->size(); }
     std::int64_t batches(std::int64_t n) const { return (units() + n - 1) / n; }
-    labeled_batch make_batch(std::int64_t epoch, std::int64_t b, std::int64_t n) const {
+    labeled_batch make_batch(std::int64_t epoch, std::int64_t b, std::int64_t n) const { return make_batch(epoch, b, n, 0, -1); }
+    /// Samples [first, first + count) of the batch: a data-parallel rank's slice.
+    labeled_batch make_batch(std::int64_t epoch, std::int64_t b, std::int64_t n, std::int64_t first, std::int64_t count) const {
         const auto order = shuffled(units(), seed_, epoch);
-        const std::int64_t begin = b * n, end = std::min<std::int64_t>(begin + n, units());
+        const auto [begin, end] = batch_span(units(), b, n, first, count);
         labeled_batch out;
         out.precomputed = true;
         out.dims = shape{end - begin, dim_};

@@ -28,7 +28,9 @@ public:
     void forward_training(context<B>& ctx, communicator& comm, const tensor<B>& x, const tensor<B>& gamma,
                           const tensor<B>& beta, tensor<B>& running_mean, tensor<B>& running_var, tensor<B>& y) {
         ops::checks::f32("batch_norm", "input", x.dtype());
-        ops::checks::batch_norm(x.shape(), true, {&gamma.shape(), &beta.shape(), &running_mean.shape(), &running_var.shape()});
+        // shapes here; "more than one value per channel" holds for the global batch (below):
+        // a rank may hold a single image of a short last batch
+        ops::checks::batch_norm(x.shape(), false, {&gamma.shape(), &beta.shape(), &running_mean.shape(), &running_var.shape()});
         shape_ = x.shape();
         const std::int64_t N = shape_[0], C = shape_[1], S = x.numel() / (N * C);
         const auto xh = x.to_host(ctx);
@@ -69,6 +71,8 @@ public:
             invstd_[std::size_t(c)] = 1.0 / std::sqrt(m2_a / n_a + double(p_.eps));
             count_ = n_a;
         }
+        check(count_ > 1, "batch_norm: training needs more than one value per channel over the ranks, got input ", shape_,
+              " on each of ", comm.size(), " ranks");
         const auto g = gamma.to_host(ctx), b = beta.to_host(ctx);
         xhat_.resize(xh.size());
         std::vector<float> yh(xh.size());

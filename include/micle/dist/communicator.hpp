@@ -4,9 +4,11 @@
 //   single_process  (here; the default: rank 0 of 1, every collective a copy or nothing)
 //   mpi             (micle/dist/mpi.hpp; Open MPI across processes and machines, host memory)
 //   nccl            (micle/dist/nccl.hpp; one GPU per rank, bootstrapped over MPI)
-// Collectives are blocking and take host spans on the CPU backends: every rank calls the
-// same collectives in the same order with the same counts (rank-major layouts). Sums are
-// element-wise; all_gather and reduce_scatter split buffers into `size()` equal blocks.
+// Collectives take host memory (and, where device_memory() says so, device memory: NCCL
+// runs those on the learner's stream). Every rank calls the same collectives in the same
+// order with the same counts (rank-major layouts). A collective on host memory has
+// finished when it returns. Sums are element-wise; all_gather and reduce_scatter split
+// buffers into `size()` equal blocks.
 #include <algorithm>
 #include <cstdlib>
 #include <cstdint>
@@ -44,6 +46,12 @@ public:
     /// What it runs on, for the log ("single process", "MPI, 4 ranks on 2 hosts").
     virtual std::string description() const = 0;
     virtual void barrier() = 0;
+    /// True when collectives also take device pointers (NCCL), enqueued on its stream.
+    virtual bool device_memory() const { return false; }
+    /// Collectives between group_begin() and group_end() may be launched as one (NCCL
+    /// groups); elsewhere each runs when called.
+    virtual void group_begin() {}
+    virtual void group_end() {}
 
     /// Element-wise sum over the ranks, in place.
     template <class T>
@@ -70,6 +78,14 @@ public:
     void broadcast(std::span<T> data, int root = 0) {
         broadcast_raw(data.data(), data.size(), dtype_of<T>(), root);
     }
+    /// Starts an element-wise sum over the ranks of `data`, in place, that completes by
+    /// finish_started(): the gradient buckets start one while backward goes on (overlap).
+    /// `data` must stay untouched until then. Default: done at once (blocking).
+    virtual void start_all_reduce_sum(std::span<float> data) { all_reduce_sum(data); }
+    /// Lets started collectives advance (MPI progresses them inside its calls).
+    virtual void progress() {}
+    /// Waits for every collective start_all_reduce_sum started.
+    virtual void finish_started() {}
     /// A value summed over the ranks.
     double sum(double v) {
         all_reduce_sum(std::span<double>(&v, 1));

@@ -4,6 +4,7 @@
 // distribute(comm, options) wires them (train/contrastive_learner.hpp); train::fit then
 // gives each rank its slice of every global batch and lets rank 0 write the checkpoints.
 #include <algorithm>
+#include <chrono>
 #include <cstdint>
 #include <span>
 #include <vector>
@@ -21,74 +22,157 @@ struct options {
     bool global_batch_norm = true;
     /// Gradients are summed over the ranks in flat buckets of about this many bytes.
     std::size_t bucket_bytes = std::size_t(25) << 20;
+    /// Start each bucket's all-reduce as soon as backward has written its gradients, so
+    /// communication overlaps the rest of backward. false: all of it after backward.
+    bool overlap = true;
 };
 
-/// Sums the gradients of `params` over the ranks, in flat buckets of about `bucket_bytes`
-/// filled in reverse parameter order (the order backward produces them), so a bucket is
-/// one collective however many small tensors it holds.
+/// Sums the gradients of `params` over the ranks in flat buckets of about `bucket_bytes`,
+/// filled in reverse parameter order (about the order backward produces them), so a bucket
+/// is one collective however many small tensors it holds.
+///
+/// Overlap: once armed (arm(ctx, comm), which the learners' distribute() does), each
+/// parameter tells the buckets when backward has written its gradient (parameter::on_grad);
+/// a bucket whose gradients are all written starts its all-reduce at once
+/// (communicator::start_all_reduce_sum: MPI_Iallreduce, NCCL on the stream) while backward
+/// computes the layers below. all_reduce(), after backward, starts what is left, waits for
+/// everything and writes the sums back. Unarmed, all_reduce() does all of it after backward.
 template <class B>
 class gradient_buckets {
 public:
-    gradient_buckets(std::vector<nn::parameter<B>*> params, std::size_t bucket_bytes)
-        : params_(std::move(params)), bucket_values_(std::max<std::size_t>(bucket_bytes / sizeof(float), 1)) {}
+    gradient_buckets(std::vector<nn::parameter<B>*> params, std::size_t bucket_bytes) : params_(std::move(params)) {
+        const std::size_t cap = std::max<std::size_t>(bucket_bytes / sizeof(float), 1);
+        slot_.resize(params_.size());
+        for (std::size_t k = params_.size(); k-- > 0;) {
+            if (buckets_.empty() || buckets_.back().values >= cap) buckets_.emplace_back();
+            auto& b = buckets_.back();
+            slot_[k] = buckets_.size() - 1;
+            b.members.push_back(k);
+            b.values += std::size_t(params_[k]->value.numel());
+        }
+        for (auto& b : buckets_) b.waiting = b.members.size();
+    }
+    gradient_buckets(const gradient_buckets&) = delete;
+    gradient_buckets& operator=(const gradient_buckets&) = delete;
+    ~gradient_buckets() { disarm(); }
+
+    /// Starts each bucket's all-reduce over `comm` as soon as backward has written all of
+    /// its gradients. Every backward must then be followed by all_reduce(ctx, comm).
+    void arm(context<B>& ctx, communicator& comm) {
+        for (std::size_t k = 0; k < params_.size(); ++k)
+            params_[k]->on_grad = [this, k, &ctx, &comm] { written(ctx, comm, k); };
+        armed_ = true;
+    }
+    void disarm() {
+        if (!armed_) return;
+        for (auto* p : params_) p->on_grad = nullptr;
+        armed_ = false;
+    }
 
     /// grad = scale x (sum over the ranks of grad), for every parameter.
     void all_reduce(context<B>& ctx, communicator& comm, float scale = 1.0f) {
-        if constexpr (requires(tensor<B>& t) { t.host_buffer(); }) ctx.synchronize();
-        flat_.clear();
-        members_.clear();
-        buckets_ = values_ = 0;
-        for (auto it = params_.rbegin(); it != params_.rend(); ++it) {
-            auto* p = *it;
-            append(ctx, p->grad);
-            members_.push_back(p);
-            if (flat_.size() >= bucket_values_) flush(ctx, comm, scale);
+        const auto t0 = std::chrono::steady_clock::now();
+        for (std::size_t i = 0; i < buckets_.size(); ++i)
+            if (!buckets_[i].started) start(ctx, comm, i, scale == 1.0f);
+        comm.finish_started();
+        for (auto& b : buckets_) {
+            if (b.on_device) {
+                if (scale != 1.0f) throw value_error("gradient_buckets: a scaled sum of device gradients");
+            } else {
+                if (scale != 1.0f)
+                    for (auto& v : b.flat) v *= scale;
+                unpack(ctx, b);
+            }
+            b.started = b.on_device = false;
+            b.waiting = b.members.size();
         }
-        if (!members_.empty()) flush(ctx, comm, scale);
+        values_ = 0;
+        for (const auto& b : buckets_) values_ += b.values;
+        wait_seconds_ = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+        started_early_ = started_during_backward_;
+        started_during_backward_ = 0;
     }
     /// Collectives per step (buckets) and the values they carry, for the log and the bench.
-    std::size_t buckets() const noexcept { return buckets_; }
+    std::size_t buckets() const noexcept { return buckets_.size(); }
     std::size_t values() const noexcept { return values_; }
+    /// Of the last step: buckets started while backward still ran, and the seconds
+    /// all_reduce() took after backward (the communication that did not overlap).
+    std::size_t started_during_backward() const noexcept { return started_early_; }
+    double wait_seconds() const noexcept { return wait_seconds_; }
 
 private:
-    /// A gradient's values at the end of the flat buffer: straight from host memory where
-    /// the backend has it (no copy per parameter per step), else through to_host.
-    void append(context<B>& ctx, tensor<B>& g) {
+    struct bucket {
+        std::vector<std::size_t> members;  // indices into params_, in reverse parameter order
+        std::size_t values = 0, waiting = 0;
+        std::vector<float> flat;
+        bool started = false, on_device = false;
+    };
+
+    void written(context<B>& ctx, communicator& comm, std::size_t k) {
+        auto& b = buckets_[slot_[k]];
+        if (b.started || b.waiting == 0) return;  // a gradient written twice in one step
+        if (--b.waiting == 0) {
+            start(ctx, comm, slot_[k], true);
+            ++started_during_backward_;
+        }
+        comm.progress();
+    }
+
+    void start(context<B>& ctx, communicator& comm, std::size_t i, bool device_ok) {
+        auto& b = buckets_[i];
+        b.started = true;
+        if constexpr (requires(tensor<B>& t) { t.f32(); }) {  // a GPU backend and NCCL: the gradients where they are
+            if (comm.device_memory() && device_ok) {
+                b.on_device = true;
+                comm.group_begin();
+                for (auto k : b.members) {
+                    auto& g = params_[k]->grad;
+                    comm.start_all_reduce_sum(std::span<float>(g.f32(), std::size_t(g.numel())));
+                }
+                comm.group_end();
+                return;
+            }
+        }
+        if constexpr (requires(tensor<B>& t) { t.host_buffer(); }) ctx.synchronize();
+        b.flat.clear();
+        b.flat.reserve(b.values);
+        for (auto k : b.members) append(ctx, params_[k]->grad, b.flat);
+        comm.start_all_reduce_sum(std::span<float>(b.flat));
+    }
+
+    /// A gradient's values at the end of `flat`: straight from host memory where the
+    /// backend has it (no copy per parameter per step), else through to_host.
+    static void append(context<B>& ctx, tensor<B>& g, std::vector<float>& flat) {
         if constexpr (requires { g.host_buffer(); }) {
             const auto h = g.host_buffer();
-            flat_.insert(flat_.end(), h.begin(), h.end());
+            flat.insert(flat.end(), h.begin(), h.end());
         } else {
             const auto h = g.to_host(ctx);
-            flat_.insert(flat_.end(), h.begin(), h.end());
+            flat.insert(flat.end(), h.begin(), h.end());
         }
     }
-    void flush(context<B>& ctx, communicator& comm, float scale) {
-        comm.all_reduce_sum(std::span<float>(flat_));
-        if (scale != 1.0f)
-            for (auto& v : flat_) v *= scale;
+    void unpack(context<B>& ctx, bucket& b) {
         std::size_t at = 0;
-        for (auto* p : members_) {
-            if constexpr (requires { p->grad.host_buffer(); }) {
-                auto h = p->grad.host_buffer();
-                std::copy_n(flat_.begin() + std::ptrdiff_t(at), h.size(), h.begin());
+        for (auto k : b.members) {
+            auto& g = params_[k]->grad;
+            if constexpr (requires { g.host_buffer(); }) {
+                auto h = g.host_buffer();
+                std::copy_n(b.flat.begin() + std::ptrdiff_t(at), h.size(), h.begin());
                 at += h.size();
             } else {
-                const auto n = std::size_t(p->grad.numel());
-                p->grad.assign(ctx, std::span<const float>(flat_.data() + at, n));
+                const auto n = std::size_t(g.numel());
+                g.assign(ctx, std::span<const float>(b.flat.data() + at, n));
                 at += n;
             }
         }
-        ++buckets_;
-        values_ += flat_.size();
-        flat_.clear();
-        members_.clear();
     }
 
     std::vector<nn::parameter<B>*> params_;
-    std::size_t bucket_values_;
-    std::vector<float> flat_;
-    std::vector<nn::parameter<B>*> members_;
-    std::size_t buckets_ = 0, values_ = 0;
+    std::vector<std::size_t> slot_;  // the bucket of each parameter
+    std::vector<bucket> buckets_;
+    bool armed_ = false;
+    std::size_t values_ = 0, started_during_backward_ = 0, started_early_ = 0;
+    double wait_seconds_ = 0;
 };
 
 /// Rank 0's parameters, buffers, counters and optimizer state on every rank: after it,

@@ -101,6 +101,29 @@ public:
         std::_Exit(code);
     }
 
+    void start_all_reduce_sum(std::span<float> data) override {
+        for (std::size_t done = 0; done < data.size();) {
+            const std::size_t n = std::min(mpi_detail::max_count, data.size() - done);
+            MPI_Request r = MPI_REQUEST_NULL;
+            mpi_detail::check_mpi(MPI_Iallreduce(MPI_IN_PLACE, data.data() + done, int(n), MPI_FLOAT, MPI_SUM, comm_, &r),
+                                  "MPI_Iallreduce");
+            started_.push_back(r);
+            done += n;
+        }
+    }
+    void progress() override {
+        if (started_.empty()) return;
+        int flag = 0;
+        mpi_detail::check_mpi(MPI_Testall(int(started_.size()), started_.data(), &flag, MPI_STATUSES_IGNORE), "MPI_Testall");
+        if (flag) started_.clear();
+    }
+    void finish_started() override {
+        if (started_.empty()) return;
+        const int rc = MPI_Waitall(int(started_.size()), started_.data(), MPI_STATUSES_IGNORE);
+        started_.clear();
+        mpi_detail::check_mpi(rc, "MPI_Waitall");
+    }
+
 protected:
     void all_reduce_sum_raw(void* data, std::size_t count, dtype t) override {
         auto* p = static_cast<char*>(data);
@@ -144,6 +167,7 @@ private:
     }
 
     MPI_Comm comm_ = MPI_COMM_NULL;
+    std::vector<MPI_Request> started_;
     int rank_ = 0, size_ = 1;
     std::string description_;
 };

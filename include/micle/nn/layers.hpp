@@ -43,6 +43,8 @@ public:
     /// (the first layer of a network). Returns dx (empty when not computed).
     const tensor<B>& backward(context<B>& ctx, const tensor<B>& x, const tensor<B>& dy, bool need_dx = true) {
         op_.backward_weights(ctx, x, dy, weight_.grad, has_bias_ ? &bias_.grad : nullptr);
+        weight_.grad_written();
+        if (has_bias_) bias_.grad_written();
         if (need_dx) op_.backward_data(ctx, dy, weight_.value, dx_);
         return dx_;
     }
@@ -122,6 +124,8 @@ public:
             global_.backward(ctx, *sync_, dy, gamma_.value, dx_, gamma_.grad, beta_.grad);
         else
             op_.backward(ctx, x, dy, gamma_.value, beta_.value, dx_, gamma_.grad, beta_.grad);
+        gamma_.grad_written();
+        beta_.grad_written();
         return dx_;
     }
 

@@ -2,6 +2,7 @@
 // Named model state. Names are PyTorch state_dict names (torchvision's for backbones,
 // `head.` for heads), so checkpoints move to and from PyTorch without conversion.
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -20,8 +21,15 @@ struct parameter {
     tensor<B> value;
     tensor<B> grad;  ///< written (not accumulated) by the owning layer's backward
     param_role role = param_role::weight;
+    /// Called by the owning layer's backward as soon as `grad` is written (set by a
+    /// data-parallel learner: dist::gradient_buckets starts a bucket's all-reduce from it
+    /// while the rest of the backward pass runs). Empty: nothing to call.
+    std::function<void()> on_grad{};
 
     bool decays() const noexcept { return role == param_role::weight; }
+    void grad_written() {
+        if (on_grad) on_grad();
+    }
 };
 
 /// Non-trained state saved with the model (batch-norm running statistics).

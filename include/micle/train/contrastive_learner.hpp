@@ -100,13 +100,19 @@ public:
         auto s = state();
         for (auto* bn : s.norms) bn->synchronize(opt.global_batch_norm ? &comm : nullptr);
         buckets_.reset();
-        if (comm.size() > 1) buckets_ = std::make_unique<dist::gradient_buckets<B>>(trainable(), opt.bucket_bytes);
+        if (comm.size() > 1) {
+            buckets_ = std::make_unique<dist::gradient_buckets<B>>(trainable(), opt.bucket_bytes);
+            if (opt.overlap) buckets_->arm(ctx_, comm);  // each bucket's all-reduce starts during backward
+        }
         dist::broadcast_state(ctx_, comm, s, optimizer_state());
     }
     /// The ranks this learner trains with (dist::self(): one process).
     dist::communicator& communicator() noexcept { return comm_ ? *comm_ : dist::self(); }
     /// The last step's gradient all-reduce: collectives and values (0 in one process).
     std::size_t gradient_buckets() const noexcept { return buckets_ ? buckets_->buckets() : 0; }
+    /// The gradient all-reduce of the last step (nullptr in one process): buckets, values,
+    /// how many started during backward, the wait after it.
+    const dist::gradient_buckets<B>* gradient_sync() const noexcept { return buckets_.get(); }
 
     backbone_type& backbone() noexcept { return backbone_; }
     head_type& head() noexcept { return head_; }

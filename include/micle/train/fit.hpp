@@ -161,10 +161,14 @@ fit_result fit(Learner& learner, const Source& source, const fit_options& opt, C
         check<value_error>(requires { source.make_batch(0, 0, 1, 0, 1); },
                            "fit: this batch source cannot give a rank its slice of a batch (data-parallel runs need one)");
     }
-    const auto mine = dist::slice_of(opt.batch, comm.rank(), ranks);
+    // Units in batch b: opt.batch, or fewer in a source's shorter last batch (labeled_images).
+    auto units_in = [&](std::int64_t b) { return std::min<std::int64_t>(opt.batch, source.units() - b * opt.batch); };
     auto make = [&](std::int64_t epoch, std::int64_t b) {
         if constexpr (requires { source.make_batch(0, 0, 1, 0, 1); })
-            if (ranks > 1) return source.make_batch(epoch, b, opt.batch, mine.begin, mine.count());
+            if (ranks > 1) {
+                const auto mine = dist::slice_of(units_in(b), comm.rank(), ranks);
+                return source.make_batch(epoch, b, opt.batch, mine.begin, mine.count());
+            }
         return source.make_batch(epoch, b, opt.batch);
     };
     // Hooks of report-only callbacks run on rank 0 alone.
@@ -180,9 +184,13 @@ fit_result fit(Learner& learner, const Source& source, const fit_options& opt, C
                            opt.checkpoint_every >= 0,
                        "fit: need epochs >= 1, batch >= 1, workers >= 1, keep_last >= 1 and checkpoint_every >= 0");
     check<value_error>(std::isfinite(opt.lr) && opt.lr >= 0, "fit: the learning rate must be finite and >= 0, got ", opt.lr);
-    const std::int64_t batches = source.batches(opt.batch);
+    std::int64_t batches = source.batches(opt.batch);
     check<value_error>(batches >= 1, "fit: a batch of ", opt.batch, " is larger than the ", source.units(),
                        " units of an epoch");
+    // Every rank takes part in every step: a shorter last batch with fewer units than there
+    // are ranks is left out of a data-parallel run (a longer one is split unevenly).
+    if (ranks > 1 && units_in(batches - 1) < ranks) --batches;
+    check<value_error>(batches >= 1, "fit: no batch of ", opt.batch, " gives each of ", ranks, " ranks a unit");
     const std::int64_t total = batches * opt.epochs;
     const std::int64_t warmup = opt.warmup_steps < 0 ? total / 10 : std::min(opt.warmup_steps, total);
     const optim::warmup_cosine schedule{opt.lr, warmup, total, opt.final_lr};
@@ -271,7 +279,9 @@ fit_result fit(Learner& learner, const Source& source, const fit_options& opt, C
             }
             ++steps_this_run;
             const double dt = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-            const std::int64_t images = x->shape()[0] * ranks;
+            // this rank's rows scaled to the global batch (views per pair, images per sample)
+            const std::int64_t images =
+                ranks > 1 ? x->shape()[0] * units_in(b) / dist::slice_of(units_in(b), comm.rank(), ranks).count() : x->shape()[0];
             step_info s{epoch, opt.epochs, b, batches, step, total, images, double(loss), double(lr),
                         double(images) / std::max(dt, 1e-9), elapsed(), steps_this_run,
                         steps_in_run - steps_this_run, false, {}};

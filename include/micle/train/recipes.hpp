@@ -91,6 +91,10 @@ struct finetune_recipe {
     std::uint64_t seed = 0;
     fit_options fit;             ///< epochs, batch (images), run_dir, resume, checkpoints; lr is set here
     log_fn log = log_to_stderr;
+    /// Data-parallel over these ranks (every rank calls finetune with the same recipe; the
+    /// batch is the global one); nullptr: this process alone.
+    dist::communicator* comm = nullptr;
+    dist::options dist;  ///< global batch norm, gradient bucket size
 };
 
 struct finetune_result : fit_result {
@@ -249,6 +253,8 @@ finetune_result finetune(context<B>& ctx, const data::dataset& pool, std::option
     check<value_error>(r.val_every >= 0, "finetune: val_every must be >= 0");
     check<value_error>(!r.select_best || r.val_every > 0, "finetune: selecting the best checkpoint by val AUC needs val_every");
     check<value_error>(r.val_every == 0 || val, "finetune: validation needs a val split");
+    const bool lead = !r.comm || r.comm->rank() == 0;  // rank 0 logs and writes config.json, label_ids.txt, selected
+    if (!lead) r.log = [](const std::string&) {};
     std::map<std::string, std::string> init_meta;
     if (!r.init.empty()) init_meta = safetensors::reader(weights_file(r.init)).metadata();
     if (r.image_size == 0) r.image_size = init_meta.count("image-size") ? std::stoll(init_meta["image-size"]) : 224;
@@ -256,7 +262,7 @@ finetune_result finetune(context<B>& ctx, const data::dataset& pool, std::option
 
     const auto chosen = data::label_fraction(pool, r.label_fraction, r.seed);
     const auto labelled = pool.subset(chosen);
-    if (!r.fit.run_dir.empty()) {
+    if (!r.fit.run_dir.empty() && lead) {
         std::filesystem::create_directories(r.fit.run_dir);
         std::ofstream ids(r.fit.run_dir / "label_ids.txt");
         ids << "# training samples whose labels are used: fraction " << r.label_fraction << " of the patients, seed " << r.seed
@@ -291,11 +297,13 @@ finetune_result finetune(context<B>& ctx, const data::dataset& pool, std::option
         for (const auto& c : labelled.class_names) names += (names.empty() ? "" : "\t") + c;
         fo.metadata["class-names"] = names;
         if (r.select_best) fo.best_metric = "val_auc";
-        detail::write_config(fo, {{"command", "finetune"}, {"init", r.init.string()}, {"label_fraction", r.label_fraction},
-                                  {"labelled_images", labelled.size()}, {"linear_probe", r.linear_probe},
-                                  {"epochs", fo.epochs}, {"batch_size", fo.batch}, {"optimizer", r.optimizer.name},
-                                  {"lr", lr}, {"image_size", r.image_size}, {"select", r.select_best ? "best" : "last"},
-                                  {"seed", r.seed}, {"model", fo.metadata}});
+        if (r.comm) learner.distribute(*r.comm, r.dist);  // rank 0's model and optimizer state everywhere
+        if (lead)
+            detail::write_config(fo, {{"command", "finetune"}, {"init", r.init.string()}, {"label_fraction", r.label_fraction},
+                                      {"labelled_images", labelled.size()}, {"linear_probe", r.linear_probe},
+                                      {"epochs", fo.epochs}, {"batch_size", fo.batch}, {"optimizer", r.optimizer.name},
+                                      {"lr", lr}, {"image_size", r.image_size}, {"select", r.select_best ? "best" : "last"},
+                                      {"seed", r.seed}, {"model", fo.metadata}, {"ranks", r.comm ? r.comm->size() : 1}});
 
         std::optional<validation<learner_t>> validate;
         if (r.val_every > 0)
@@ -317,7 +325,7 @@ finetune_result finetune(context<B>& ctx, const data::dataset& pool, std::option
                     fo, monitor, std::forward<Callbacks>(callbacks)...);
         }
         out.selected = r.select_best && !out.best_checkpoint.empty() ? out.best_checkpoint : out.last_checkpoint;
-        if (!out.selected.empty()) detail::write_pointer(fo.run_dir, "selected", out.selected.filename().string());
+        if (!out.selected.empty() && lead) detail::write_pointer(fo.run_dir, "selected", out.selected.filename().string());
         return out;
     });
 }

@@ -5,11 +5,13 @@
 // `freeze_backbone` the backbone runs in inference mode and is not updated (a linear probe
 // on fixed features).
 #include <cmath>
+#include <memory>
 #include <span>
 #include <vector>
 
 #include "micle/core/concepts.hpp"
 #include "micle/core/ops.hpp"
+#include "micle/dist/data_parallel.hpp"
 #include "micle/heads/projection.hpp"
 #include "micle/nn/parameter.hpp"
 #include "micle/optim/optimizer.hpp"
@@ -55,11 +57,10 @@ public:
         const auto& logits = head_.forward(ctx_, features, true);
         const float loss = loss_and_gradient(logits, labels, targets);
         const auto& dfeat = head_.backward(ctx_, dlogits_);
+        if (train_backbone) backbone_.backward(ctx_, dfeat);
+        if (buckets_) buckets_->all_reduce(ctx_, *comm_);
         head_opt_.step(ctx_, lr * cfg_.head_lr_scale);
-        if (train_backbone) {
-            backbone_.backward(ctx_, dfeat);
-            backbone_opt_.step(ctx_, lr);
-        }
+        if (train_backbone) backbone_opt_.step(ctx_, lr);
         ++steps_;
         return loss;
     }
@@ -81,9 +82,12 @@ public:
 
     /// A head-only step on precomputed features [N, F] (linear probe).
     float step_head(const tensor<B>& features, std::span<const int> labels, std::span<const float> targets, float lr) {
+        check<value_error>(!buckets_ || cfg_.freeze_backbone,
+                           "supervised_learner: a head-only step of a data-parallel learner needs freeze_backbone");
         const auto& logits = head_.forward(ctx_, features, true);
         const float loss = loss_and_gradient(logits, labels, targets);
         head_.backward(ctx_, dlogits_);
+        if (buckets_) buckets_->all_reduce(ctx_, *comm_);
         head_opt_.step(ctx_, lr * cfg_.head_lr_scale);
         ++steps_;
         return loss;
@@ -111,6 +115,30 @@ public:
         }
         return p;
     }
+
+    /// Data-parallel training over `comm`: from here on every rank calls step with its
+    /// slice of each global batch (train::fit does; slices may differ by one image), batch
+    /// norm (with opt.global_batch_norm) uses the global batch's statistics, each rank's
+    /// gradient is weighted by its share of the global batch and summed over the ranks, and
+    /// step returns the global batch's loss: N ranks train what one process trains on the
+    /// whole batch. Rank 0's model and optimizer state are copied to every rank now. Every
+    /// rank must call it, with the same options.
+    void distribute(dist::communicator& comm, dist::options opt = {}) {
+        comm_ = &comm;
+        auto s = state();
+        for (auto* bn : s.norms) bn->synchronize(opt.global_batch_norm ? &comm : nullptr);
+        buckets_.reset();
+        if (comm.size() > 1) {  // what the optimizers update: the head, and the backbone unless frozen
+            std::vector<nn::parameter<B>*> trainable;
+            if (!cfg_.freeze_backbone) trainable = backbone_.state().params;
+            for (auto* p : head_.state().params) trainable.push_back(p);
+            buckets_ = std::make_unique<dist::gradient_buckets<B>>(trainable, opt.bucket_bytes);
+            if (opt.overlap) buckets_->arm(ctx_, comm);  // each bucket's all-reduce starts during backward
+        }
+        dist::broadcast_state(ctx_, comm, s, optimizer_state());
+    }
+    /// The ranks this learner trains with (dist::self(): one process).
+    dist::communicator& communicator() noexcept { return comm_ ? *comm_ : dist::self(); }
 
     backbone_type& backbone() noexcept { return backbone_; }
     heads::linear<B>& head() noexcept { return head_; }
@@ -144,6 +172,16 @@ private:
             target_t_ = tensor<B>::from_host(ctx_, logits.shape(), targets);
             loss = bce_.forward(ctx_, logits, target_t_);
         }
+        if (comm_ && comm_->size() > 1) {
+            // The global batch's mean loss: this rank's mean weighted by its share of the
+            // images, summed over the ranks (every rank then sees the same loss, so a
+            // non-finite one stops them all).
+            const double n = double(logits.shape()[0]);
+            double both[2] = {double(loss) * n, n};
+            comm_->all_reduce_sum(std::span<double>(both, 2));
+            loss = float(both[0] / both[1]);
+            share_ = float(n / both[1]);
+        }
         check<nonfinite_loss_error>(std::isfinite(loss), "supervised_learner: the loss is ",
                            std::isnan(loss) ? "NaN" : (loss > 0 ? "+inf" : "-inf"), " at step ", steps_,
                            "; parameters were not updated");
@@ -151,6 +189,11 @@ private:
             ce_.backward(ctx_, dlogits_);
         else
             bce_.backward(ctx_, dlogits_);
+        if (comm_ && comm_->size() > 1 && share_ != 1.0f) {  // d(global mean)/d(logits) = share x d(local mean)
+            auto g = dlogits_.to_host(ctx_);
+            for (auto& v : g) v *= share_;
+            dlogits_.assign(ctx_, g);
+        }
         return loss;
     }
 
@@ -163,6 +206,9 @@ private:
     ops::sigmoid_bce<B> bce_;
     tensor<B> dlogits_, target_t_;
     std::int64_t steps_ = 0;
+    dist::communicator* comm_ = nullptr;
+    std::unique_ptr<dist::gradient_buckets<B>> buckets_;
+    float share_ = 1.0f;  // this rank's images / the global batch's
 };
 
 }  // namespace micle::train
