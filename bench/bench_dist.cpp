@@ -111,13 +111,16 @@ private:
 
 micle::dist::communicator* world = nullptr;
 
-void BM_dist_step(benchmark::State& state, int depth, micle::models::stem_kind stem, std::int64_t res, std::int64_t pairs) {
+void BM_dist_step(benchmark::State& state, int depth, micle::models::stem_kind stem, std::int64_t res, std::int64_t pairs,
+                  bool global_bn) {
     timed_communicator comm(*world);
     const int ranks = comm.size();
     const auto mine = micle::dist::slice_of(pairs, comm.rank(), ranks);
     micle::context<B> ctx;
     learner l(ctx, micle::bench::simclr_step_config<B>(depth, stem));
-    l.distribute(comm);
+    micle::dist::options opt;
+    opt.global_batch_norm = global_bn;
+    l.distribute(comm, opt);
     // This rank's pairs of the global batch: its first views, then its second views.
     const std::int64_t per = 3 * res * res, n = mine.count();
     const auto global = micle::bench::simclr_step_views(pairs, res);
@@ -148,9 +151,15 @@ void BM_dist_step(benchmark::State& state, int depth, micle::models::stem_kind s
 }
 
 using micle::models::stem_kind;
-BENCHMARK_CAPTURE(BM_dist_step, resnet18_imagenet/64/64x2, 18, stem_kind::imagenet, 64, 64)
+// bench_step's first two configurations, with global batch norm (the paper's setting) and
+// with each rank normalising its own slice.
+BENCHMARK_CAPTURE(BM_dist_step, resnet18_imagenet/64/64x2/global_bn, 18, stem_kind::imagenet, 64, 64, true)
     ->Unit(benchmark::kMillisecond)->UseRealTime()->Iterations(12);
-BENCHMARK_CAPTURE(BM_dist_step, resnet50_imagenet/64/32x2, 50, stem_kind::imagenet, 64, 32)
+BENCHMARK_CAPTURE(BM_dist_step, resnet18_imagenet/64/64x2/local_bn, 18, stem_kind::imagenet, 64, 64, false)
+    ->Unit(benchmark::kMillisecond)->UseRealTime()->Iterations(12);
+BENCHMARK_CAPTURE(BM_dist_step, resnet50_imagenet/64/32x2/global_bn, 50, stem_kind::imagenet, 64, 32, true)
+    ->Unit(benchmark::kMillisecond)->UseRealTime()->Iterations(8);
+BENCHMARK_CAPTURE(BM_dist_step, resnet50_imagenet/64/32x2/local_bn, 50, stem_kind::imagenet, 64, 32, false)
     ->Unit(benchmark::kMillisecond)->UseRealTime()->Iterations(8);
 
 /// Ranks other than 0 run every benchmark (their collectives are needed) and print nothing.

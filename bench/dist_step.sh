@@ -11,8 +11,10 @@ bin=$build/bench/bench_dist
 cores=$(nproc)
 ranks=$(( cores < 2 ? 2 : cores ))
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+# Both under mpiexec with --bind-to none: a process started alone becomes an MPI singleton,
+# which Open MPI binds to one core (2 threads on 1 core measured 3x slower).
 echo "== 1 rank x $cores threads"
-OMP_NUM_THREADS=$cores "$bin" --benchmark_counters_tabular=true
+OMP_NUM_THREADS=$cores mpiexec -np 1 --bind-to none -x OMP_NUM_THREADS "$bin" --benchmark_counters_tabular=true
 echo "== $ranks ranks x 1 thread"
 OMP_NUM_THREADS=1 mpiexec -np "$ranks" --oversubscribe --bind-to none -x OMP_NUM_THREADS \
   "$bin" --benchmark_counters_tabular=true

@@ -26,6 +26,12 @@ TEST_CASE("single_process: rank 0 of 1, collectives are copies") {
     CHECK(dist::slice_of(10, 2, 3).begin == 7);
 }
 
+#if MICLE_HAS_ONEDNN && !defined(MICLE_TEST_GPU_PASS)
+// oneDNN's global batch norm runs on its primitives (the host path is for the others).
+static_assert(dist::normalises_with_given_statistics<onednn>);
+static_assert(!dist::normalises_with_given_statistics<reference>);
+#endif
+
 TEST_CASE_TEMPLATE("cross-replica batch norm in one process equals the batch norm op", B, MICLE_ALL_BACKENDS) {
     MICLE_SKIP_WITHOUT_DEVICE(B);
     context<B> ctx;

@@ -7,8 +7,10 @@
 // backward pass sums dy and dy * x_hat over the ranks; the scale and shift gradients stay
 // this rank's share, for the gradient all-reduce to sum with the others.
 //
-// nn::batch_norm uses this when its learner is distributed with global batch norm; the op
-// itself (ops::batch_norm) stays the per-rank path. Tensors are staged through host memory.
+// nn::batch_norm uses this when its learner is distributed with global batch norm. On a
+// backend whose op normalises with given statistics (oneDNN) it runs on the op's
+// primitives and only per-channel values cross to the host; elsewhere the activations are
+// staged through host memory.
 #include <cmath>
 #include <cstdint>
 #include <span>
@@ -20,10 +22,22 @@
 
 namespace micle::dist {
 
+/// A backend whose batch-norm op normalises with statistics it is given (oneDNN): the
+/// global batch norm then runs on the op's primitives, and only per-channel values cross
+/// to the host.
+template <class B>
+concept normalises_with_given_statistics =
+    requires(ops::batch_norm<B>& op, context<B>& c, const tensor<B>& t, tensor<B>& o, std::span<float> s) {
+        op.local_statistics(c, t, s, s);
+        op.forward_with_statistics(c, t, t, t, t, t, o);
+        op.backward_with_statistics(c, t, t, t, t, t, t, o, o, o);
+        op.subtract_affine(c, t, t, t, o);
+    };
+
 template <class B>
 class cross_replica_batch_norm {
 public:
-    explicit cross_replica_batch_norm(ops::batch_norm_params p = {}) : p_(p) {}
+    explicit cross_replica_batch_norm(ops::batch_norm_params p = {}) : p_(p), op_(p) {}
 
     void forward_training(context<B>& ctx, communicator& comm, const tensor<B>& x, const tensor<B>& gamma,
                           const tensor<B>& beta, tensor<B>& running_mean, tensor<B>& running_var, tensor<B>& y) {
@@ -33,23 +47,35 @@ public:
         ops::checks::batch_norm(x.shape(), false, {&gamma.shape(), &beta.shape(), &running_mean.shape(), &running_var.shape()});
         shape_ = x.shape();
         const std::int64_t N = shape_[0], C = shape_[1], S = x.numel() / (N * C);
-        const auto xh = x.to_host(ctx);
         // This rank's count, mean and M2 per channel, then every rank's, merged in rank order.
         std::vector<double> mine(std::size_t(3 * C));
-        for (std::int64_t c = 0; c < C; ++c) {
-            double sum = 0;
-            for (std::int64_t n = 0; n < N; ++n)
-                for (std::int64_t s = 0; s < S; ++s) sum += xh[std::size_t((n * C + c) * S + s)];
-            const double cnt = double(N * S), mean = sum / cnt;
-            double m2 = 0;
-            for (std::int64_t n = 0; n < N; ++n)
-                for (std::int64_t s = 0; s < S; ++s) {
-                    const double d = xh[std::size_t((n * C + c) * S + s)] - mean;
-                    m2 += d * d;
-                }
-            mine[std::size_t(3 * c)] = cnt;
-            mine[std::size_t(3 * c + 1)] = mean;
-            mine[std::size_t(3 * c + 2)] = m2;
+        std::vector<float> xh;
+        if constexpr (normalises_with_given_statistics<B>) {
+            std::vector<float> mean(static_cast<std::size_t>(C)), var(static_cast<std::size_t>(C));
+            op_.local_statistics(ctx, x, mean, var);
+            for (std::int64_t c = 0; c < C; ++c) {
+                const double cnt = double(N * S);
+                mine[std::size_t(3 * c)] = cnt;
+                mine[std::size_t(3 * c + 1)] = mean[std::size_t(c)];
+                mine[std::size_t(3 * c + 2)] = double(var[std::size_t(c)]) * cnt;
+            }
+        } else {
+            xh = x.to_host(ctx);
+            for (std::int64_t c = 0; c < C; ++c) {
+                double sum = 0;
+                for (std::int64_t n = 0; n < N; ++n)
+                    for (std::int64_t s = 0; s < S; ++s) sum += xh[std::size_t((n * C + c) * S + s)];
+                const double cnt = double(N * S), mean = sum / cnt;
+                double m2 = 0;
+                for (std::int64_t n = 0; n < N; ++n)
+                    for (std::int64_t s = 0; s < S; ++s) {
+                        const double d = xh[std::size_t((n * C + c) * S + s)] - mean;
+                        m2 += d * d;
+                    }
+                mine[std::size_t(3 * c)] = cnt;
+                mine[std::size_t(3 * c + 1)] = mean;
+                mine[std::size_t(3 * c + 2)] = m2;
+            }
         }
         std::vector<double> all(mine.size() * std::size_t(comm.size()));
         comm.all_gather(std::span<const double>(mine), std::span<double>(all));
@@ -73,22 +99,35 @@ public:
         }
         check(count_ > 1, "batch_norm: training needs more than one value per channel over the ranks, got input ", shape_,
               " on each of ", comm.size(), " ranks");
-        const auto g = gamma.to_host(ctx), b = beta.to_host(ctx);
-        xhat_.resize(xh.size());
-        std::vector<float> yh(xh.size());
-        for (std::int64_t n = 0; n < N; ++n)
-            for (std::int64_t c = 0; c < C; ++c)
-                for (std::int64_t s = 0; s < S; ++s) {
-                    const auto i = std::size_t((n * C + c) * S + s);
-                    xhat_[i] = float((xh[i] - mean_[std::size_t(c)]) * invstd_[std::size_t(c)]);
-                    const float v = g[std::size_t(c)] * xhat_[i] + b[std::size_t(c)];
-                    yh[i] = p_.fuse_relu && v < 0 ? 0.0f : v;
-                }
-        if (p_.fuse_relu) {
-            relu_mask_.resize(yh.size());
-            for (std::size_t i = 0; i < yh.size(); ++i) relu_mask_[i] = yh[i] > 0;
+        if constexpr (normalises_with_given_statistics<B>) {
+            std::vector<float> mean(static_cast<std::size_t>(C)), var(static_cast<std::size_t>(C));
+            for (std::int64_t c = 0; c < C; ++c) {
+                mean[std::size_t(c)] = float(mean_[std::size_t(c)]);
+                var[std::size_t(c)] = float(m2[std::size_t(c)] / count_);
+            }
+            set(ctx, gmean_, mean);
+            set(ctx, gvar_, var);
+            op_.forward_with_statistics(ctx, x, gamma, beta, gmean_, gvar_, y);
+            x_ = &x;
+            beta_ = &beta;
+        } else {
+            const auto g = gamma.to_host(ctx), b = beta.to_host(ctx);
+            xhat_.resize(xh.size());
+            std::vector<float> yh(xh.size());
+            for (std::int64_t n = 0; n < N; ++n)
+                for (std::int64_t c = 0; c < C; ++c)
+                    for (std::int64_t s = 0; s < S; ++s) {
+                        const auto i = std::size_t((n * C + c) * S + s);
+                        xhat_[i] = float((xh[i] - mean_[std::size_t(c)]) * invstd_[std::size_t(c)]);
+                        const float v = g[std::size_t(c)] * xhat_[i] + b[std::size_t(c)];
+                        yh[i] = p_.fuse_relu && v < 0 ? 0.0f : v;
+                    }
+            if (p_.fuse_relu) {
+                relu_mask_.resize(yh.size());
+                for (std::size_t i = 0; i < yh.size(); ++i) relu_mask_[i] = yh[i] > 0;
+            }
+            y = tensor<B>::from_host(ctx, shape_, yh);
         }
-        y = tensor<B>::from_host(ctx, shape_, yh);
         auto rm = running_mean.to_host(ctx), rv = running_var.to_host(ctx);
         for (std::int64_t c = 0; c < C; ++c) {
             const auto k = std::size_t(c);
@@ -104,6 +143,31 @@ public:
                   tensor<B>& dgamma, tensor<B>& dbeta) {
         check(dy.shape() == shape_, "batch_norm: backward with dy ", dy.shape(), " after a forward of ", shape_);
         const std::int64_t N = shape_[0], C = shape_[1], S = dy.numel() / (N * C);
+        if constexpr (normalises_with_given_statistics<B>) {
+            // dx = k (dy - sum dy / n - x_hat sum(dy x_hat) / n) with k = gamma invstd and the
+            // sums over every rank: the op computes k dy and this rank's sums; the rest is a
+            // per-channel a + b x to take off.
+            op_.backward_with_statistics(ctx, *x_, dy, gamma, *beta_, gmean_, gvar_, dx, dgamma, dbeta);
+            const auto dg = dgamma.to_host(ctx), db = dbeta.to_host(ctx);
+            std::vector<double> sums(std::size_t(2 * C));
+            for (std::int64_t c = 0; c < C; ++c) {
+                sums[std::size_t(c)] = db[std::size_t(c)];
+                sums[std::size_t(C + c)] = dg[std::size_t(c)];
+            }
+            comm.all_reduce_sum(std::span<double>(sums));
+            const auto g = gamma.to_host(ctx);
+            std::vector<float> a(static_cast<std::size_t>(C)), b(static_cast<std::size_t>(C));
+            for (std::int64_t c = 0; c < C; ++c) {
+                const auto k = std::size_t(c);
+                const double scale = double(g[k]) * invstd_[k], mdy = sums[k] / count_, mdyx = sums[std::size_t(C) + k] / count_;
+                b[k] = float(scale * invstd_[k] * mdyx);
+                a[k] = float(scale * (mdy - mean_[k] * invstd_[k] * mdyx));
+            }
+            set(ctx, a_, a);
+            set(ctx, b_, b);
+            op_.subtract_affine(ctx, *x_, a_, b_, dx);
+            return;
+        }
         auto d = dy.to_host(ctx);
         if (p_.fuse_relu)
             for (std::size_t i = 0; i < d.size(); ++i)
@@ -139,12 +203,24 @@ public:
     }
 
 private:
+    /// Per-channel values into a [C] tensor, reusing it from step to step.
+    static void set(context<B>& ctx, tensor<B>& t, const std::vector<float>& v) {
+        if (t.defined() && t.numel() == std::int64_t(v.size()))
+            t.assign(ctx, v);
+        else
+            t = tensor<B>::from_host(ctx, shape{std::int64_t(v.size())}, v);
+    }
+
     ops::batch_norm_params p_;
+    ops::batch_norm<B> op_;
     shape shape_;
     std::vector<double> mean_, invstd_;
     double count_ = 0;
-    std::vector<float> xhat_;
-    std::vector<bool> relu_mask_;
+    std::vector<float> xhat_;            // host path
+    std::vector<bool> relu_mask_;        // host path
+    tensor<B> gmean_, gvar_, a_, b_;     // op path: the global statistics, the dx correction
+    const tensor<B>* x_ = nullptr;       // op path: forward's input and shift, for backward
+    const tensor<B>* beta_ = nullptr;
 };
 
 }  // namespace micle::dist

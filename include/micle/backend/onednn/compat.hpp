@@ -129,6 +129,12 @@ inline eltwise_bwd::primitive_desc relu_bwd_pd(const dnnl::engine& eng, const md
     });
 }
 
+inline dnnl::binary::primitive_desc sub_pd(const dnnl::engine& eng, const md& a, const md& b, const md& dst) {
+    return make("subtract", {&a, &b}, [&] {
+        return dnnl::binary::primitive_desc(dnnl::binary::desc(dnnl::algorithm::binary_sub, a, b, dst), eng);
+    });
+}
+
 inline dnnl::binary::primitive_desc add_pd(const dnnl::engine& eng, const md& a, const md& b, const md& dst) {
     return make("add", {&a, &b}, [&] {
         return dnnl::binary::primitive_desc(dnnl::binary::desc(dnnl::algorithm::binary_add, a, b, dst), eng);
