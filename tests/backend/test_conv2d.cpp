@@ -19,6 +19,9 @@ const conv_case cases[] = {
     {{2, 3, 7, 7}, 5, 3, 1, 1, true},    {{1, 16, 9, 9}, 32, 3, 2, 1, false}, {{3, 17, 8, 6}, 19, 1, 2, 0, true},
     {{2, 3, 15, 13}, 8, 7, 2, 3, false}, {{2, 32, 7, 7}, 16, 3, 1, 1, false}, {{1, 5, 4, 4}, 3, 5, 1, 2, true},
     {{2, 64, 5, 5}, 24, 1, 1, 0, false},
+    // ResNet's layer4 at 64 px: 3x3 on 2x2 maps (oneDNN's AVX2 weight gradient runs them
+    // explicitly padded, conv2d<onednn>::explicitly_padded_pd), with and without bias
+    {{3, 16, 2, 2}, 16, 3, 1, 1, false}, {{2, 8, 2, 2}, 12, 3, 1, 1, true},
 };
 
 struct conv_result {
@@ -123,6 +126,33 @@ TEST_CASE("conv2d<onednn>: blocked inputs and weights give the same result, dw k
     const void* y_storage = y.memory().get_data_handle();
     op.forward(ctx, x, w, &b, y);
     CHECK(y.memory().get_data_handle() == y_storage);
+}
+#endif
+
+#if MICLE_HAS_ONEDNN
+TEST_CASE("conv2d<onednn>: the weight gradient of 3x3 convolutions on 2x2 maps runs a JIT kernel, not a GEMM per image") {
+    if (dnnl::get_effective_cpu_isa() < dnnl::cpu_isa::avx2) {
+        MESSAGE("skipped: oneDNN has no JIT weight gradient below AVX2 here");
+        return;
+    }
+    context<onednn> ctx;
+    for (const conv_case& c : {conv_case{{4, 32, 2, 2}, 32, 3, 1, 1, false}, conv_case{{2, 8, 2, 2}, 12, 3, 1, 1, true}}) {
+        CAPTURE(c.x);
+        ops::conv2d<onednn> op(c.params());
+        auto x = testing::make(ctx, c.x, random_values(c.x.numel(), 5));
+        auto w = testing::make(ctx, c.w(), random_values(c.w().numel(), 6));
+        auto b = testing::make(ctx, shape{c.out_channels}, random_values(c.out_channels, 7));
+        tensor<onednn> y, dw, db;
+        op.forward(ctx, x, w, c.bias ? &b : nullptr, y);
+        op.backward_weights(ctx, x, y, dw, c.bias ? &db : nullptr);
+        CHECK(op.weights_gradient_impl().find("gemm") == std::string::npos);
+        // a second input of another layout into the same zero-bordered buffer
+        auto x2 = x.to_layout(ctx, dnnl::memory::desc(onednn_detail::to_dims(c.x), dnnl::memory::data_type::f32,
+                                                      dnnl::memory::format_tag::nhwc));
+        tensor<onednn> dw2;
+        op.backward_weights(ctx, x2, y, dw2, nullptr);
+        CHECK(dw2.to_host(ctx) == dw.to_host(ctx));
+    }
 }
 #endif
 

@@ -1,5 +1,8 @@
 #pragma once
+#include <cstring>
 #include <optional>
+#include <string>
+#include <string_view>
 #include <unordered_map>
 
 #include "micle/backend/onednn/tensor.hpp"
@@ -13,6 +16,8 @@ namespace micle::ops {
 /// buffers. The weight gradient is returned in the layout of the weights passed to
 /// `forward`, so that an optimizer can update weights and gradients element by element;
 /// `preferred_weights_desc` tells a layer which layout saves the per-step weight reorder.
+/// Where oneDNN's weight gradient for a padded convolution would be a GEMM per image, the
+/// input is padded explicitly so that a JIT kernel runs (see explicitly_padded_pd).
 template <>
 class conv2d<onednn> {
     using md = dnnl::memory::desc;
@@ -67,11 +72,19 @@ public:
             auto pd = onednn_compat::conv_bwd_weights_pd(
                 ctx.engine(), onednn_detail::any_md(e.x_shape), onednn_detail::any_md(e.w_shape),
                 e.has_bias ? &db : nullptr, onednn_detail::any_md(e.y_shape), strides(), padding(), e.fwd_pd);
-            e.bwd_weights.emplace(std::move(pd));
-            if (e.has_bias && !dbias) e.bwd_weights->db_scratch = dnnl::memory(db, ctx.engine());
+            auto unpadded = is_gemm(pd) ? explicitly_padded_pd(ctx, e, e.has_bias ? &db : nullptr) : std::nullopt;
+            e.bwd_weights.emplace(unpadded ? std::move(*unpadded) : std::move(pd));
+            if (unpadded) {  // the border is zeroed once; the interior is a view for the reorder
+                auto& bw = *e.bwd_weights;
+                bw.padded = dnnl::memory(bw.pd.src_desc(), ctx.engine());
+                std::memset(bw.padded.get_data_handle(), 0, bw.pd.src_desc().get_size());
+                const md interior = bw.pd.src_desc().submemory_desc(onednn_detail::to_dims(e.x_shape), {0, 0, p_.pad_h, p_.pad_w});
+                bw.padded_interior = dnnl::memory(interior, ctx.engine(), bw.padded.get_data_handle());
+            }
         }
         auto& b = *e.bwd_weights;
-        const auto& xm = b.x_in.get(ctx, x.memory(), b.pd.src_desc());
+        if (b.padded) b.pad_in.copy(ctx, x.memory(), b.padded_interior);
+        const auto& xm = b.padded ? b.padded : b.x_in.get(ctx, x.memory(), b.pd.src_desc());
         const auto& dym = b.dy_in.get(ctx, dy.memory(), b.pd.diff_dst_desc());
         if (!(dw.defined() && dw.shape() == e.w_shape)) dw.ensure(ctx, w_desc_);
         const auto& dwm = b.dw_out.target(ctx, dw.memory(), b.pd.diff_weights_desc());
@@ -79,10 +92,18 @@ public:
             {DNNL_ARG_SRC, xm}, {DNNL_ARG_DIFF_DST, dym}, {DNNL_ARG_DIFF_WEIGHTS, dwm}};
         if (e.has_bias) {
             if (dbias) dbias->ensure(ctx, b.pd.diff_bias_desc());
+            else if (!b.db_scratch) b.db_scratch = dnnl::memory(b.pd.diff_bias_desc(), ctx.engine());
             args.emplace(DNNL_ARG_DIFF_BIAS, dbias ? dbias->memory() : b.db_scratch);
         }
         b.prim.execute(ctx.stream(), args);
         b.dw_out.flush(ctx, dwm, dw.memory());
+    }
+
+    /// The name of the implementation oneDNN runs for the weight gradient ("jit:avx2",
+    /// "x64:gemm:jit"...), once backward_weights has run.
+    std::string weights_gradient_impl() const {
+        check(last_ != nullptr && last_->bwd_weights, "conv2d: weights_gradient_impl before backward_weights");
+        return last_->bwd_weights->pd.impl_info_str();
     }
 
     /// The weights layout the forward primitive for inputs like `x` uses; weights kept in
@@ -105,6 +126,9 @@ private:
         onednn_compat::conv_bwd_weights prim;
         onednn_detail::stage x_in, dy_in, dw_out;
         dnnl::memory db_scratch;
+        // Explicit padding: the input copied into the interior of a zero-bordered buffer.
+        dnnl::memory padded, padded_interior;
+        onednn_detail::stage pad_in;
     };
     struct entry {
         shape x_shape, w_shape, y_shape;
@@ -141,6 +165,30 @@ private:
             return e;
         });
     }
+    static bool is_gemm(const onednn_compat::conv_bwd_weights::primitive_desc& pd) {
+        return std::string_view(pd.impl_info_str()).find("gemm") != std::string_view::npos;
+    }
+
+    // oneDNN 2.6 has no JIT weight gradient on AVX2 for some padded convolutions (ResNet's
+    // 3x3 convolutions on 2x2 maps, where the padding is as wide as the map) and falls back
+    // to a GEMM per image, 2.7x slower there than its JIT kernel. The same gradient is that
+    // of the unpadded convolution over the input with a zero border: when oneDNN has a JIT
+    // kernel for that one, backward_weights copies the input into a zero-bordered buffer
+    // and runs it.
+    std::optional<onednn_compat::conv_bwd_weights::primitive_desc> explicitly_padded_pd(context_t& ctx, const entry& e,
+                                                                                         const md* db) {
+        if (p_.pad_h == 0 && p_.pad_w == 0) return std::nullopt;
+        shape xp = e.x_shape;
+        xp[2] += 2 * p_.pad_h;
+        xp[3] += 2 * p_.pad_w;
+        const dnnl::memory::dims none{0, 0};
+        const auto x = onednn_detail::any_md(xp), w = onednn_detail::any_md(e.w_shape), y = onednn_detail::any_md(e.y_shape);
+        const auto hint = onednn_compat::conv_fwd_pd(ctx.engine(), x, w, db, y, strides(), none);
+        auto pd = onednn_compat::conv_bwd_weights_pd(ctx.engine(), x, w, db, y, strides(), none, hint);
+        if (is_gemm(pd) || std::string_view(pd.impl_info_str()).starts_with("ref")) return std::nullopt;
+        return pd;
+    }
+
     entry& current(const char* what) {
         check(last_ != nullptr, "conv2d: ", what, " called before forward");
         return *last_;

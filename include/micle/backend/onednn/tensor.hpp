@@ -220,6 +220,17 @@ public:
         prim_.execute(ctx.stream(), const_cast<dnnl::memory&>(computed), const_cast<dnnl::memory&>(dst));
     }
 
+    /// Reorders `src` into `dst`, which may be a view into a larger buffer (a submemory).
+    void copy(context<onednn>& ctx, const dnnl::memory& src, const dnnl::memory& dst) {
+        const md from = src.get_desc(), to = dst.get_desc();
+        if (!prim_ || from != from_ || to != to_) {
+            from_ = from;
+            to_ = to;
+            prim_ = onednn_compat::make_reorder(ctx.engine(), from, to);
+        }
+        prim_.execute(ctx.stream(), const_cast<dnnl::memory&>(src), const_cast<dnnl::memory&>(dst));
+    }
+
 private:
     void prepare(context<onednn>& ctx, const md& from, const md& to, const md& buffer) {
         if (buf_ && from == from_ && to == to_) return;
