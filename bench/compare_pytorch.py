@@ -4,7 +4,11 @@ other in this one command, on the same machine and thread count, and prints a ma
 table with both throughputs and their ratio. With --gpu: bench_step_gpu against PyTorch
 on the same GPU, in TF32, bf16 mixed precision (PyTorch: autocast) and strict fp32.
 
-Usage: bench/compare_pytorch.py BUILD_DIR [--threads 2] [--seconds 5] [--gpu]
+On the CPU it compares with current PyTorch 2.x (from PyPI, in the virtual environment
+bench/pytorch_env.sh creates on first use) and with Debian's python3-torch, in interleaved
+rounds, and prints the median of each cell.
+
+Usage: bench/compare_pytorch.py BUILD_DIR [--threads 2] [--seconds 5] [--repeats 3] [--no-venv] [--gpu]
 """
 import argparse
 import json
@@ -53,38 +57,85 @@ def compare_gpu(a, here):
           "img/s counts both views of every sample.")
 
 
+def pythons_with_torch(a, here):
+    """(label, python) for each PyTorch to compare against: PyTorch 2.x from the bench venv
+    (created on demand by pytorch_env.sh) unless --no-venv, then Debian's python3-torch."""
+    found = []
+    if a.venv_python:
+        found.append(a.venv_python)
+    elif not a.no_venv:
+        found.append(subprocess.run([os.path.join(here, "pytorch_env.sh")], check=True, capture_output=True,
+                                    text=True).stdout.strip().splitlines()[-1])
+    found.append("/usr/bin/python3")
+    out = []
+    for py in found:
+        r = subprocess.run([py, "-c", "import torch; print(torch.__version__)"], capture_output=True, text=True)
+        if r.returncode == 0:
+            out.append((r.stdout.strip(), py))
+        else:
+            print(f"compare_pytorch.py: no torch in {py}, left out", file=sys.stderr)
+    if not out:
+        sys.exit("compare_pytorch.py: no PyTorch to compare with")
+    return out
+
+
+def median(values):
+    v = sorted(values)
+    return v[len(v) // 2] if len(v) % 2 else 0.5 * (v[len(v) // 2 - 1] + v[len(v) // 2])
+
+
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("build_dir")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--seconds", type=float, default=5.0)
+    p.add_argument("--repeats", type=int, default=3, help="interleaved rounds; the table shows medians")
+    p.add_argument("--venv-python", help="python of an environment with PyTorch 2.x (default: bench/pytorch_env.sh's)")
+    p.add_argument("--no-venv", action="store_true", help="compare with Debian's python3-torch only")
+    p.add_argument("--filter", default="", help="only configurations whose name contains this")
     p.add_argument("--gpu", action="store_true", help="bench_step_gpu against PyTorch on the GPU")
     a = p.parse_args()
     here = os.path.dirname(os.path.abspath(__file__))
     if a.gpu:
         compare_gpu(a, here)
         return
+    torches = pythons_with_torch(a, here)
     env = dict(os.environ, OMP_NUM_THREADS=str(a.threads))
-    out = subprocess.run([os.path.join(a.build_dir, "bench", "bench_step"), "--benchmark_format=json",
-                          f"--benchmark_min_time={a.seconds}"], env=env, check=True, capture_output=True, text=True)
-    micle = {}
-    for b in json.loads(out.stdout)["benchmarks"]:
-        name = b["name"].split("/min_time")[0].replace("BM_step/", "")
-        micle[name] = b
-    rows = []
-    for arch, stem, res, n in CONFIGS:
-        r = subprocess.run([sys.executable, os.path.join(here, "pytorch_step.py"), "--arch", arch, "--stem", stem, "--res",
-                            str(res), "--n", str(n), "--threads", str(a.threads), "--seconds", str(a.seconds)],
-                           env=env, check=True, capture_output=True, text=True)
-        torch_result = json.loads(r.stdout.strip().splitlines()[-1])
-        name = torch_result["name"]
-        m = micle[name]
-        rows.append((name, m["img/s"], torch_result["img_per_s"], m["GFLOP/s"], m["peak_frac"], torch_result["torch"]))
-    print(f"| configuration ({a.threads} threads) | micle img/s | PyTorch img/s | ratio | micle GFLOP/s | fraction of fp32 peak |")
-    print("|---|---|---|---|---|---|")
-    for name, mi, ti, gf, pf, _ in rows:
-        print(f"| {name} | {mi:.1f} | {ti:.1f} | {mi / ti:.2f} | {gf:.0f} | {pf:.2f} |")
-    print(f"\nPyTorch {rows[0][5]}; img/s counts both views of every sample.")
+    configs = [c for c in CONFIGS if a.filter in f"{c[0]}_{c[1]}/{c[2]}/{c[3]}x2"]
+    micle, torch_ips = {}, {}
+    # Interleaved: each round runs micle's step, then each PyTorch's, on every configuration,
+    # so that a slow spell of this shared machine hits all columns alike.
+    for rnd in range(a.repeats):
+        out = subprocess.run([os.path.join(a.build_dir, "bench", "bench_step"), "--benchmark_format=json",
+                              f"--benchmark_min_time={a.seconds}", f"--benchmark_filter={a.filter or '.'}"], env=env,
+                             check=True, capture_output=True, text=True)
+        for b in json.loads(out.stdout)["benchmarks"]:
+            micle.setdefault(b["name"].split("/min_time")[0].replace("BM_step/", ""), []).append(b)
+        for version, py in torches:
+            for arch, stem, res, n in configs:
+                r = subprocess.run([py, os.path.join(here, "pytorch_step.py"), "--arch", arch, "--stem", stem, "--res",
+                                    str(res), "--n", str(n), "--threads", str(a.threads), "--seconds", str(a.seconds)],
+                                   env=env, check=True, capture_output=True, text=True)
+                t = json.loads(r.stdout.strip().splitlines()[-1])
+                torch_ips.setdefault((version, t["name"]), []).append(t["img_per_s"])
+        print(f"round {rnd + 1}/{a.repeats} done", file=sys.stderr)
+    head = f"| configuration ({a.threads} threads) | micle img/s |"
+    rule = "|---|---|"
+    for version, _ in torches:
+        head += f" PyTorch {version} img/s | ratio |"
+        rule += "---|---|"
+    print(head + " micle GFLOP/s | fraction of fp32 peak |")
+    print(rule + "---|---|")
+    for arch, stem, res, n in configs:
+        name = f"{arch}_{stem}/{res}/{n}x2"
+        runs = micle[name]
+        mi = median([b["img/s"] for b in runs])
+        row = f"| {name} | {mi:.1f} |"
+        for version, _ in torches:
+            ti = median(torch_ips[(version, name)])
+            row += f" {ti:.1f} | {mi / ti:.2f} |"
+        print(row + f" {median([b['GFLOP/s'] for b in runs]):.0f} | {median([b['peak_frac'] for b in runs]):.2f} |")
+    print(f"\nMedians of {a.repeats} interleaved rounds; img/s counts both views of every sample.")
 
 
 if __name__ == "__main__":

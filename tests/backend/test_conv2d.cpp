@@ -19,9 +19,11 @@ const conv_case cases[] = {
     {{2, 3, 7, 7}, 5, 3, 1, 1, true},    {{1, 16, 9, 9}, 32, 3, 2, 1, false}, {{3, 17, 8, 6}, 19, 1, 2, 0, true},
     {{2, 3, 15, 13}, 8, 7, 2, 3, false}, {{2, 32, 7, 7}, 16, 3, 1, 1, false}, {{1, 5, 4, 4}, 3, 5, 1, 2, true},
     {{2, 64, 5, 5}, 24, 1, 1, 0, false},
-    // ResNet's layer4 at 64 px: 3x3 on 2x2 maps (oneDNN's AVX2 weight gradient runs them
-    // explicitly padded, conv2d<onednn>::explicitly_padded_pd), with and without bias
-    {{3, 16, 2, 2}, 16, 3, 1, 1, false}, {{2, 8, 2, 2}, 12, 3, 1, 1, true},
+    // maps no larger than the kernel: ResNet's layer4 at 64 px (3x3 on 2x2), stride 2 on
+    // 3x3 (some taps join no input and output), 1x1 (the centre tap alone); without bias
+    // conv2d<onednn> runs them as matrix products (small_map_conv), with bias as convolutions
+    {{3, 16, 2, 2}, 16, 3, 1, 1, false}, {{2, 8, 2, 2}, 12, 3, 1, 1, true}, {{2, 8, 3, 3}, 6, 3, 2, 1, false},
+    {{2, 8, 1, 1}, 6, 3, 1, 1, false},
 };
 
 struct conv_result {
@@ -130,6 +132,44 @@ TEST_CASE("conv2d<onednn>: blocked inputs and weights give the same result, dw k
 #endif
 
 #if MICLE_HAS_ONEDNN
+TEST_CASE("conv2d<onednn>: maps no larger than the kernel run as matrix products, equal to the direct convolution") {
+    context<onednn> ctx;
+    for (const conv_case& c : {conv_case{{4, 24, 2, 2}, 40, 3, 1, 1, false}, conv_case{{3, 8, 3, 3}, 16, 3, 2, 1, false}}) {
+        CAPTURE(c.x);
+        ops::conv2d<onednn> small(c.params()), direct(c.params());
+        direct.allow_small_map_matmul(false);
+        auto x = testing::make(ctx, c.x, random_values(c.x.numel(), 21));
+        auto w = testing::make(ctx, c.w(), random_values(c.w().numel(), 22));
+        tensor<onednn> y, y2, dx, dx2, dw, dw2;
+        small.forward(ctx, x, w, nullptr, y);
+        direct.forward(ctx, x, w, nullptr, y2);
+        CHECK(small.lowered_to_matmul());
+        CHECK_FALSE(direct.lowered_to_matmul());
+        testing::expect_close(y.to_host(ctx), y2.to_host(ctx), 1e-5, 1e-6, "y");
+        auto dy = testing::make(ctx, y.shape(), random_values(y.numel(), 23));
+        small.backward_data(ctx, dy, w, dx);
+        direct.backward_data(ctx, dy, w, dx2);
+        testing::expect_close(dx.to_host(ctx), dx2.to_host(ctx), 1e-5, 1e-6, "dx");
+        small.backward_weights(ctx, x, dy, dw, nullptr);
+        direct.backward_weights(ctx, x, dy, dw2, nullptr);
+        CHECK(dw.desc() == w.desc());  // the weights' layout, as the direct path
+        testing::expect_close(dw.to_host(ctx), dw2.to_host(ctx), 1e-5, 1e-6, "dw");
+
+        // backward_data with weights other than forward's uses those
+        auto w2 = testing::make(ctx, c.w(), random_values(c.w().numel(), 24));
+        small.backward_data(ctx, dy, w2, dx);
+        direct.backward_data(ctx, dy, w2, dx2);
+        testing::expect_close(dx.to_host(ctx), dx2.to_host(ctx), 1e-5, 1e-6, "dx, other weights");
+        // the next forward sees weights updated in place
+        auto wv = w.to_host(ctx);
+        for (float& v : wv) v *= -0.5f;
+        w.assign(ctx, wv);
+        small.forward(ctx, x, w, nullptr, y);
+        direct.forward(ctx, x, w, nullptr, y2);
+        testing::expect_close(y.to_host(ctx), y2.to_host(ctx), 1e-5, 1e-6, "y after an update in place");
+    }
+}
+
 TEST_CASE("conv2d<onednn>: the weight gradient of 3x3 convolutions on 2x2 maps runs a JIT kernel, not a GEMM per image") {
     if (dnnl::get_effective_cpu_isa() < dnnl::cpu_isa::avx2) {
         MESSAGE("skipped: oneDNN has no JIT weight gradient below AVX2 here");
@@ -139,6 +179,7 @@ TEST_CASE("conv2d<onednn>: the weight gradient of 3x3 convolutions on 2x2 maps r
     for (const conv_case& c : {conv_case{{4, 32, 2, 2}, 32, 3, 1, 1, false}, conv_case{{2, 8, 2, 2}, 12, 3, 1, 1, true}}) {
         CAPTURE(c.x);
         ops::conv2d<onednn> op(c.params());
+        op.allow_small_map_matmul(false);  // the direct convolution's own weight gradient
         auto x = testing::make(ctx, c.x, random_values(c.x.numel(), 5));
         auto w = testing::make(ctx, c.w(), random_values(c.w().numel(), 6));
         auto b = testing::make(ctx, shape{c.out_channels}, random_values(c.out_channels, 7));

@@ -26,6 +26,8 @@ public:
         return *items_.back().second;
     }
 
+    bool empty() const noexcept { return items_.empty(); }
+
 private:
     static constexpr std::size_t capacity = 8;
     std::vector<std::pair<Key, std::unique_ptr<Entry>>> items_;

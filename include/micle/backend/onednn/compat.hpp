@@ -84,6 +84,12 @@ inline conv_bwd_weights::primitive_desc conv_bwd_weights_pd(const dnnl::engine& 
     });
 }
 
+// ---------------------------------------------------------------- matrix product
+inline dnnl::matmul::primitive_desc matmul_pd(const dnnl::engine& eng, const md& src, const md& weights, const md& dst) {
+    return make("matmul", {&src, &weights, &dst},
+                [&] { return dnnl::matmul::primitive_desc(dnnl::matmul::desc(src, weights, dst), eng); });
+}
+
 // ---------------------------------------------------------------- batch normalisation
 using bn_fwd = dnnl::batch_normalization_forward;
 using bn_bwd = dnnl::batch_normalization_backward;

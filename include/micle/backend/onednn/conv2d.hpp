@@ -5,6 +5,7 @@
 #include <string_view>
 #include <unordered_map>
 
+#include "micle/backend/onednn/small_map_conv.hpp"
 #include "micle/backend/onednn/tensor.hpp"
 #include "micle/core/ops.hpp"
 
@@ -16,7 +17,8 @@ namespace micle::ops {
 /// buffers. The weight gradient is returned in the layout of the weights passed to
 /// `forward`, so that an optimizer can update weights and gradients element by element;
 /// `preferred_weights_desc` tells a layer which layout saves the per-step weight reorder.
-/// Where oneDNN's weight gradient for a padded convolution would be a GEMM per image, the
+/// Convolutions over maps no larger than the kernel (and no bias) run as one matrix product
+/// per pass instead (onednn_detail::small_map_conv). Where oneDNN's weight gradient for a padded convolution would be a GEMM per image, the
 /// input is padded explicitly so that a JIT kernel runs (see explicitly_padded_pd).
 template <>
 class conv2d<onednn> {
@@ -35,6 +37,8 @@ public:
         checks::conv2d(p_, x.shape(), w.shape(), bias ? &bias->shape() : nullptr);
         entry& e = lookup(ctx, x.desc(), w.shape(), bias != nullptr);
         w_desc_ = w.desc();
+        last_ = &e;
+        if (e.small) return e.small->forward(ctx, x, w, y);
         const auto& src = e.x_fwd.get(ctx, x.memory(), e.fwd_pd.src_desc());
         const auto& wm = e.w_fwd.get(ctx, w.memory(), e.fwd_pd.weights_desc());
         y.ensure(ctx, e.fwd_pd.dst_desc());
@@ -42,13 +46,13 @@ public:
             {DNNL_ARG_SRC, src}, {DNNL_ARG_WEIGHTS, wm}, {DNNL_ARG_DST, y.memory()}};
         if (bias) args.emplace(DNNL_ARG_BIAS, bias->memory());
         e.fwd.execute(ctx.stream(), args);
-        last_ = &e;
     }
 
     void backward_data(context_t& ctx, const tensor_t& dy, const tensor_t& w, tensor_t& dx) {
         entry& e = current("backward_data");
         checks::same_shape("conv2d backward_data", "dy", dy.shape(), "forward output", e.y_shape);
         checks::same_shape("conv2d backward_data", "weight", w.shape(), "forward weight", e.w_shape);
+        if (e.small) return e.small->backward_data(ctx, dy, w, dx);
         if (!e.bwd_data) {
             auto pd = onednn_compat::conv_bwd_data_pd(ctx.engine(), onednn_detail::any_md(e.x_shape),
                                                       onednn_detail::any_md(e.w_shape),
@@ -67,6 +71,10 @@ public:
         checks::same_shape("conv2d backward_weights", "input", x.shape(), "forward input", e.x_shape);
         checks::same_shape("conv2d backward_weights", "dy", dy.shape(), "forward output", e.y_shape);
         check(!dbias || e.has_bias, "conv2d backward_weights: a bias gradient was asked for, but forward had no bias");
+        if (e.small) {
+            if (!(dw.defined() && dw.shape() == e.w_shape)) dw.ensure(ctx, w_desc_);
+            return e.small->backward_weights(ctx, x, dy, dw);
+        }
         if (!e.bwd_weights) {
             const md db = onednn_detail::plain_md(shape{e.w_shape[0]});
             auto pd = onednn_compat::conv_bwd_weights_pd(
@@ -102,8 +110,18 @@ public:
     /// The name of the implementation oneDNN runs for the weight gradient ("jit:avx2",
     /// "x64:gemm:jit"...), once backward_weights has run.
     std::string weights_gradient_impl() const {
-        check(last_ != nullptr && last_->bwd_weights, "conv2d: weights_gradient_impl before backward_weights");
-        return last_->bwd_weights->pd.impl_info_str();
+        check(last_ != nullptr && (last_->small || last_->bwd_weights), "conv2d: weights_gradient_impl before backward_weights");
+        return last_->small ? "small-map matmul" : last_->bwd_weights->pd.impl_info_str();
+    }
+
+    /// Whether the last forward ran as one matrix product (onednn_detail::small_map_conv:
+    /// a map no larger than the kernel, no bias).
+    bool lowered_to_matmul() const { return last_ != nullptr && last_->small.has_value(); }
+
+    /// Turns the matrix-product form for small maps off (on by default), for comparisons.
+    void allow_small_map_matmul(bool on) {
+        check(cache_.empty(), "conv2d: allow_small_map_matmul before the first forward");
+        small_maps_ = on;
     }
 
     /// The weights layout the forward primitive for inputs like `x` uses; weights kept in
@@ -138,6 +156,7 @@ private:
         onednn_detail::stage x_fwd, w_fwd;
         std::optional<bwd_data_entry> bwd_data;
         std::optional<bwd_weights_entry> bwd_weights;
+        std::optional<onednn_detail::small_map_conv> small;
     };
     struct key {
         md x;
@@ -162,6 +181,8 @@ private:
                                                   onednn_detail::any_md(w_shape), has_bias ? &b : nullptr,
                                                   onednn_detail::any_md(e.y_shape), strides(), padding());
             e.fwd = onednn_compat::conv_fwd(e.fwd_pd);
+            if (small_maps_ && onednn_detail::small_map_conv::pays(p_, e.x_shape, has_bias))
+                e.small.emplace(ctx, p_, e.x_shape, w_shape, e.y_shape);
             return e;
         });
     }
@@ -198,6 +219,7 @@ private:
     onednn_detail::shape_cache<key, entry> cache_;
     entry* last_ = nullptr;
     md w_desc_;
+    bool small_maps_ = true;
 };
 
 }  // namespace micle::ops
