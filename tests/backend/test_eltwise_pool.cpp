@@ -135,6 +135,21 @@ TEST_CASE_TEMPLATE("relu, add, pool2d, global_avg_pool equal the reference", B, 
             op.forward(ctx, a, b, b);
             for (std::size_t i = 0; i < want.size(); ++i) want[i] += x2v[i];
             testing::expect_close(b.to_host(ctx), want, 1e-6, 0, "add in place");
+#if MICLE_HAS_ONEDNN
+            if constexpr (std::is_same_v<B, onednn>) {  // sources in two layouts (NHWC + blocked, as after small_map_conv)
+                using tag = dnnl::memory::format_tag;
+                const auto f32 = dnnl::memory::data_type::f32;
+                auto an = testing::make(ctx, xs, xv).to_layout(ctx, dnnl::memory::desc(onednn_detail::to_dims(xs), f32, tag::nhwc));
+                auto bb = testing::make(ctx, xs, x2v).to_layout(ctx, dnnl::memory::desc(onednn_detail::to_dims(xs), f32, tag::nChw8c));
+                tensor<B> ym;
+                op.forward(ctx, an, bb, ym);
+                CHECK(ym.desc() == an.desc());
+                for (std::size_t i = 0; i < want.size(); ++i) want[i] = xv[i] + x2v[i];
+                CHECK(ym.to_host(ctx) == want);
+                op.forward(ctx, an, bb, bb);  // in place into the blocked one
+                CHECK(bb.to_host(ctx) == want);
+            }
+#endif
         }
         // pooling
         for (const auto& p : pool_cases) {

@@ -69,20 +69,14 @@ public:
         armed_ = false;
     }
 
-    /// grad = scale x (sum over the ranks of grad), for every parameter.
-    void all_reduce(context<B>& ctx, communicator& comm, float scale = 1.0f) {
+    /// grad = the sum over the ranks of grad, for every parameter.
+    void all_reduce(context<B>& ctx, communicator& comm) {
         const auto t0 = std::chrono::steady_clock::now();
         for (std::size_t i = 0; i < buckets_.size(); ++i)
-            if (!buckets_[i].started) start(ctx, comm, i, scale == 1.0f);
+            if (!buckets_[i].started) start(ctx, comm, i);
         comm.finish_started();
         for (auto& b : buckets_) {
-            if (b.on_device) {
-                if (scale != 1.0f) throw value_error("gradient_buckets: a scaled sum of device gradients");
-            } else {
-                if (scale != 1.0f)
-                    for (auto& v : b.flat) v *= scale;
-                unpack(ctx, b);
-            }
+            if (!b.on_device) unpack(ctx, b);
             b.started = b.on_device = false;
             b.waiting = b.members.size();
         }
@@ -112,17 +106,17 @@ private:
         auto& b = buckets_[slot_[k]];
         if (b.started || b.waiting == 0) return;  // a gradient written twice in one step
         if (--b.waiting == 0) {
-            start(ctx, comm, slot_[k], true);
+            start(ctx, comm, slot_[k]);
             ++started_during_backward_;
         }
         comm.progress();
     }
 
-    void start(context<B>& ctx, communicator& comm, std::size_t i, bool device_ok) {
+    void start(context<B>& ctx, communicator& comm, std::size_t i) {
         auto& b = buckets_[i];
         b.started = true;
         if constexpr (requires(tensor<B>& t) { t.f32(); }) {  // a GPU backend and NCCL: the gradients where they are
-            if (comm.device_memory() && device_ok) {
+            if (comm.device_memory()) {
                 b.on_device = true;
                 comm.group_begin();
                 for (auto k : b.members) {

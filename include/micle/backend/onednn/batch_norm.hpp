@@ -86,19 +86,7 @@ public:
             e.bwd_pd = onednn_compat::bn_bwd_pd(ctx.engine(), x.desc(), p_.eps, flags(false), e.train_pd);
             e.bwd = onednn_compat::bn_bwd(e.bwd_pd);
         }
-        const auto& dym = e.dy_in.get(ctx, dy.memory(), e.bwd_pd.diff_dst_desc());
-        const shape cs{x.shape()[1]};
-        dx.ensure(ctx, e.bwd_pd.diff_src_desc());
-        dgamma.ensure(ctx, onednn_detail::plain_md(cs));
-        dbeta.ensure(ctx, onednn_detail::plain_md(cs));
-        std::unordered_map<int, dnnl::memory> args{
-            {DNNL_ARG_SRC, x.memory()},         {DNNL_ARG_MEAN, e.mean},
-            {DNNL_ARG_VARIANCE, e.var},         {DNNL_ARG_DIFF_DST, dym},
-            {DNNL_ARG_SCALE, gamma.memory()},   {DNNL_ARG_SHIFT, beta.memory()},
-            {DNNL_ARG_DIFF_SRC, dx.memory()},   {DNNL_ARG_DIFF_SCALE, dgamma.memory()},
-            {DNNL_ARG_DIFF_SHIFT, dbeta.memory()}};
-        if (p_.fuse_relu) args.emplace(DNNL_ARG_WORKSPACE, e.workspace);
-        e.bwd.execute(ctx.stream(), args);
+        run_backward(ctx, e.bwd, e.bwd_pd, e.dy_in, x, dy, gamma, beta, e.mean, e.var, e.workspace, dx, dgamma, dbeta);
     }
 
     // ---- Statistics from elsewhere: the parts dist::cross_replica_batch_norm assembles
@@ -162,17 +150,7 @@ public:
                                                 g.fwd_pd);
             g.bwd = onednn_compat::bn_bwd(g.bwd_pd);
         }
-        const auto& dym = g.dy_in.get(ctx, dy.memory(), g.bwd_pd.diff_dst_desc());
-        const shape cs{x.shape()[1]};
-        dx.ensure(ctx, g.bwd_pd.diff_src_desc());
-        dgamma.ensure(ctx, onednn_detail::plain_md(cs));
-        dbeta.ensure(ctx, onednn_detail::plain_md(cs));
-        std::unordered_map<int, dnnl::memory> args{
-            {DNNL_ARG_SRC, x.memory()},       {DNNL_ARG_MEAN, mean.memory()},     {DNNL_ARG_VARIANCE, var.memory()},
-            {DNNL_ARG_DIFF_DST, dym},         {DNNL_ARG_SCALE, gamma.memory()},   {DNNL_ARG_SHIFT, beta.memory()},
-            {DNNL_ARG_DIFF_SRC, dx.memory()}, {DNNL_ARG_DIFF_SCALE, dgamma.memory()}, {DNNL_ARG_DIFF_SHIFT, dbeta.memory()}};
-        if (p_.fuse_relu) args.emplace(DNNL_ARG_WORKSPACE, g.workspace);
-        g.bwd.execute(ctx.stream(), args);
+        run_backward(ctx, g.bwd, g.bwd_pd, g.dy_in, x, dy, gamma, beta, mean.memory(), var.memory(), g.workspace, dx, dgamma, dbeta);
     }
 
     /// dx -= a + b x, channel by channel (a, b: [C], plain), x and dx in x's layout: a batch
@@ -203,6 +181,25 @@ public:
     }
 
 private:
+    /// Backward with the given statistics (this input's from forward_training, or the
+    /// global ones) and the fused ReLU's workspace.
+    void run_backward(context_t& ctx, onednn_compat::bn_bwd& prim, const onednn_compat::bn_bwd::primitive_desc& pd,
+                      onednn_detail::stage& dy_in, const tensor_t& x, const tensor_t& dy, const tensor_t& gamma,
+                      const tensor_t& beta, const dnnl::memory& mean, const dnnl::memory& var, const dnnl::memory& workspace,
+                      tensor_t& dx, tensor_t& dgamma, tensor_t& dbeta) {
+        const auto& dym = dy_in.get(ctx, dy.memory(), pd.diff_dst_desc());
+        const shape cs{x.shape()[1]};
+        dx.ensure(ctx, pd.diff_src_desc());
+        dgamma.ensure(ctx, onednn_detail::plain_md(cs));
+        dbeta.ensure(ctx, onednn_detail::plain_md(cs));
+        std::unordered_map<int, dnnl::memory> args{
+            {DNNL_ARG_SRC, x.memory()},       {DNNL_ARG_MEAN, mean},           {DNNL_ARG_VARIANCE, var},
+            {DNNL_ARG_DIFF_DST, dym},         {DNNL_ARG_SCALE, gamma.memory()}, {DNNL_ARG_SHIFT, beta.memory()},
+            {DNNL_ARG_DIFF_SRC, dx.memory()}, {DNNL_ARG_DIFF_SCALE, dgamma.memory()}, {DNNL_ARG_DIFF_SHIFT, dbeta.memory()}};
+        if (p_.fuse_relu) args.emplace(DNNL_ARG_WORKSPACE, workspace);
+        prim.execute(ctx.stream(), args);
+    }
+
     struct given {  // the primitives of the statistics-from-elsewhere path, per input layout
         onednn_compat::bn_fwd::primitive_desc stats_pd, fwd_pd, affine_pd;
         onednn_compat::bn_fwd stats, fwd, affine;

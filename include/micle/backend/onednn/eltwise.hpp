@@ -71,7 +71,11 @@ public:
         check(a.defined() && !a.shape().has_zero(), "add: empty or zero-sized input ", a.shape());
         const md dst = &y == &b ? b.desc() : a.desc();
         if (&y != &a && &y != &b) y.ensure(ctx, dst);
-        run(ctx, a.memory(), b.memory(), y.memory(), dst);
+        // oneDNN's JIT binary wants both sources in one layout (NHWC plus blocked runs its
+        // reference kernel, 10x slower): the other source is reordered to the output's
+        const auto& am = a_in_.get(ctx, a.memory(), dst);
+        const auto& bm = b_in_.get(ctx, b.memory(), dst);
+        run(ctx, am, bm, y.memory(), dst);
     }
 
 private:
@@ -85,6 +89,7 @@ private:
         prim.execute(ctx.stream(), {{DNNL_ARG_SRC_0, a}, {DNNL_ARG_SRC_1, b}, {DNNL_ARG_DST, y}});
     }
     onednn_detail::shape_cache<key, dnnl::binary> cache_;
+    onednn_detail::stage a_in_, b_in_;
 };
 
 }  // namespace micle::ops
