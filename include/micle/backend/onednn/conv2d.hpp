@@ -18,8 +18,9 @@ namespace micle::ops {
 /// `forward`, so that an optimizer can update weights and gradients element by element;
 /// `preferred_weights_desc` tells a layer which layout saves the per-step weight reorder.
 /// Convolutions over maps no larger than the kernel (and no bias) run as one matrix product
-/// per pass instead (onednn_detail::small_map_conv). Where oneDNN's weight gradient for a padded convolution would be a GEMM per image, the
-/// input is padded explicitly so that a JIT kernel runs (see explicitly_padded_pd).
+/// per pass instead (onednn_detail::small_map_conv). Where oneDNN's weight gradient for a
+/// padded convolution would be a GEMM per image, the input is padded explicitly so that a
+/// JIT kernel runs (see explicitly_padded_pd).
 template <>
 class conv2d<onednn> {
     using md = dnnl::memory::desc;
