@@ -11,8 +11,9 @@ const char* finetune_usage =
     "                         without it the backbone starts from random weights (the supervised baseline)\n"
     "  --out DIR              run directory\n"
     "  --label-fraction F     fraction of the training patients whose labels are used, stratified by label (1.0)\n"
-    "  --linear-probe         train only a linear classifier on frozen features (computed once)\n"
-    "  --epochs E (10)  --batch-size N (64)  --lr LR (0.1, sgd: LR x N / 256)  --head-lr-scale X (1)\n"
+    "  --linear-probe         train only a linear classifier (after a batch norm) on frozen features, computed\n"
+    "                         once; without --init, of a random-init backbone (the probe's baseline)\n"
+    "  --epochs E (10; 100 for --linear-probe)  --batch-size N (64)  --lr LR (0.1, sgd: LR x N / 256)  --head-lr-scale X (1)\n"
     "  --optimizer sgd|adamw (sgd)  --weight-decay WD (sgd 1e-4, adamw 1e-2)\n"
     "  --image-size S, --arch, --width, --stem, --base-channels, --channels: default to the --init checkpoint's\n"
     "                         (--channels: else the data's)\n"
@@ -33,6 +34,9 @@ int finetune(int argc, char** argv) {
     r.init = o.str("init");
     r.label_fraction = o.number("label-fraction", 1.0);
     r.linear_probe = o.has("linear-probe");
+    // A probe's epochs run over precomputed features (milliseconds each): train it to
+    // convergence by default, as scikit-learn's solver does (tests/interop/probe_vs_sklearn.py).
+    if (r.linear_probe && !o.has("epochs")) r.fit.epochs = 100;
     r.image_size = o.integer("image-size", 0);
     r.model = model_options(o);
     r.optimizer = optimizer_from(o, "sgd");
@@ -41,7 +45,6 @@ int finetune(int argc, char** argv) {
     const std::string select = o.str("select", "last");
     if (select != "last" && select != "best") throw usage_error("--select must be last or best");
     if (select == "best" && !o.has("val-every")) throw usage_error("--select best chooses by val AUC: give --val-every K");
-    if (r.linear_probe && !o.has("init")) throw usage_error("--linear-probe needs --init (a probe of random features is meaningless)");
     r.select_best = select == "best";
     r.seed = std::uint64_t(o.integer("seed", 0));
     const auto pool =

@@ -107,6 +107,10 @@ def npz_pipeline():
     run("evaluate", "--data", f"{work}/tiny.npz", "--model", f"{work}/f-npz", "--report", f"{work}/npz-report.json")
     r = json.load(open(f"{work}/npz-report.json"))
     assert r["task"] == "multilabel" and r["n"] == 20 and len(r["auc_per_class"]) == 3 and "confusion_matrix" not in r
+    run("embed", "--data", f"{work}/tiny.npz", "--model", f"{work}/p-npz", "--out", f"{work}/npz-emb/test")
+    f, y = np.load(f"{work}/npz-emb/test.features.npy"), np.load(f"{work}/npz-emb/test.labels.npy")
+    assert f.shape == (20, 32) and f.dtype == np.float32 and np.isfinite(f).all(), (f.shape, f.dtype)
+    assert y.tolist() == np.tile([[1, 0, 1], [0, 1, 0]], (10, 1)).tolist(), y
 
 
 def idx_pipeline():
@@ -143,7 +147,11 @@ def bad_input():
     assert "train and test splits only" in r.stderr
     r = run("finetune", "--data", f"{work}/tiny.npz", "--init", f"{work}/nowhere", "--out", f"{work}/y", expect=1)
     assert "nowhere" in r.stderr
-    for cmd in ["pretrain", "finetune", "evaluate"]:
+    r = run("embed", "--data", f"{work}/tiny.npz", "--model", f"{work}/nowhere", "--out", f"{work}/e", expect=1)
+    assert "nowhere" in r.stderr, r.stderr
+    r = run("embed", "--data", f"{work}/tiny.npz", "--out", f"{work}/e", expect=2)
+    assert "--model is required" in r.stderr and "usage: micle embed" in r.stderr, r.stderr
+    for cmd in ["pretrain", "finetune", "evaluate", "embed"]:
         assert "usage: micle " + cmd in run(cmd, "--help").stdout
 
 

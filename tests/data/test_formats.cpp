@@ -239,6 +239,45 @@ for name, method in [('lie-stored.npz', zipfile.ZIP_STORED), ('lie-deflated.npz'
     CHECK(read_medmnist(s.dir / "rgb.npz", "val", {.max_pixels = 64}).size() == 3);
 }
 
+TEST_CASE(".npy written by micle: NumPy reads the same shapes and values; a bad array is refused, the old file kept") {
+    scratch s;
+    npy_array f{"<f4", {3, 2}, std::vector<std::uint8_t>(24)};
+    const float values[6] = {0.5f, -1.25f, 3e-8f, 1e30f, -0.0f, 7.0f};
+    std::memcpy(f.bytes.data(), values, sizeof values);
+    npy_array l{"<i8", {3}, std::vector<std::uint8_t>(24)};
+    const std::int64_t labels[3] = {2, 0, -9000000000};
+    std::memcpy(l.bytes.data(), labels, sizeof labels);
+    npy_array wide{"|u1", {1, 2, 3, 4, 5}, std::vector<std::uint8_t>(120, 9)};
+    write_npy(s.dir / "f.npy", f);
+    write_npy(s.dir / "l.npy", l);
+    write_npy(s.dir / "w.npy", wide);
+    const std::string script = R"PY(
+import numpy as np, sys
+d = sys.argv[1]
+f, l, w = np.load(d + '/f.npy'), np.load(d + '/l.npy'), np.load(d + '/w.npy')
+assert f.dtype == np.float32 and f.shape == (3, 2), (f.dtype, f.shape)
+assert f.tolist() == np.array([0.5, -1.25, 3e-8, 1e30, -0.0, 7.0], np.float32).reshape(3, 2).tolist(), f
+assert l.dtype == np.int64 and l.tolist() == [2, 0, -9000000000], l
+assert w.dtype == np.uint8 and w.shape == (1, 2, 3, 4, 5) and (w == 9).all()
+for name in ['f', 'l', 'w']:
+    assert open(d + '/' + name + '.npy', 'rb').read().index(b'\n') % 64 == 63  # data aligned as NumPy aligns it
+)PY";
+    std::ofstream(s.dir / "check.py") << script;
+    const std::string cmd = std::string(MICLE_TEST_PYTHON) + " " + (s.dir / "check.py").string() + " " + s.dir.string();
+    CHECK_MESSAGE(std::system(cmd.c_str()) == 0, "NumPy did not read back what write_npy wrote: " << cmd);
+    const auto back = npz_detail::parse_npy(read_file(s.dir / "l.npy"), "l.npy");
+    CHECK(back.shape == l.shape);
+    CHECK(back.bytes == l.bytes);
+
+    npy_array bad{"<f4", {3, 3}, std::vector<std::uint8_t>(24)};  // 9 floats promised, 6 held
+    CHECK_THROWS_WITH_AS(write_npy(s.dir / "f.npy", bad), doctest::Contains("f.npy: 24 bytes do not hold"), data_error);
+    CHECK_THROWS_WITH_AS(write_npy(s.dir / "f.npy", npy_array{"<c8", {1}, std::vector<std::uint8_t>(8)}),
+                         doctest::Contains("cannot write dtype '<c8'"), data_error);
+    CHECK(npz_detail::parse_npy(read_file(s.dir / "f.npy"), "f.npy").bytes == f.bytes);  // untouched
+    CHECK_THROWS_WITH_AS(write_npy(s.dir / "no-such-dir" / "x.npy", f), doctest::Contains("no-such-dir/x.npy.tmp"), data_error);
+    CHECK_FALSE(fs::exists(s.dir / "no-such-dir"));
+}
+
 TEST_CASE("Decoders refuse images over the pixel limit before decoding, naming file, dimensions and the flag") {
     scratch s;
     testing::write_png(s.dir / "g.png", 3, 2, 1, 8, std::vector<std::uint16_t>(6, 7));

@@ -109,3 +109,45 @@ TEST_CASE("contrastive_learner: a run checkpointed and resumed ends bitwise equa
     for (std::size_t i = 0; i < a.buffers.size(); ++i) CHECK(a.buffers[i]->value.to_host(ctx) == b.buffers[i]->value.to_host(ctx));
     CHECK(resumed.steps_done() == 4);
 }
+
+TEST_CASE_TEMPLATE("supervised_learner: a linear probe with feature_norm learns from features of very different scales",
+                   B, MICLE_ALL_BACKENDS) {
+    // What a random encoder's features look like to a linear probe: large positive values
+    // of very different scales, and the class in one small feature. Plain SGD on the
+    // classifier is at the mercy of the large ones; batch norm before it (SimCLR's linear
+    // evaluation) makes every feature count equally.
+    MICLE_SKIP_WITHOUT_DEVICE(B);
+    using learner_t = train::supervised_learner<B, models::resnet, optim::sgd>;
+    const std::int64_t n = 64;
+    auto accuracy_after_training = [&](bool feature_norm) {
+        context<B> ctx;
+        typename learner_t::config cfg;
+        cfg.backbone.depth = 18;
+        cfg.backbone.base_channels = 4;
+        cfg.backbone.stem = models::stem_kind::small;
+        cfg.classes = 2;
+        cfg.freeze_backbone = true;
+        cfg.feature_norm = feature_norm;
+        cfg.optimizer.momentum = 0.9f;
+        cfg.seed = 5;
+        learner_t l(ctx, cfg);
+        const std::int64_t f = l.backbone().output_dim();
+        std::vector<float> x(std::size_t(n * f));
+        std::vector<int> y(static_cast<std::size_t>(n));
+        const auto noise = testing::random_values(x.size(), 6, 0.0f, 1.0f);
+        for (std::int64_t i = 0; i < n; ++i) {
+            y[std::size_t(i)] = i % 4 == 0;  // 25% positives: the majority class is right on 75%
+            for (std::int64_t j = 0; j < f; ++j)
+                x[std::size_t(i * f + j)] = 1000.0f * float(j + 1) * (1.0f + noise[std::size_t(i * f + j)]);
+            x[std::size_t(i * f)] = 0.01f * (y[std::size_t(i)] ? 1.0f : -1.0f) + 0.002f * noise[std::size_t(i * f)];
+        }
+        const auto features = tensor<B>::from_host(ctx, {n, f}, x);
+        for (int s = 0; s < 300; ++s) l.step_head(features, y, {}, 0.05f);
+        const auto p = l.probabilities(features);
+        int right = 0;
+        for (std::int64_t i = 0; i < n; ++i) right += (p[std::size_t(2 * i + 1)] > 0.5f) == bool(y[std::size_t(i)]);
+        return double(right) / double(n);
+    };
+    CHECK(accuracy_after_training(true) == 1.0);
+    CHECK(accuracy_after_training(false) < 0.9);  // what the probe did before feature_norm
+}

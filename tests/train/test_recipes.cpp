@@ -2,6 +2,7 @@
 // bitwise what a hand-built learner and train::fit train, on the reference backend; MICLe
 // bags and the kNN monitor; fine-tuning on a label fraction with validation, `best`
 // selection and evaluate_checkpoint agreeing with what validation recorded; the errors.
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <string>
@@ -172,6 +173,24 @@ TEST_CASE("finetune recipe: a label fraction, validation, best selection, and ev
     const auto p = train::finetune(ctx, pool, std::nullopt, r);
     CHECK(p.selected == p.last_checkpoint);
     CHECK(std::find_if(log.begin(), log.end(), [](const std::string& s) { return s.find("linear probe on 6") == 0; }) != log.end());
+    // The probe's backbone is the pretrained one, untouched: embed_checkpoint of either file
+    // gives the same features, and every one of the pretrained model's tensors is there.
+    const auto from_init = train::embed_checkpoint(ctx, pre.path, val);
+    const auto from_probe = train::embed_checkpoint(ctx, p.selected, val, {3, 1, false, {}});
+    CHECK(from_init.file == train::weights_file(pre.path));
+    CHECK(from_init.dim == 32);  // tiny_recipe: resnet18, base 4 -> 8 x 4 features
+    CHECK(from_init.image_size == 8);
+    REQUIRE(from_init.features.size() == std::size_t(9 * from_init.dim));
+    CHECK(from_probe.features == from_init.features);
+    CHECK(std::any_of(from_init.features.begin(), from_init.features.end(), [](float v) { return v != 0.0f; }));
+
+    // Without init: a probe of a random-init backbone, the baseline a pretrained probe beats.
     r.init.clear();
-    CHECK_THROWS_WITH_AS(train::finetune(ctx, pool, std::nullopt, r), doctest::Contains("needs pretrained weights"), value_error);
+    r.fit.run_dir = probe.path / "random";
+    const auto b = train::finetune(ctx, pool, std::nullopt, r);
+    CHECK(std::find_if(log.begin(), log.end(), [](const std::string& s) { return s.find("random-init backbone") != std::string::npos; }) !=
+          log.end());
+    const auto random = train::embed_checkpoint(ctx, b.selected, val);
+    CHECK(random.features != from_init.features);
+    CHECK_THROWS_WITH_AS(train::embed_checkpoint(ctx, probe.path / "nowhere.safetensors", val), doctest::Contains("nowhere"), error);
 }

@@ -108,6 +108,11 @@ private:
 struct linear_config {
     std::int64_t classes = 10;
     std::string prefix = "fc";  ///< torchvision's classifier name
+    /// Batch norm over the features before the classifier (`<prefix>_norm`), as SimCLR's
+    /// linear evaluation: features of very different scales - a random or barely trained
+    /// encoder's - otherwise leave SGD on the classifier stuck at the majority class. Its
+    /// scale and shift train with the classifier (which could absorb them anyway).
+    bool feature_norm = false;
 };
 
 /// A linear classifier on the backbone's features (fine-tuning and linear probes).
@@ -119,22 +124,29 @@ public:
     linear(context<B>& ctx, const config& cfg, std::int64_t in, std::uint64_t seed)
         : gen_(derive_seed(seed, {0x6c696e6561ull})), fc_(ctx, cfg.prefix, in, cfg.classes, true, gen_) {
         check<value_error>(cfg.classes > 0, "linear head: classes must be positive, got ", cfg.classes);
+        if (cfg.feature_norm) norm_ = std::make_unique<nn::batch_norm<B>>(ctx, cfg.prefix + "_norm", in, false);
     }
 
     std::int64_t output_dim() const { return fc_.out_features(); }
-    const tensor<B>& forward(context<B>& ctx, const tensor<B>& x, bool) {
+    const tensor<B>& forward(context<B>& ctx, const tensor<B>& x, bool training) {
         input_ = &x;
-        return fc_.forward(ctx, x);
+        return fc_.forward(ctx, norm_ ? norm_->forward(ctx, x, training) : x);
     }
     const tensor<B>& backward(context<B>& ctx, const tensor<B>& dy) {
         check(input_ != nullptr, "linear head: backward called before forward");
-        return fc_.backward(ctx, *input_, dy);
+        if (!norm_) return fc_.backward(ctx, *input_, dy);
+        return norm_->backward(ctx, *input_, fc_.backward(ctx, norm_->output(), dy));
     }
-    nn::state_list<B> state() { return fc_.state(); }
+    nn::state_list<B> state() {
+        auto s = fc_.state();
+        if (norm_) s.append(norm_->state());
+        return s;
+    }
 
 private:
     rng gen_;
     nn::linear<B> fc_;
+    std::unique_ptr<nn::batch_norm<B>> norm_;
     const tensor<B>* input_ = nullptr;
 };
 

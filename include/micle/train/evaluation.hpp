@@ -103,7 +103,8 @@ nlohmann::json evaluate_checkpoint(context<B>& ctx, const std::filesystem::path&
                                    const evaluate_options& opt = {}) {
     check<value_error>(opt.batch >= 1 && opt.workers >= 1, "evaluate: need batch >= 1 and workers >= 1");
     const auto file = weights_file(model);
-    const auto meta = safetensors::reader(file).metadata();
+    const safetensors::reader weights(file);
+    const auto meta = weights.metadata();
     check<value_error>(meta.count("classes") && meta.count("task") && meta.count("image-size"), file.string(),
                        " is not a fine-tuned micle model (no classes/task/image-size metadata)");
     using learner_t = supervised_learner<B, models::resnet, optim::sgd>;
@@ -113,6 +114,7 @@ nlohmann::json evaluate_checkpoint(context<B>& ctx, const std::filesystem::path&
     cfg.backbone = models::resnet_from_metadata(meta, defaults);
     cfg.classes = std::stoll(meta.at("classes"));
     cfg.task = meta.at("task") == "multilabel" ? task_type::multilabel : task_type::multiclass;
+    cfg.feature_norm = weights.contains("fc_norm.running_mean");  // a linear probe's
     check<data::data_error>(d.num_classes == cfg.classes, "evaluate: ", d.source, " has ", d.num_classes, " classes, the model ",
                             cfg.classes);
     learner_t learner(ctx, cfg);
@@ -137,6 +139,59 @@ nlohmann::json evaluate_checkpoint(context<B>& ctx, const std::filesystem::path&
         j["class_names"] = names;
     }
     return j;
+}
+
+
+/// Backbone features of a checkpoint's images, as `micle embed` writes them.
+struct embedding {
+    std::vector<float> features;  ///< N x dim, in dataset order
+    std::int64_t dim = 0;
+    std::int64_t image_size = 0;  ///< the size the images were resized to (the model's)
+    std::filesystem::path file;   ///< the weights file the backbone came from
+};
+
+namespace detail {
+/// A backbone alone, frozen: what embed_all needs of a learner.
+template <class B>
+class frozen_backbone {
+public:
+    using backend = B;
+    frozen_backbone(context<B>& ctx, const models::resnet_config& cfg) : ctx_(ctx), net_(ctx, cfg, 0) {}
+    const tensor<B>& embed(const tensor<B>& images) { return net_.forward(ctx_, images, false); }
+    context<B>& ctx() noexcept { return ctx_; }
+    nn::state_list<B> state() { return net_.state(); }
+
+private:
+    context<B>& ctx_;
+    models::resnet<B> net_;
+};
+}  // namespace detail
+
+/// The backbone features of every image of `d` (unaugmented, resized to the model's image
+/// size, in dataset order) under the weights of `model`: a `pretrain` or `finetune` run
+/// directory or a model.safetensors with micle's metadata. Heads in the file are ignored;
+/// every backbone tensor must be there.
+template <class B>
+embedding embed_checkpoint(context<B>& ctx, const std::filesystem::path& model, const data::dataset& d,
+                           const evaluate_options& opt = {}) {
+    check<value_error>(opt.batch >= 1 && opt.workers >= 1, "embed: need batch >= 1 and workers >= 1");
+    embedding out;
+    out.file = weights_file(model);
+    const auto meta = safetensors::reader(out.file).metadata();
+    check<value_error>(meta.count("image-size") != 0, out.file.string(),
+                       " has no image-size metadata (not written by micle pretrain or finetune)");
+    models::resnet_config defaults;
+    defaults.depth = 18;
+    const auto cfg = models::resnet_from_metadata(meta, defaults);
+    out.image_size = std::stoll(meta.at("image-size"));
+    detail::frozen_backbone<B> net(ctx, cfg);
+    auto state = net.state();
+    const auto r = load_weights(out.file, ctx, state, {false, true});
+    check<data::data_error>(r.missing.empty(), "embed: ", out.file.string(), " lacks ", r.missing.size(),
+                            " backbone tensors, the first ", r.missing.empty() ? "" : r.missing.front());
+    out.features = embed_all(net, data::labeled_images(d, data::augment_config::eval(out.image_size), cfg.in_channels, 0, false),
+                             opt.batch, opt.workers, &out.dim);
+    return out;
 }
 
 }  // namespace micle::train

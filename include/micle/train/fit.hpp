@@ -188,8 +188,10 @@ fit_result fit(Learner& learner, const Source& source, const fit_options& opt, C
     check<value_error>(batches >= 1, "fit: a batch of ", opt.batch, " is larger than the ", source.units(),
                        " units of an epoch");
     // Every rank takes part in every step: a shorter last batch with fewer units than there
-    // are ranks is left out of a data-parallel run (a longer one is split unevenly).
-    if (ranks > 1 && units_in(batches - 1) < ranks) --batches;
+    // are ranks is left out of a data-parallel run (a longer one is split unevenly). A last
+    // batch of one unit is left out too: batch norm over the features of one image (a
+    // linear probe's) has a single value per channel.
+    if (ranks > 1 ? units_in(batches - 1) < ranks : batches > 1 && units_in(batches - 1) == 1) --batches;
     check<value_error>(batches >= 1, "fit: no batch of ", opt.batch, " gives each of ", ranks, " ranks a unit");
     const std::int64_t total = batches * opt.epochs;
     const std::int64_t warmup = opt.warmup_steps < 0 ? total / 10 : std::min(opt.warmup_steps, total);

@@ -249,7 +249,6 @@ fit_result pretrain(context<B>& ctx, const data::dataset& images, std::optional<
 template <class B, class... Callbacks>
 finetune_result finetune(context<B>& ctx, const data::dataset& pool, std::optional<data::dataset> val, finetune_recipe r,
                          Callbacks&&... callbacks) {
-    check<value_error>(!r.linear_probe || !r.init.empty(), "finetune: a linear probe needs pretrained weights (init)");
     check<value_error>(r.val_every >= 0, "finetune: val_every must be >= 0");
     check<value_error>(!r.select_best || r.val_every > 0, "finetune: selecting the best checkpoint by val AUC needs val_every");
     check<value_error>(r.val_every == 0 || val, "finetune: validation needs a val split");
@@ -281,6 +280,7 @@ finetune_result finetune(context<B>& ctx, const data::dataset& pool, std::option
         cfg.optimizer = opt_cfg;
         cfg.head_lr_scale = r.head_lr_scale;
         cfg.freeze_backbone = r.linear_probe;
+        cfg.feature_norm = r.linear_probe;  // SimCLR's linear evaluation: batch norm before the classifier
         cfg.seed = r.seed;
         learner_t learner(ctx, cfg);
         auto fo = r.fit;
@@ -316,7 +316,8 @@ finetune_result finetune(context<B>& ctx, const data::dataset& pool, std::option
             auto features = embed_all(
                 learner, data::labeled_images(labelled, data::augment_config::eval(r.image_size), backbone.in_channels, r.seed, false),
                 fo.batch, fo.workers, &dim);
-            r.log(micle::detail::cat("linear probe on ", labelled.size(), " precomputed ", dim, "-d features"));
+            r.log(micle::detail::cat("linear probe on ", labelled.size(), " precomputed ", dim, "-d features",
+                                     r.init.empty() ? " of a random-init backbone (the baseline of a probe)" : ""));
             static_cast<fit_result&>(out) = fit(learner, data::labeled_features(labelled, std::move(features), dim, r.seed), fo,
                                                 monitor, std::forward<Callbacks>(callbacks)...);
         } else {

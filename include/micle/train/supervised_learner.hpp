@@ -28,6 +28,7 @@ struct supervised_learner_config {
     OptimizerConfig optimizer{};
     float head_lr_scale = 1.0f;    ///< head learning rate = lr * head_lr_scale
     bool freeze_backbone = false;  ///< linear probe
+    bool feature_norm = false;     ///< batch norm before the classifier (heads::linear_config::feature_norm)
     std::uint64_t seed = 0;
 };
 
@@ -44,7 +45,7 @@ public:
         : ctx_(ctx),
           cfg_(cfg),
           backbone_(ctx, cfg.backbone, cfg.seed),
-          head_(ctx, heads::linear_config{cfg.classes, "fc"}, backbone_.output_dim(), cfg.seed),
+          head_(ctx, heads::linear_config{cfg.classes, "fc", cfg.feature_norm}, backbone_.output_dim(), cfg.seed),
           backbone_opt_(cfg.optimizer, backbone_.state().params),
           head_opt_(cfg.optimizer, head_.state().params) {}
 

@@ -1,0 +1,56 @@
+// micle embed: the backbone features of a checkpoint on a split (train::embed_checkpoint),
+// with the labels, as NumPy .npy files - for a probe, kNN or a plot in another tool.
+#include "common.hpp"
+#include "micle/data/npz.hpp"
+#include "micle/train/evaluation.hpp"
+
+namespace micle::cli {
+
+const char* embed_usage =
+    "usage: micle embed --data SPEC --model CKPT --out PREFIX [options]\n"
+    "  --data SPEC            CSV manifest, MedMNIST .npz, IDX directory, or fashion-mnist\n"
+    "  --model CKPT           a `micle pretrain` or `micle finetune` run directory, or a model.safetensors\n"
+    "  --split train|val|test (test)\n"
+    "  --out PREFIX           writes PREFIX.features.npy (float32, N x D backbone features of the unaugmented\n"
+    "                         images at the model's size, in the data's order) and PREFIX.labels.npy (int64:\n"
+    "                         N class indices, or N x K 0/1 targets for multi-label data)\n"
+    "  --batch-size N (128)  --workers W (2)\n";
+
+int embed(int argc, char** argv) {
+    const options o(argc, argv, 2, with_backend_options({"data", "model", "split", "out", "batch-size", "workers"}), {});
+    if (o.help()) return std::printf("%s%s%s", embed_usage, data_usage, backend_usage), 0;
+    one_process("micle embed");
+    const fs::path model = o.required("model");
+    const std::string prefix = o.required("out"), split = o.str("split", "test");
+    train::evaluate_options opt{o.integer("batch-size", 128), int(o.integer("workers", 2)), false, {}};
+    if (opt.batch < 1 || opt.workers < 1) throw usage_error("need --batch-size >= 1 and --workers >= 1");
+    const auto d = load_split(o, split);
+    context<backend> ctx = make_context(o);
+    std::fprintf(stderr, "micle: running on %s\n", describe(ctx).c_str());
+    const auto e = train::embed_checkpoint(ctx, model, d, opt);
+
+    const auto n = std::int64_t(d.size());
+    data::npy_array features{"<f4", {n, e.dim}, {}};
+    features.bytes.resize(e.features.size() * sizeof(float));
+    std::memcpy(features.bytes.data(), e.features.data(), features.bytes.size());
+    data::npy_array labels{"<i8", {}, {}};
+    std::vector<std::int64_t> values;
+    if (d.task == data::task_kind::multiclass) {
+        labels.shape = {n};
+        values.assign(d.labels.begin(), d.labels.end());
+    } else {
+        labels.shape = {n, d.num_classes};
+        for (float t : d.targets) values.push_back(t > 0.5f ? 1 : 0);
+    }
+    labels.bytes.resize(values.size() * sizeof(std::int64_t));
+    std::memcpy(labels.bytes.data(), values.data(), labels.bytes.size());
+    const fs::path features_path = prefix + ".features.npy", labels_path = prefix + ".labels.npy";
+    if (features_path.has_parent_path()) fs::create_directories(features_path.parent_path());
+    data::write_npy(features_path, features);
+    data::write_npy(labels_path, labels);
+    std::printf("%s: %lld images -> %lld-d features of %s at %lld px -> %s, %s\n", split.c_str(), (long long)n,
+                (long long)e.dim, e.file.c_str(), (long long)e.image_size, features_path.c_str(), labels_path.c_str());
+    return 0;
+}
+
+}  // namespace micle::cli
