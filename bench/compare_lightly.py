@@ -3,6 +3,7 @@
 same images, with the same budget, then both encoders evaluated the same way.
 
   bench/compare_lightly.py [BUILD_DIR] [--seeds 3] [--epochs 6] [--pool 12000] ...
+  bench/compare_lightly.py --first-seed 3 --seeds 1 --append    # one more seed into an earlier run
 
 For each seed:
   1. `micle pretrain` (SimCLR, chest_xray preset, LARS, batch 128 pairs, temperature 0.1,
@@ -106,6 +107,9 @@ def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("build", nargs="?", default=os.path.join(ROOT, "build"), help="a build with examples/micle (build)")
     p.add_argument("--seeds", type=int, default=3)
+    p.add_argument("--first-seed", type=int, default=1, help="run seeds first..first+seeds-1")
+    p.add_argument("--append", action="store_true",
+                   help="add these seeds to OUT/results.json (same settings) instead of starting it anew")
     p.add_argument("--epochs", type=int, default=6, help="pretraining epochs (the main job's 6)")
     p.add_argument("--pool", type=int, default=12000, help="pretraining and labelled pool (the main job's 12000)")
     p.add_argument("--batch", type=int, default=128)
@@ -136,7 +140,13 @@ def main():
     model = ["--arch", "resnet18", "--stem", "small", "--base-channels", str(a.base), "--channels", "1",
              "--image-size", "28"]
     results = []
-    for seed in range(1, a.seeds + 1):
+    if a.append and os.path.exists(os.path.join(a.out, "results.json")):
+        saved = json.load(open(os.path.join(a.out, "results.json")))
+        keys = ["epochs", "pool", "batch", "base", "temperature", "ft_epochs", "threads"]
+        if any(saved["settings"][k] != getattr(a, k) for k in keys):
+            sys.exit(f"compare_lightly: --append: {a.out}/results.json was run with other settings")
+        results = [r for r in saved["seeds"] if not a.first_seed <= r["seed"] < a.first_seed + a.seeds]
+    for seed in range(a.first_seed, a.first_seed + a.seeds):
         d = os.path.join(a.out, f"seed{seed}")
         os.makedirs(d, exist_ok=True)
         r = {"seed": seed}
@@ -174,6 +184,7 @@ def main():
             run([micle, "evaluate", "--data", data, "--model", ft, "--report", f"{ft}/report.json"], env=env)
             r[f"{name}_ft10"] = json.load(open(f"{ft}/report.json"))["accuracy"]
         results.append(r)
+        results.sort(key=lambda x: x["seed"])
         print(json.dumps(r), flush=True)
         with open(os.path.join(a.out, "results.json"), "w") as f:
             json.dump({"settings": vars(a), "seeds": results}, f, indent=1)
