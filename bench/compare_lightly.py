@@ -90,6 +90,8 @@ def print_table(results, settings, where):
     lv = results[0]["lightly_run"]
     print(f"\nmicle vs lightly {lv['lightly']} (torch {lv['torch']}): SimCLR, ResNet-18 small stem base {settings['base']}, "
           f"{settings['pool']}-image Fashion-MNIST pool, {settings['epochs']} epochs, batch {settings['batch']}, "
+          f"temperature {settings['temperature']}, LARS base lr {settings.get('lr', 0.3)}, crop area {settings.get('crop_min', 0.08)}-1, rotation "
+          f"+-{settings.get('rotation', 45.0):g}, jitter {settings.get('jitter', 0.5)}, "
           f"{settings['threads']} threads; mean ± sd over {len(results)} seed(s) ({', '.join(str(r['seed']) for r in results)}); "
           f"test set of 10,000 images")
     print("| metric | micle | lightly | micle - lightly (paired) | random init |\n|---|---|---|---|---|")
@@ -115,6 +117,10 @@ def main():
     p.add_argument("--batch", type=int, default=128)
     p.add_argument("--base", type=int, default=16)
     p.add_argument("--temperature", type=float, default=0.1)
+    p.add_argument("--lr", type=float, default=0.3, help="LARS base learning rate, x batch / 256 (micle's default 0.3)")
+    p.add_argument("--crop-min", type=float, default=0.08, help="smallest crop area (the chest_xray preset's 0.08)")
+    p.add_argument("--rotation", type=float, default=45.0, help="rotation range in +- degrees (the preset's 45)")
+    p.add_argument("--jitter", type=float, default=0.5, help="colour jitter strength (the preset's 0.5)")
     p.add_argument("--ft-epochs", type=int, default=5)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--out", default=os.path.join(ROOT, "runs", "compare-lightly"))
@@ -142,8 +148,8 @@ def main():
     results = []
     if a.append and os.path.exists(os.path.join(a.out, "results.json")):
         saved = json.load(open(os.path.join(a.out, "results.json")))
-        keys = ["epochs", "pool", "batch", "base", "temperature", "ft_epochs", "threads"]
-        if any(saved["settings"][k] != getattr(a, k) for k in keys):
+        keys = ["epochs", "pool", "batch", "base", "temperature", "lr", "crop_min", "rotation", "jitter", "ft_epochs", "threads"]
+        if any(saved["settings"].get(k) != getattr(a, k) for k in keys):
             sys.exit(f"compare_lightly: --append: {a.out}/results.json was run with other settings")
         results = [r for r in saved["seeds"] if not a.first_seed <= r["seed"] < a.first_seed + a.seeds]
     for seed in range(a.first_seed, a.first_seed + a.seeds):
@@ -154,13 +160,15 @@ def main():
         t = time.perf_counter()
         run([micle, "pretrain", "--data", data, "--out", f"{d}/micle", "--pairs", "simclr", "--augment", "chest_xray",
              "--epochs", str(a.epochs), "--batch-size", str(a.batch), "--temperature", str(a.temperature),
+             "--lr", str(a.lr), "--crop-min", str(a.crop_min), "--rotation", str(a.rotation), "--jitter", str(a.jitter),
              "--seed", str(seed), "--workers", "2", *model], env=env, log=f"{d}/micle-pretrain.log")
         r["micle_seconds"] = time.perf_counter() - t
         print(f"seed {seed}: lightly pretraining", flush=True)
         t = time.perf_counter()
         out = run([venv, os.path.join(ROOT, "bench", "lightly_pretrain.py"), "--data", data, "--out", f"{d}/lightly.safetensors",
                    "--epochs", str(a.epochs), "--batch", str(a.batch), "--base", str(a.base), "--temperature",
-                   str(a.temperature), "--seed", str(seed), "--threads", str(a.threads), "--workers", "2"], env=env,
+                   str(a.temperature), "--lr", str(a.lr), "--crop-min", str(a.crop_min), "--rotation", str(a.rotation),
+                   "--jitter", str(a.jitter), "--seed", str(seed), "--threads", str(a.threads), "--workers", "2"], env=env,
                   log=f"{d}/lightly-pretrain.log")
         r["lightly_seconds"] = time.perf_counter() - t
         r["lightly_run"] = json.loads(out.stdout.strip().splitlines()[-1])

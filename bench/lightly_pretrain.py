@@ -8,17 +8,17 @@ The recipe (micle pretrain --pairs simclr --augment chest_xray, optimizer lars):
 - SimCLR v1 projection head: Linear(F, F), ReLU, Linear(F, 128), with biases, no BN
   (lightly's SimCLRProjectionHead has BN by default, so it is built here by hand);
 - lightly's SimCLRTransform with the chest_xray preset's parameters: random resized crop
-  (area 0.08-1, aspect 3/4-4/3, bilinear), horizontal flip 0.5, rotation uniform in
-  +-45 degrees (always), colour jitter strength 0.5 with p 0.8, no grayscale, no blur, no
-  normalisation (pixels in [0, 1], as micle's);
+  (area --crop-min (0.08)-1, aspect 3/4-4/3, bilinear), horizontal flip 0.5, rotation
+  uniform in +-(--rotation) (45) degrees (always), colour jitter strength --jitter (0.5)
+  with p 0.8, no grayscale, no blur, no normalisation (pixels in [0, 1], as micle's);
+  micle's --crop-min, --rotation and --jitter set the same three;
 - lightly's NTXentLoss at --temperature over the 2N views;
 - lightly's LARS (momentum 0.9, trust coefficient 0.001) with weight decay 1e-6 on conv
   and linear weights, none (and no LARS adaptation) on biases and batch norm, as micle;
   lr 0.3 x batch / 256, linear warmup over 10% of the steps from 0, cosine decay to 0,
   set before every step as micle's schedule does;
-- every image once per epoch, shuffled. The DataLoader keeps a shorter last batch, where
-  micle leaves it out: on 12,000 images lightly takes 94 steps per epoch and micle 93
-  (1% more steps for lightly; each schedule spans its own steps).
+- every image once per epoch, shuffled; a shorter last batch is left out, as micle does
+  (93 steps per epoch on 12,000 images in both).
 Differences that remain (listed in docs/results.md): micle rotates the crop's sampling
 grid inside the whole image (corners come from outside the crop, zero only outside the
 image), torchvision rotates the cropped view (zero corners); lightly's LARS divides by
@@ -106,6 +106,9 @@ def main():
     p.add_argument("--base", type=int, default=16)
     p.add_argument("--image-size", type=int, default=28)
     p.add_argument("--temperature", type=float, default=0.1)
+    p.add_argument("--crop-min", type=float, default=0.08, help="smallest crop area, a fraction of the image")
+    p.add_argument("--rotation", type=float, default=45.0, help="rotation range, +- degrees")
+    p.add_argument("--jitter", type=float, default=0.5, help="colour jitter strength")
     p.add_argument("--lr", type=float, default=0.3, help="base lr, x batch / 256")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--threads", type=int, default=2)
@@ -116,10 +119,10 @@ def main():
     np.random.seed(a.seed)
 
     images = np.load(a.data)["train_images"]
-    transform = SimCLRTransform(input_size=a.image_size, cj_prob=0.8, cj_strength=0.5, min_scale=0.08,
+    transform = SimCLRTransform(input_size=a.image_size, cj_prob=0.8, cj_strength=a.jitter, min_scale=a.crop_min,
                                 random_gray_scale=0.0, gaussian_blur=0.0, hf_prob=0.5, vf_prob=0.0, rr_prob=1.0,
-                                rr_degrees=45.0, normalize=None)
-    loader = torch.utils.data.DataLoader(Images(images, transform), batch_size=a.batch, shuffle=True, drop_last=False,
+                                rr_degrees=a.rotation, normalize=None)
+    loader = torch.utils.data.DataLoader(Images(images, transform), batch_size=a.batch, shuffle=True, drop_last=True,
                                          num_workers=a.workers, persistent_workers=a.workers > 0,
                                          generator=torch.Generator().manual_seed(a.seed))
     backbone = resnet18_small(a.base, 1)

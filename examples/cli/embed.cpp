@@ -30,24 +30,17 @@ int embed(int argc, char** argv) {
     const auto e = train::embed_checkpoint(ctx, model, d, opt);
 
     const auto n = std::int64_t(d.size());
-    data::npy_array features{"<f4", {n, e.dim}, {}};
-    features.bytes.resize(e.features.size() * sizeof(float));
-    std::memcpy(features.bytes.data(), e.features.data(), features.bytes.size());
-    data::npy_array labels{"<i8", {}, {}};
-    std::vector<std::int64_t> values;
+    std::vector<std::int64_t> labels, label_shape{n};
     if (d.task == data::task_kind::multiclass) {
-        labels.shape = {n};
-        values.assign(d.labels.begin(), d.labels.end());
+        labels.assign(d.labels.begin(), d.labels.end());
     } else {
-        labels.shape = {n, d.num_classes};
-        for (float t : d.targets) values.push_back(t > 0.5f ? 1 : 0);
+        label_shape.push_back(d.num_classes);
+        for (float t : d.targets) labels.push_back(t > 0.5f ? 1 : 0);
     }
-    labels.bytes.resize(values.size() * sizeof(std::int64_t));
-    std::memcpy(labels.bytes.data(), values.data(), labels.bytes.size());
     const fs::path features_path = prefix + ".features.npy", labels_path = prefix + ".labels.npy";
     if (features_path.has_parent_path()) fs::create_directories(features_path.parent_path());
-    data::write_npy(features_path, features);
-    data::write_npy(labels_path, labels);
+    data::write_npy(features_path, "<f4", {n, e.dim}, std::as_bytes(std::span(e.features)));
+    data::write_npy(labels_path, "<i8", label_shape, std::as_bytes(std::span(labels)));
     std::printf("%s: %lld images -> %lld-d features of %s at %lld px -> %s, %s\n", split.c_str(), (long long)n,
                 (long long)e.dim, e.file.c_str(), (long long)e.image_size, features_path.c_str(), labels_path.c_str());
     return 0;

@@ -15,6 +15,8 @@ const char* pretrain_usage =
     "  --channels 1|3         model input channels (the data's)\n"
     "  --image-size S         view size in pixels (224)\n"
     "  --augment simclr|chest_xray (simclr)\n"
+    "  --crop-min A  --rotation DEG  --jitter S   over the preset's: smallest crop area (simclr 0.08),\n"
+    "                        rotation +-DEG (chest_xray 45), colour jitter strength (simclr 1, chest_xray 0.5)\n"
     "  --epochs E (10)  --batch-size N pairs per step (64)\n"
     "  --optimizer lars|sgd|adamw (lars)  --lr BASE (lars/sgd 0.3, adamw 1e-3; lars and sgd use BASE x N / 256)\n"
     "  --weight-decay WD (lars 1e-6, sgd 1e-4, adamw 1e-2)  --warmup-epochs W (10% of the epochs)\n"
@@ -29,13 +31,16 @@ const char* pretrain_usage =
 
 int pretrain(int argc, char** argv) {
     const options o(argc, argv, 2,
-                    with_training_options({"pairs", "simulated-bags", "augment", "temperature", "knn-every", "knn-samples"}),
+                    with_training_options({"pairs", "simulated-bags", "augment", "crop-min", "rotation", "jitter", "temperature", "knn-every", "knn-samples"}),
                     {"resume"});
     if (o.help()) return std::printf("%s%s%s", pretrain_usage, data_usage, backend_usage), 0;
     train::pretrain_recipe r;
     r.fit = fit_options_from(o);
     r.pairs = o.str("pairs", "simclr");
     r.augment = o.str("augment", "simclr");
+    if (o.has("crop-min")) r.crop_area_min = float(o.number("crop-min", 0));
+    if (o.has("rotation")) r.rotation_degrees = float(o.number("rotation", 0));
+    if (o.has("jitter")) r.jitter_strength = float(o.number("jitter", 0));
     r.image_size = o.integer("image-size", 224);
     r.model = model_options(o);
     r.optimizer = optimizer_from(o, "lars");

@@ -101,7 +101,9 @@ def csv_pipeline():
 
 def npz_pipeline():
     run("pretrain", "--data", f"{work}/tiny.npz", "--out", f"{work}/p-npz", "--epochs", "1", "--batch-size", "8",
-        "--optimizer", "adamw", *MODEL)
+        "--optimizer", "adamw", "--augment", "chest_xray", "--crop-min", "0.4", "--rotation", "10", "--jitter", "0.25", *MODEL)
+    c = json.load(open(f"{work}/p-npz/config.json"))
+    assert np.allclose([c["crop_area_min"], c["rotation_degrees"], c["jitter_strength"]], [0.4, 10, 0.25]), c
     run("finetune", "--data", f"{work}/tiny.npz", "--init", f"{work}/p-npz", "--out", f"{work}/f-npz", "--epochs", "1",
         "--batch-size", "16", "--linear-probe")
     run("evaluate", "--data", f"{work}/tiny.npz", "--model", f"{work}/f-npz", "--report", f"{work}/npz-report.json")
@@ -228,6 +230,10 @@ def errors_and_exit_codes():
     r = run("pretrain", "--data", f"{work}/tiny.npz", "--out", f"{work}/bad-t", "--temperature", "0", "--epochs", "1",
             "--batch-size", "8", *MODEL, expect=1)
     assert "temperature" in r.stderr, r.stderr
+    for knob, value, name in [("--crop-min", "0", "crop_area_min"), ("--rotation", "200", "rotation_degrees"),
+                              ("--jitter", "-1", "jitter_strength")]:
+        r = run("pretrain", "--data", f"{work}/tiny.npz", "--out", f"{work}/bad-aug", knob, value, *MODEL, expect=1)
+        assert name in r.stderr, r.stderr
     r = run("finetune", "--data", "fashion-mnist", "--out", f"{work}/nv", "--val-every", "1", *MODEL, expect=2)
     assert "--val-every needs a val split" in r.stderr, r.stderr
 

@@ -6,6 +6,7 @@
 
 #include "micle/models/resnet.hpp"
 #include "micle/train/checkpoint.hpp"
+#include "micle/train/evaluation.hpp"
 #include "testing.hpp"
 
 using namespace micle;
@@ -183,6 +184,55 @@ TEST_CASE("checkpoint: a save that fails part-way (file size limit) keeps the pr
     int files = 0;
     for ([[maybe_unused]] const auto& e : fs::directory_iterator(dir.path)) ++files;
     CHECK(files == 1);  // no temporary file left behind
+}
+
+TEST_CASE("write_file_atomically: arrays, reports and pointer files are written whole or not at all") {
+    temp_dir dir;
+    const auto count_files = [&] {
+        int files = 0;
+        for ([[maybe_unused]] const auto& e : fs::directory_iterator(dir.path)) ++files;
+        return files;
+    };
+    const std::string big(10000, 'x');
+    SUBCASE("the helper: a failed write names the file and the step, keeps the old file, leaves no temporary") {
+        const auto path = dir.path / "a.txt";
+        write_file_atomically(path, "old\n", "test");
+        CHECK(bytes_of(path) == "old\n");
+        std::string message;
+        with_file_size_limit(4096, [&] {
+            try {
+                const std::span<const char> parts[] = {{big.data(), 3000}, {big.data(), 7000}};
+                write_file_atomically(path, parts, "test");
+            } catch (const error& e) {
+                message = e.what();
+            }
+        });
+        CHECK(message.find("test: writing") != std::string::npos);
+        CHECK(message.find("a.txt") != std::string::npos);
+        CHECK(message.find("unchanged") != std::string::npos);
+        CHECK(bytes_of(path) == "old\n");
+        CHECK(count_files() == 1);
+        const std::span<const char> parts[] = {{big.data(), 3000}, {big.data(), 7000}};
+        write_file_atomically(path, parts, "test");  // all parts, in order, once there is room
+        CHECK(bytes_of(path) == big);
+        CHECK_THROWS_WITH_AS(write_file_atomically(dir.path / "no" / "such" / "dir.txt", "x", "test"),
+                             doctest::Contains("cannot create"), error);
+    }
+    SUBCASE("write_npy and write_json on a full disk throw data_error and keep what was there") {
+        const auto npy = dir.path / "f.npy", report = dir.path / "r.json";
+        const std::vector<float> small(4, 1.0f), large(4000, 2.0f);
+        data::write_npy(npy, "<f4", {2, 2}, std::as_bytes(std::span(small)));
+        train::write_json(report, {{"accuracy", 0.5}});
+        const auto npy_before = bytes_of(npy), report_before = bytes_of(report);
+        with_file_size_limit(4096, [&] {
+            CHECK_THROWS_WITH_AS(data::write_npy(npy, "<f4", {4000}, std::as_bytes(std::span(large))),
+                                 doctest::Contains("f.npy"), data::data_error);
+            CHECK_THROWS_AS(train::write_json(report, {{"big", big}}), data::data_error);
+        });
+        CHECK(bytes_of(npy) == npy_before);
+        CHECK(bytes_of(report) == report_before);
+        CHECK(count_files() == 2);
+    }
 }
 
 TEST_CASE("training checkpoints: 'latest' always names a complete checkpoint, even when a save fails") {

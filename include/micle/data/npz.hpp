@@ -10,9 +10,11 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <span>
 #include <string>
 #include <vector>
 
+#include "micle/core/file.hpp"
 #include "micle/data/dataset.hpp"
 #include "micle/data/limits.hpp"
 
@@ -152,35 +154,36 @@ inline std::uint32_t u32(const std::uint8_t* p) { return p[0] | (p[1] << 8) | (p
 inline std::uint16_t u16(const std::uint8_t* p) { return std::uint16_t(p[0] | (p[1] << 8)); }
 }  // namespace npz_detail
 
-/// Writes `a` as a .npy file (version 1.0, C order) that numpy.load reads, through a
-/// temporary file and a rename: an existing file is replaced only by a complete one.
-inline void write_npy(const std::filesystem::path& path, const npy_array& a) {
-    const auto size = npz_detail::item_size(a.descr);
-    if (size == 0) npz_detail::fail(path.string(), "cannot write dtype '", a.descr, "'");
-    if (std::uint64_t(a.numel()) * size != a.bytes.size())
-        npz_detail::fail(path.string(), a.bytes.size(), " bytes do not hold an array of that shape and dtype '", a.descr, "'");
+/// Writes `bytes`, an array of `shape` and numpy dtype `descr` in C order, as a .npy file
+/// (version 1.0) that numpy.load reads, whole or not at all (write_file_atomically): an
+/// existing file is replaced only by a complete one.
+inline void write_npy(const std::filesystem::path& path, const std::string& descr, const std::vector<std::int64_t>& shape,
+                      std::span<const std::byte> bytes) {
+    const auto size = npz_detail::item_size(descr);
+    if (size == 0) npz_detail::fail(path.string(), "cannot write dtype '", descr, "'");
+    std::uint64_t numel = 1;
+    for (auto d : shape) {
+        if (d < 0) npz_detail::fail(path.string(), "negative dimension ", d);
+        numel *= std::uint64_t(d);
+    }
+    if (numel * size != bytes.size())
+        npz_detail::fail(path.string(), bytes.size(), " bytes do not hold an array of that shape and dtype '", descr, "'");
     std::string dims;
-    for (auto d : a.shape) dims += std::to_string(d) + ",";
-    if (a.shape.size() > 1) dims.pop_back();  // (n,) for one dimension, (n,d) otherwise
-    std::string header = "{'descr': '" + a.descr + "', 'fortran_order': False, 'shape': (" + dims + "), }";
+    for (auto d : shape) dims += std::to_string(d) + ",";
+    if (shape.size() > 1) dims.pop_back();  // (n,) for one dimension, (n,d) otherwise
+    std::string header = "{'descr': '" + descr + "', 'fortran_order': False, 'shape': (" + dims + "), }";
     header.append(63 - (10 + header.size()) % 64, ' ');  // numpy aligns the data to 64 bytes
     header += '\n';
-    if (header.size() > 65535) npz_detail::fail(path.string(), "shape of ", a.shape.size(), " dimensions is too long for a .npy header");
-    const auto tmp = std::filesystem::path(path.string() + ".tmp");
-    {
-        std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-        const char prefix[10] = {'\x93', 'N', 'U', 'M', 'P', 'Y', 1, 0, char(header.size() & 0xff), char(header.size() >> 8)};
-        out.write(prefix, sizeof prefix);
-        out.write(header.data(), std::streamsize(header.size()));
-        out.write(reinterpret_cast<const char*>(a.bytes.data()), std::streamsize(a.bytes.size()));
-        out.flush();
-        if (!out) {
-            std::error_code ignored;
-            std::filesystem::remove(tmp, ignored);
-            npz_detail::fail(tmp.string(), "cannot write ", a.bytes.size(), " bytes (disk full or not writable?)");
-        }
-    }
-    std::filesystem::rename(tmp, path);
+    if (header.size() > 65535) npz_detail::fail(path.string(), "shape of ", shape.size(), " dimensions is too long for a .npy header");
+    const char prefix[10] = {'\x93', 'N', 'U', 'M', 'P', 'Y', 1, 0, char(header.size() & 0xff), char(header.size() >> 8)};
+    const std::span<const char> parts[] = {{prefix, sizeof prefix}, {header.data(), header.size()},
+                                           {reinterpret_cast<const char*>(bytes.data()), bytes.size()}};
+    write_file_atomically<data_error>(path, parts, "write_npy");
+}
+
+/// Writes `a` as a .npy file (see above).
+inline void write_npy(const std::filesystem::path& path, const npy_array& a) {
+    write_npy(path, a.descr, a.shape, std::as_bytes(std::span(a.bytes)));
 }
 
 namespace npz_detail {

@@ -145,18 +145,7 @@ inline std::string checkpoint_name(std::int64_t epoch, std::int64_t batch = 0) {
 namespace detail {
 /// Writes `name` into `dir/file` atomically (a pointer such as `latest` or `best`).
 inline void write_pointer(const std::filesystem::path& dir, const std::string& file, const std::string& name) {
-    const std::filesystem::path tmp = dir / ("." + file + ".tmp");
-    {
-        std::ofstream out(tmp, std::ios::trunc);
-        out << name << "\n";
-        out.flush();
-        if (!out) throw safetensors::io_error(micle::detail::cat("cannot write ", tmp));
-    }
-    if (const int fd = ::open(tmp.c_str(), O_RDONLY | O_CLOEXEC); fd >= 0) {
-        ::fsync(fd);
-        ::close(fd);
-    }
-    std::filesystem::rename(tmp, dir / file);
+    write_file_atomically<safetensors::io_error>(dir / file, name + "\n", "checkpoint pointer");
 }
 inline std::string read_pointer(const std::filesystem::path& dir, const std::string& file) {
     std::ifstream in(dir / file);

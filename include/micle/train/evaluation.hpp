@@ -6,11 +6,13 @@
 
 #include <cmath>
 #include <filesystem>
-#include <fstream>
+#include <map>
 #include <memory>
+#include <sstream>
 #include <span>
 #include <vector>
 
+#include "micle/core/file.hpp"
 #include "micle/data/labeled.hpp"
 #include "micle/models/resnet.hpp"
 #include "micle/optim/optimizer.hpp"
@@ -59,7 +61,7 @@ inline nlohmann::json to_json(const metrics::classification_report& r, bool mult
 
 /// One-vs-rest ROC curves (per class, or per label) as `class,fpr,tpr` lines.
 inline void write_roc_csv(const std::filesystem::path& path, std::span<const float> probs, const data::dataset& d) {
-    std::ofstream roc(path);
+    std::ostringstream roc;
     roc << "class,fpr,tpr\n";
     const auto n = d.size(), k = d.num_classes;
     const bool mc = d.task == data::task_kind::multiclass;
@@ -73,18 +75,12 @@ inline void write_roc_csv(const std::filesystem::path& path, std::span<const flo
         for (const auto& [fpr, tpr] : metrics::roc_curve(col, std::span<const bool>(pos.get(), std::size_t(n))))
             roc << c << ',' << fpr << ',' << tpr << '\n';
     }
-    check<value_error>(bool(roc), "write_roc_csv: cannot write ", path);
+    write_file_atomically<data::data_error>(path, roc.str(), "write_roc_csv");
 }
 
-/// `j` written to `path` through a temporary file and a rename: a reader never sees half a report.
+/// `j` written to `path` whole or not at all: a reader never sees half a report.
 inline void write_json(const std::filesystem::path& path, const nlohmann::json& j) {
-    const auto tmp = std::filesystem::path(path.string() + ".tmp");
-    {
-        std::ofstream out(tmp);
-        out << j.dump(1) << '\n';
-        check<data::data_error>(bool(out), "cannot write ", tmp.string());
-    }
-    std::filesystem::rename(tmp, path);
+    write_file_atomically<data::data_error>(path, j.dump(1) + "\n", "write_json");
 }
 
 struct evaluate_options {
@@ -93,6 +89,15 @@ struct evaluate_options {
     bool patient_level = false;      ///< also the metrics after averaging each patient's probabilities
     std::filesystem::path roc_csv;   ///< where to write the ROC curves (write_roc_csv); empty: nowhere
 };
+
+namespace detail {
+/// The backbone of a saved model: its metadata over resnet18 (what micle's commands default to).
+inline models::resnet_config saved_backbone(const std::map<std::string, std::string>& meta) {
+    models::resnet_config defaults;
+    defaults.depth = 18;
+    return models::resnet_from_metadata(meta, defaults);
+}
+}  // namespace detail
 
 /// A fine-tuned model - a `finetune` run directory (its `selected` checkpoint) or a model
 /// file with micle's classifier metadata - evaluated on `d`: the JSON report of `micle
@@ -109,9 +114,7 @@ nlohmann::json evaluate_checkpoint(context<B>& ctx, const std::filesystem::path&
                        " is not a fine-tuned micle model (no classes/task/image-size metadata)");
     using learner_t = supervised_learner<B, models::resnet, optim::sgd>;
     typename learner_t::config cfg;
-    models::resnet_config defaults;
-    defaults.depth = 18;
-    cfg.backbone = models::resnet_from_metadata(meta, defaults);
+    cfg.backbone = detail::saved_backbone(meta);
     cfg.classes = std::stoll(meta.at("classes"));
     cfg.task = meta.at("task") == "multilabel" ? task_type::multilabel : task_type::multiclass;
     cfg.feature_norm = weights.contains("fc_norm.running_mean");  // a linear probe's
@@ -180,9 +183,7 @@ embedding embed_checkpoint(context<B>& ctx, const std::filesystem::path& model, 
     const auto meta = safetensors::reader(out.file).metadata();
     check<value_error>(meta.count("image-size") != 0, out.file.string(),
                        " has no image-size metadata (not written by micle pretrain or finetune)");
-    models::resnet_config defaults;
-    defaults.depth = 18;
-    const auto cfg = models::resnet_from_metadata(meta, defaults);
+    const auto cfg = detail::saved_backbone(meta);
     out.image_size = std::stoll(meta.at("image-size"));
     detail::frozen_backbone<B> net(ctx, cfg);
     auto state = net.state();

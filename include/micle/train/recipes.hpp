@@ -14,9 +14,10 @@
 // The model is described with the keys of its checkpoint metadata (models::resnet_metadata:
 // arch, width, stem, base-channels, channels), so a recipe can leave any of them to the
 // initial checkpoint (fine-tuning) or to the defaults: resnet18 with the data's channels.
+#include <cmath>
 #include <cstdio>
 #include <filesystem>
-#include <fstream>
+#include <sstream>
 #include <functional>
 #include <map>
 #include <optional>
@@ -26,6 +27,7 @@
 #include <nlohmann/json.hpp>
 
 #include "micle/contrastive/nt_xent.hpp"
+#include "micle/core/file.hpp"
 #include "micle/contrastive/pairs.hpp"
 #include "micle/data/labeled.hpp"
 #include "micle/data/split.hpp"
@@ -60,6 +62,9 @@ struct optimizer_choice {
 struct pretrain_recipe {
     std::string pairs = "simclr";    ///< simclr: two views of one image; micle: two images of one patient
     std::string augment = "simclr";  ///< simclr | chest_xray (data::augment_config)
+    /// Over the augment preset's: the smallest crop area (a fraction of the image, 0-1], the
+    /// rotation range (+-degrees, 0-180) and the colour jitter strength (SimCLR's s, >= 0).
+    std::optional<float> crop_area_min, rotation_degrees, jitter_strength;
     std::int64_t image_size = 224;   ///< view size in pixels
     std::map<std::string, std::string> model;  ///< backbone keys over resnet18 with the data's channels
     optimizer_choice optimizer{"lars"};        ///< lars | sgd | adamw
@@ -162,9 +167,7 @@ std::int64_t load_init(const std::filesystem::path& init, const fit_options& fo,
 inline void write_config(const fit_options& fo, const nlohmann::json& j) {
     if (fo.run_dir.empty()) return;
     std::filesystem::create_directories(fo.run_dir);
-    std::ofstream f(fo.run_dir / "config.json");
-    f << j.dump(2) << '\n';
-    check<data::data_error>(bool(f), "cannot write ", (fo.run_dir / "config.json").string());
+    write_file_atomically<data::data_error>(fo.run_dir / "config.json", j.dump(2) + "\n", "config.json");
 }
 
 /// Forwards on_validate to a monitor that may be absent.
@@ -197,7 +200,16 @@ fit_result pretrain(context<B>& ctx, const data::dataset& images, std::optional<
     const bool lead = !r.comm || r.comm->rank() == 0;  // rank 0 logs and writes config.json
     if (!lead) r.log = [](const std::string&) {};
     const auto backbone = detail::resolve_backbone({}, r.model, images);
-    const auto aug = r.augment == "simclr" ? data::augment_config::simclr(r.image_size) : data::augment_config::chest_xray(r.image_size);
+    auto aug = r.augment == "simclr" ? data::augment_config::simclr(r.image_size) : data::augment_config::chest_xray(r.image_size);
+    check<value_error>(!r.crop_area_min || (*r.crop_area_min > 0 && *r.crop_area_min <= 1),
+                       "pretrain: crop_area_min must be in (0, 1], not ", r.crop_area_min.value_or(0));
+    check<value_error>(!r.rotation_degrees || (*r.rotation_degrees >= 0 && *r.rotation_degrees <= 180),
+                       "pretrain: rotation_degrees must be in [0, 180], not ", r.rotation_degrees.value_or(0));
+    check<value_error>(!r.jitter_strength || (*r.jitter_strength >= 0 && std::isfinite(*r.jitter_strength)),
+                       "pretrain: jitter_strength must be >= 0, not ", r.jitter_strength.value_or(0));
+    aug.crop_area_min = r.crop_area_min.value_or(aug.crop_area_min);
+    aug.rotation_degrees = r.rotation_degrees.value_or(aug.rotation_degrees);
+    aug.jitter_strength = r.jitter_strength.value_or(aug.jitter_strength);
 
     return detail::with_optimizer(r.optimizer, 0.3, r.fit.batch, true, [&]<template <class> class Opt>(detail::optimizer_tag<Opt>,
                                                                                                        auto opt_cfg, float lr) {
@@ -217,7 +229,9 @@ fit_result pretrain(context<B>& ctx, const data::dataset& images, std::optional<
         detail::load_init(r.init, fo, ctx, learner.state(), r.log);
         if (r.comm) learner.distribute(*r.comm, r.dist);  // rank 0's model and optimizer state everywhere
         if (lead)
-            detail::write_config(fo, {{"command", "pretrain"}, {"pairs", r.pairs}, {"augment", r.augment}, {"epochs", fo.epochs},
+            detail::write_config(fo, {{"command", "pretrain"}, {"pairs", r.pairs}, {"augment", r.augment},
+                                  {"crop_area_min", aug.crop_area_min}, {"rotation_degrees", aug.rotation_degrees},
+                                  {"jitter_strength", aug.jitter_strength}, {"epochs", fo.epochs},
                                   {"batch_size", fo.batch}, {"image_size", r.image_size}, {"optimizer", r.optimizer.name},
                                   {"lr", lr}, {"temperature", r.temperature}, {"train_images", images.size()},
                                   {"simulated_bags", images.simulated_patients}, {"seed", r.seed},
@@ -263,10 +277,11 @@ finetune_result finetune(context<B>& ctx, const data::dataset& pool, std::option
     const auto labelled = pool.subset(chosen);
     if (!r.fit.run_dir.empty() && lead) {
         std::filesystem::create_directories(r.fit.run_dir);
-        std::ofstream ids(r.fit.run_dir / "label_ids.txt");
+        std::ostringstream ids;
         ids << "# training samples whose labels are used: fraction " << r.label_fraction << " of the patients, seed " << r.seed
             << "\n";
         for (auto i : chosen) ids << i << "\n";
+        write_file_atomically<data::data_error>(r.fit.run_dir / "label_ids.txt", ids.str(), "label_ids.txt");
     }
     const auto backbone = detail::resolve_backbone(init_meta, r.model, labelled);
 

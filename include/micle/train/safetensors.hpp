@@ -24,10 +24,8 @@
 #include <string>
 #include <vector>
 
-#include <fcntl.h>
-#include <unistd.h>
-
 #include "micle/core/error.hpp"
+#include "micle/core/file.hpp"
 #include "micle/core/shape.hpp"
 
 namespace micle::train::safetensors {
@@ -288,50 +286,9 @@ public:
         header.append((8 - header.size() % 8) % 8, ' ');  // keep the data 8-byte aligned
         const std::uint64_t n = header.size();
 
-        const auto dir = path.has_parent_path() ? path.parent_path() : std::filesystem::path(".");
-        // Built with append: g++ 12 at -O3 warns (-Wrestrict, a false positive) on "." + string.
-        std::string tmp_name = ".";
-        tmp_name.append(path.filename().string()).append(".tmp.").append(std::to_string(::getpid()));
-        const auto tmp = dir / tmp_name;
-        const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-        if (fd < 0) throw io_error(micle::detail::cat("safetensors: cannot create ", tmp, ": ", std::strerror(errno)));
-        auto fail = [&](const char* what) {
-            const int err = errno;
-            ::close(fd);
-            std::filesystem::remove(tmp);
-            throw io_error(micle::detail::cat("safetensors: ", what, " ", path, " failed: ", std::strerror(err),
-                                       "; the previous file, if any, is unchanged"));
-        };
-        auto put = [&](const void* p, std::size_t len) {
-            const char* c = static_cast<const char*>(p);
-            while (len > 0) {
-                const ssize_t w = ::write(fd, c, len);
-                if (w < 0 && errno == EINTR) continue;
-                if (w <= 0) fail("writing");
-                c += w;
-                len -= static_cast<std::size_t>(w);
-            }
-        };
-        put(&n, 8);
-        put(header.data(), header.size());
-        for (const auto& [name, e] : entries_) put(e.bytes.data(), e.bytes.size());
-        if (::fsync(fd) != 0) fail("syncing");
-        if (::close(fd) != 0) {
-            const int err = errno;
-            std::filesystem::remove(tmp);
-            throw io_error(micle::detail::cat("safetensors: closing ", tmp, " failed: ", std::strerror(err)));
-        }
-        std::error_code ec;
-        std::filesystem::rename(tmp, path, ec);
-        if (ec) {
-            std::filesystem::remove(tmp);
-            throw io_error(micle::detail::cat("safetensors: renaming ", tmp, " to ", path, " failed: ", ec.message()));
-        }
-        const int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-        if (dfd >= 0) {
-            ::fsync(dfd);
-            ::close(dfd);
-        }
+        std::vector<std::span<const char>> parts{{reinterpret_cast<const char*>(&n), 8}, {header.data(), header.size()}};
+        for (const auto& [name, e] : entries_) parts.emplace_back(reinterpret_cast<const char*>(e.bytes.data()), e.bytes.size());
+        write_file_atomically<io_error>(path, parts, "safetensors");
     }
 
 private:
