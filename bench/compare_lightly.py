@@ -6,7 +6,8 @@ same images, with the same budget, then both encoders evaluated the same way.
   bench/compare_lightly.py --first-seed 3 --seeds 1 --append    # one more seed into an earlier run
 
 For each seed:
-  1. `micle pretrain` (SimCLR, chest_xray preset, LARS, batch 128 pairs, temperature 0.1,
+  1. `micle pretrain` (SimCLR, the main job's recipe: chest_xray preset with crops of 30-100%
+     and rotations of +-10 degrees, LARS at base lr 1.7, batch 128 pairs, temperature 0.1,
      ResNet-18 small stem, base 16, 1 channel, 28 px) on a pool of Fashion-MNIST training
      images (Debian's dataset-fashion-mnist), and bench/lightly_pretrain.py - the recipe
      written in lightly and torchvision - on the same pool, each timed on the same machine
@@ -117,9 +118,9 @@ def main():
     p.add_argument("--batch", type=int, default=128)
     p.add_argument("--base", type=int, default=16)
     p.add_argument("--temperature", type=float, default=0.1)
-    p.add_argument("--lr", type=float, default=0.3, help="LARS base learning rate, x batch / 256 (micle's default 0.3)")
-    p.add_argument("--crop-min", type=float, default=0.08, help="smallest crop area (the chest_xray preset's 0.08)")
-    p.add_argument("--rotation", type=float, default=45.0, help="rotation range in +- degrees (the preset's 45)")
+    p.add_argument("--lr", type=float, default=1.7, help="LARS base learning rate, x batch / 256 (the main job's 1.7)")
+    p.add_argument("--crop-min", type=float, default=0.3, help="smallest crop area (the main job's 0.3; the preset's 0.08)")
+    p.add_argument("--rotation", type=float, default=10.0, help="rotation range in +- degrees (the main job's 10; the preset's 45)")
     p.add_argument("--jitter", type=float, default=0.5, help="colour jitter strength (the preset's 0.5)")
     p.add_argument("--ft-epochs", type=int, default=5)
     p.add_argument("--threads", type=int, default=2)
