@@ -85,8 +85,9 @@ def print_table(results, settings, where):
     """The side-by-side table (Markdown) of per-seed results: mean ± sample sd per cell, and
     micle - lightly paired by seed (a difference larger than its own spread is real)."""
     def stat(v, fmt="{:.4f}"):
-        sd = statistics.stdev(v) if len(v) > 1 else float("nan")
-        return f"{fmt.format(statistics.mean(v))} ± {fmt.replace('+', '').format(sd)}"
+        if len(v) == 1:  # one seed: no spread to give
+            return fmt.format(v[0])
+        return f"{fmt.format(statistics.mean(v))} ± {fmt.replace('+', '').format(statistics.stdev(v))}"
 
     lv = results[0]["lightly_run"]
     print(f"\nmicle vs lightly {lv['lightly']} (torch {lv['torch']}): SimCLR, ResNet-18 small stem base {settings['base']}, "
