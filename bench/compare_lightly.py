@@ -4,6 +4,7 @@ same images, with the same budget, then both encoders evaluated the same way.
 
   bench/compare_lightly.py [BUILD_DIR] [--seeds 3] [--epochs 6] [--pool 12000] ...
   bench/compare_lightly.py --first-seed 3 --seeds 1 --append    # one more seed into an earlier run
+  bench/compare_lightly.py --without-lightly --epochs 24 --out runs/long   # micle and random init only
 
 For each seed:
   1. `micle pretrain` (SimCLR, the main job's recipe: chest_xray preset with crops of 30-100%
@@ -20,6 +21,8 @@ For each seed:
          trained on the pool;
        - fine-tuning at 10% of the pool's labels: `micle finetune --init ENCODER
          --label-fraction 0.1` (5 epochs, fine-tuning seed = seed + 1, the main job's settings) and `micle evaluate`.
+--without-lightly leaves lightly out (steps 1 and 2 for micle and random init only): for budgets
+longer than a side-by-side run can afford, with the lightly columns empty.
 Prints one table: each metric's mean and spread (sample standard deviation) over the
 seeds, per framework, and the pretraining wall time; writes every number to
 OUT/results.json. PyTorch and lightly come from the bench venv (bench/pytorch_env.sh,
@@ -89,8 +92,10 @@ def print_table(results, settings, where):
             return fmt.format(v[0])
         return f"{fmt.format(statistics.mean(v))} ± {fmt.replace('+', '').format(statistics.stdev(v))}"
 
-    lv = results[0]["lightly_run"]
-    print(f"\nmicle vs lightly {lv['lightly']} (torch {lv['torch']}): SimCLR, ResNet-18 small stem base {settings['base']}, "
+    with_lightly = all("lightly_run" in x for x in results)
+    lv = results[0]["lightly_run"] if with_lightly else None
+    title = f"micle vs lightly {lv['lightly']} (torch {lv['torch']})" if lv else "micle (lightly left out)"
+    print(f"\n{title}: SimCLR, ResNet-18 small stem base {settings['base']}, "
           f"{settings['pool']}-image Fashion-MNIST pool, {settings['epochs']} epochs, batch {settings['batch']}, "
           f"temperature {settings['temperature']}, LARS base lr {settings.get('lr', 0.3)}, crop area {settings.get('crop_min', 0.08)}-1, rotation "
           f"+-{settings.get('rotation', 45.0):g}, jitter {settings.get('jitter', 0.5)}, "
@@ -99,11 +104,19 @@ def print_table(results, settings, where):
     print("| metric | micle | lightly | micle - lightly (paired) | random init |\n|---|---|---|---|---|")
     for label, key in [("kNN accuracy (k 20, cosine)", "knn"), ("linear probe accuracy", "probe"),
                        ("fine-tuned on 10% of labels", "ft10")]:
-        m, l, r = ([x[f"{who}_{key}"] for x in results] for who in ("micle", "lightly", "random"))
+        m, r = ([x[f"{who}_{key}"] for x in results] for who in ("micle", "random"))
+        if not with_lightly:
+            print(f"| {label} | {stat(m)} | - | - | {stat(r)} |")
+            continue
+        l = [x[f"lightly_{key}"] for x in results]
         print(f"| {label} | {stat(m)} | {stat(l)} | {stat([a - b for a, b in zip(m, l)], '{:+.4f}')} | {stat(r)} |")
-    m, l = [x["micle_seconds"] for x in results], [x["lightly_seconds"] for x in results]
-    print(f"| pretraining wall time (s) | {stat(m, '{:.0f}')} | {stat(l, '{:.0f}')} | "
-          f"ratio {stat([a / b for a, b in zip(m, l)], '{:.2f}')} | - |")
+    m = [x["micle_seconds"] for x in results]
+    if not with_lightly:
+        print(f"| pretraining wall time (s) | {stat(m, '{:.0f}')} | - | - | - |")
+    else:
+        l = [x["lightly_seconds"] for x in results]
+        print(f"| pretraining wall time (s) | {stat(m, '{:.0f}')} | {stat(l, '{:.0f}')} | "
+              f"ratio {stat([a / b for a, b in zip(m, l)], '{:.2f}')} | - |")
     print(f"(wall time of each pretraining command, start to exit, on {os.cpu_count()} cores; numbers in {where})")
 
 
@@ -127,6 +140,8 @@ def main():
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--out", default=os.path.join(ROOT, "runs", "compare-lightly"))
     p.add_argument("--venv-python", help="a python with torch, torchvision and lightly (default: bench/pytorch_env.sh's)")
+    p.add_argument("--without-lightly", action="store_true",
+                   help="micle and the random-init encoder only (no venv needed): for budgets too long to run both")
     p.add_argument("--table", metavar="RESULTS_JSON", help="only print the table of an earlier run's results.json")
     a = p.parse_args()
     if a.table:
@@ -139,7 +154,7 @@ def main():
         import sklearn  # noqa: F401
     except ImportError:
         sys.exit("compare_lightly: scikit-learn is missing (apt install python3-sklearn)")
-    venv = a.venv_python or run([os.path.join(ROOT, "bench", "pytorch_env.sh")]).stdout.strip().splitlines()[-1]
+    venv = None if a.without_lightly else a.venv_python or run([os.path.join(ROOT, "bench", "pytorch_env.sh")]).stdout.strip().splitlines()[-1]
     os.makedirs(a.out, exist_ok=True)
     data = os.path.join(a.out, "pool.npz")
     write_pool(data, a.pool, 0)
@@ -151,7 +166,8 @@ def main():
     if a.append and os.path.exists(os.path.join(a.out, "results.json")):
         saved = json.load(open(os.path.join(a.out, "results.json")))
         keys = ["epochs", "pool", "batch", "base", "temperature", "lr", "crop_min", "rotation", "jitter", "ft_epochs", "threads"]
-        if any(saved["settings"].get(k) != getattr(a, k) for k in keys):
+        if any(saved["settings"].get(k) != getattr(a, k) for k in keys) or \
+                saved["settings"].get("without_lightly", False) != a.without_lightly:
             sys.exit(f"compare_lightly: --append: {a.out}/results.json was run with other settings")
         results = [r for r in saved["seeds"] if not a.first_seed <= r["seed"] < a.first_seed + a.seeds]
     for seed in range(a.first_seed, a.first_seed + a.seeds):
@@ -165,19 +181,21 @@ def main():
              "--lr", str(a.lr), "--crop-min", str(a.crop_min), "--rotation", str(a.rotation), "--jitter", str(a.jitter),
              "--seed", str(seed), "--workers", "2", *model], env=env, log=f"{d}/micle-pretrain.log")
         r["micle_seconds"] = time.perf_counter() - t
-        print(f"seed {seed}: lightly pretraining", flush=True)
-        t = time.perf_counter()
-        out = run([venv, os.path.join(ROOT, "bench", "lightly_pretrain.py"), "--data", data, "--out", f"{d}/lightly.safetensors",
-                   "--epochs", str(a.epochs), "--batch", str(a.batch), "--base", str(a.base), "--temperature",
-                   str(a.temperature), "--lr", str(a.lr), "--crop-min", str(a.crop_min), "--rotation", str(a.rotation),
-                   "--jitter", str(a.jitter), "--seed", str(seed), "--threads", str(a.threads), "--workers", "2"], env=env,
-                  log=f"{d}/lightly-pretrain.log")
-        r["lightly_seconds"] = time.perf_counter() - t
-        r["lightly_run"] = json.loads(out.stdout.strip().splitlines()[-1])
+        encoders = {"micle": f"{d}/micle", "random": f"{d}/random"}
+        if not a.without_lightly:
+            print(f"seed {seed}: lightly pretraining", flush=True)
+            t = time.perf_counter()
+            out = run([venv, os.path.join(ROOT, "bench", "lightly_pretrain.py"), "--data", data, "--out", f"{d}/lightly.safetensors",
+                       "--epochs", str(a.epochs), "--batch", str(a.batch), "--base", str(a.base), "--temperature",
+                       str(a.temperature), "--lr", str(a.lr), "--crop-min", str(a.crop_min), "--rotation", str(a.rotation),
+                       "--jitter", str(a.jitter), "--seed", str(seed), "--threads", str(a.threads), "--workers", "2"],
+                      env=env, log=f"{d}/lightly-pretrain.log")
+            r["lightly_seconds"] = time.perf_counter() - t
+            r["lightly_run"] = json.loads(out.stdout.strip().splitlines()[-1])
+            encoders["lightly"] = f"{d}/lightly.safetensors"
         # The random-init encoder: a probe run without --init saves the seeded random backbone.
         run([micle, "finetune", "--data", data, "--out", f"{d}/random", "--linear-probe", "--epochs", "1",
              "--seed", str(seed), *model], env=env)
-        encoders = {"micle": f"{d}/micle", "lightly": f"{d}/lightly.safetensors", "random": f"{d}/random"}
         for name, enc in encoders.items():
             print(f"seed {seed}: evaluating the {name} encoder", flush=True)
             feats = {}
