@@ -93,6 +93,13 @@ def print_table(results, settings, where):
         return f"{fmt.format(statistics.mean(v))} ± {fmt.replace('+', '').format(statistics.stdev(v))}"
 
     with_lightly = all("lightly_run" in x for x in results)
+
+    def lightly_cells(micle_values, key, paired, paired_fmt, fmt="{:.4f}", prefix=""):
+        """The lightly column and the micle-against-lightly column ("- | -" without lightly)."""
+        if not with_lightly:
+            return "- | -"
+        l = [x[f"lightly_{key}"] for x in results]
+        return f"{stat(l, fmt)} | {prefix}{stat([paired(a, b) for a, b in zip(micle_values, l)], paired_fmt)}"
     lv = results[0]["lightly_run"] if with_lightly else None
     title = f"micle vs lightly {lv['lightly']} (torch {lv['torch']})" if lv else "micle (lightly left out)"
     print(f"\n{title}: SimCLR, ResNet-18 small stem base {settings['base']}, "
@@ -105,18 +112,10 @@ def print_table(results, settings, where):
     for label, key in [("kNN accuracy (k 20, cosine)", "knn"), ("linear probe accuracy", "probe"),
                        ("fine-tuned on 10% of labels", "ft10")]:
         m, r = ([x[f"{who}_{key}"] for x in results] for who in ("micle", "random"))
-        if not with_lightly:
-            print(f"| {label} | {stat(m)} | - | - | {stat(r)} |")
-            continue
-        l = [x[f"lightly_{key}"] for x in results]
-        print(f"| {label} | {stat(m)} | {stat(l)} | {stat([a - b for a, b in zip(m, l)], '{:+.4f}')} | {stat(r)} |")
+        print(f"| {label} | {stat(m)} | {lightly_cells(m, key, lambda a, b: a - b, '{:+.4f}')} | {stat(r)} |")
     m = [x["micle_seconds"] for x in results]
-    if not with_lightly:
-        print(f"| pretraining wall time (s) | {stat(m, '{:.0f}')} | - | - | - |")
-    else:
-        l = [x["lightly_seconds"] for x in results]
-        print(f"| pretraining wall time (s) | {stat(m, '{:.0f}')} | {stat(l, '{:.0f}')} | "
-              f"ratio {stat([a / b for a, b in zip(m, l)], '{:.2f}')} | - |")
+    print(f"| pretraining wall time (s) | {stat(m, '{:.0f}')} | "
+          f"{lightly_cells(m, 'seconds', lambda a, b: a / b, '{:.2f}', '{:.0f}', 'ratio ')} | - |")
     print(f"(wall time of each pretraining command, start to exit, on {os.cpu_count()} cores; numbers in {where})")
 
 
@@ -154,7 +153,9 @@ def main():
         import sklearn  # noqa: F401
     except ImportError:
         sys.exit("compare_lightly: scikit-learn is missing (apt install python3-sklearn)")
-    venv = None if a.without_lightly else a.venv_python or run([os.path.join(ROOT, "bench", "pytorch_env.sh")]).stdout.strip().splitlines()[-1]
+    venv = None
+    if not a.without_lightly:
+        venv = a.venv_python or run([os.path.join(ROOT, "bench", "pytorch_env.sh")]).stdout.strip().splitlines()[-1]
     os.makedirs(a.out, exist_ok=True)
     data = os.path.join(a.out, "pool.npz")
     write_pool(data, a.pool, 0)
