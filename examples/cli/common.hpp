@@ -152,7 +152,8 @@ inline std::set<std::string> with_backend_options(std::set<std::string> valued) 
 inline constexpr const char* backend_usage =
     "  --device N             the CUDA device (micle-gpu; 0)\n"
     "  --precision tf32|fp32|bf16   micle-gpu: fp32 data with TF32 tensor cores (default), strict fp32, or bf16\n"
-    "                         mixed precision (bf16 activations, fp32 weights); the CPU trainer computes in fp32\n";
+    "                         mixed precision (bf16 activations, fp32 weights); micle: fp32 (tf32 means fp32), or\n"
+    "                         bf16 mixed precision on CPUs with AVX512-BF16 or AMX\n";
 
 /// The context of the trainer's backend, from --device and --precision.
 inline context<backend> make_context(const options& o) {
@@ -170,9 +171,21 @@ inline context<backend> make_context(const options& o) {
         return context<backend>(c);
     }
 #endif
-    if (o.has("device") || precision == "bf16")
-        throw usage_error("--device and --precision bf16 are for the GPU trainer (micle-gpu); this one runs on " +
-                          std::string(backend::name));
+    if (o.has("device"))
+        throw usage_error("--device is for the GPU trainer (micle-gpu); this one runs on " + std::string(backend::name));
+#if MICLE_HAS_ONEDNN
+    if constexpr (std::is_same_v<backend, onednn>) {
+        onednn_options c;
+        c.bf16 = precision == "bf16";
+        try {
+            return context<backend>(c);
+        } catch (const value_error& e) {  // bf16 on a CPU without bf16 kernels
+            throw usage_error(std::string("--precision bf16: ") + e.what());
+        }
+    }
+#endif
+    if (precision == "bf16")
+        throw usage_error("--precision bf16 needs the oneDNN or the GPU backend; this trainer runs on " + std::string(backend::name));
     return context<backend>();
 }
 

@@ -237,19 +237,11 @@ TEST_CASE("cudnn: bf16 mixed precision - a ResNet's features and fp32 weight gra
 
 TEST_CASE("cudnn: bf16 mixed precision - LARS drives the SimCLR loss down as in fp32") {
     MICLE_SKIP_WITHOUT_DEVICE(cudnn);
-    using L = testing::simclr_lars<cudnn>;
-    const auto cfg = testing::tiny_config<L>();
-    const auto views = testing::noisy_view_pairs();
     auto run = [&](bool bf16) {
         cudnn_options o;
         o.allow_tf32 = false;
         o.bf16 = bf16;
-        context<cudnn> ctx(o);
-        L learner(ctx, cfg);
-        const auto x = tensor<cudnn>::from_host(ctx, {12, 3, 8, 8}, views);
-        std::vector<float> losses;
-        for (int s = 0; s < 26; ++s) losses.push_back(learner.step(x, 1.0f));
-        return losses;
+        return testing::fixed_batch_losses<cudnn>(o);
     };
     const auto mixed = run(true), full = run(false);
     MESSAGE("bf16: loss " << mixed.front() << " -> " << mixed.back() << "; fp32: " << full.front() << " -> "

@@ -30,9 +30,9 @@ passed = 0
 MODEL = ["--arch", "resnet18", "--stem", "small", "--base-channels", "4", "--image-size", "16", "--workers", "2"]
 
 
-def run(*args, expect=0):
-    r = subprocess.run([micle, *args], capture_output=True, text=True)
-    if r.returncode != expect:
+def run(*args, expect=0, env=None):
+    r = subprocess.run([micle, *args], capture_output=True, text=True, env=None if env is None else {**os.environ, **env})
+    if expect is not None and r.returncode != expect:
         raise AssertionError(f"micle {' '.join(args)} exited {r.returncode} (expected {expect}):\n{r.stderr[-2000:]}")
     return r
 
@@ -265,9 +265,18 @@ def info_names_backend():
     if "backend: cudnn" in out:  # micle-gpu: the precision is the user's choice
         assert "bf16 mixed precision" in run("info", "--precision", "bf16").stdout
         assert "strict fp32" in run("info", "--precision", "fp32").stdout
-    else:  # the CPU trainer says where those options belong
-        r = run("info", "--precision", "bf16", expect=2)
+    else:  # the CPU trainer: bf16 where oneDNN has bf16 kernels, a clear refusal elsewhere
+        r = run("info", "--device", "0", expect=2)
         assert "micle-gpu" in r.stderr, r.stderr
+        r = run("info", "--precision", "bf16", expect=None)
+        if r.returncode == 0:
+            assert "bf16 mixed precision" in r.stdout, r.stdout
+        else:
+            assert r.returncode == 2 and "needs a CPU with AVX512-BF16 or AMX" in r.stderr, r.stderr
+        # oneDNN held to AVX-512 without bf16 (as on a CPU without it): refused, and why.
+        r = run("info", "--precision", "bf16", expect=2, env={"ONEDNN_MAX_CPU_ISA": "AVX512_CORE"})
+        assert "needs a CPU with AVX512-BF16 or AMX, but oneDNN runs" in r.stderr, r.stderr
+        assert "fp32" in run("info", "--precision", "fp32").stdout
     r = run("info", "--precision", "fp16", expect=2)
     assert "--precision must be tf32, fp32 or bf16" in r.stderr, r.stderr
 

@@ -39,4 +39,17 @@ inline std::vector<float> noisy_view_pairs() {
     return views;
 }
 
+/// The losses of `steps` LARS steps of the tiny SimCLR learner on noisy_view_pairs(), on
+/// a context of backend B made from `options` (fp32 or mixed precision).
+template <class B, class Options>
+std::vector<float> fixed_batch_losses(const Options& options, int steps = 26) {
+    using L = simclr_lars<B>;
+    context<B> ctx(options);
+    L learner(ctx, tiny_config<L>());
+    const auto x = tensor<B>::from_host(ctx, {12, 3, 8, 8}, noisy_view_pairs());
+    std::vector<float> losses;
+    for (int s = 0; s < steps; ++s) losses.push_back(learner.step(x, 1.0f));
+    return losses;
+}
+
 }  // namespace micle::testing

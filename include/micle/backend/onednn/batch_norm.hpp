@@ -15,7 +15,8 @@ namespace micle::ops {
 /// input (blocked activations stay blocked). Scale and shift are separate [C] tensors
 /// (use_scale | use_shift); the fused ReLU uses oneDNN's fuse_norm_relu and its workspace.
 /// oneDNN reports the biased batch variance; the running variance is updated with the
-/// unbiased one, as PyTorch does.
+/// unbiased one, as PyTorch does. A bf16 input (mixed precision) gives a bf16 output and
+/// gradient; statistics, scale, shift and their gradients stay fp32.
 template <>
 class batch_norm<onednn> {
     using md = dnnl::memory::desc;
@@ -95,7 +96,6 @@ public:
 
     /// This input's per-channel mean and biased variance, C values each.
     void local_statistics(context_t& ctx, const tensor_t& x, std::span<float> mean, std::span<float> var) {
-        checks::f32("batch_norm", "input", x.dtype());
         const auto C = std::size_t(x.shape()[1]);
         check(mean.size() == C && var.size() == C, "batch_norm: statistics of ", C, " channels into ", mean.size(), " and ",
               var.size(), " values");
@@ -231,7 +231,6 @@ private:
 
     void validate(const tensor_t& x, const tensor_t& g, const tensor_t& b, const tensor_t& rm, const tensor_t& rv,
                   bool training) const {
-        checks::f32("batch_norm", "input", x.dtype());
         checks::batch_norm(x.shape(), training, {&g.shape(), &b.shape(), &rm.shape(), &rv.shape()});
         for (const tensor_t* t : {&g, &b, &rm, &rv})
             check(t->dtype() == dtype::f32 && t->is_plain(), "batch_norm: per-channel tensors must be plain f32");

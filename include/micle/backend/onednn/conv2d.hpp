@@ -21,6 +21,11 @@ namespace micle::ops {
 /// per pass instead (onednn_detail::small_map_conv). Where oneDNN's weight gradient for a
 /// padded convolution would be a GEMM per image, the input is padded explicitly so that a
 /// JIT kernel runs (see explicitly_padded_pd).
+///
+/// In mixed precision (onednn_options::bf16, or a bf16 input) the convolution reads and
+/// writes bf16 activations and converts the fp32 weights to a bf16 copy per call (kept
+/// in a cached buffer); oneDNN accumulates in fp32 (AMX or AVX512-BF16 dot products) and
+/// writes the weight gradient in fp32. Small maps run as direct convolutions there.
 template <>
 class conv2d<onednn> {
     using md = dnnl::memory::desc;
@@ -33,8 +38,8 @@ public:
     const conv2d_params& params() const noexcept { return p_; }
 
     void forward(context_t& ctx, const tensor_t& x, const tensor_t& w, const tensor_t* bias, tensor_t& y) {
-        checks::f32("conv2d", "input", x.dtype());
         checks::f32("conv2d", "weight", w.dtype());
+        if (bias) checks::f32("conv2d", "bias", bias->dtype());
         checks::conv2d(p_, x.shape(), w.shape(), bias ? &bias->shape() : nullptr);
         entry& e = lookup(ctx, x.desc(), w.shape(), bias != nullptr);
         w_desc_ = w.desc();
@@ -55,9 +60,9 @@ public:
         checks::same_shape("conv2d backward_data", "weight", w.shape(), "forward weight", e.w_shape);
         if (e.small) return e.small->backward_data(ctx, dy, w, dx);
         if (!e.bwd_data) {
-            auto pd = onednn_compat::conv_bwd_data_pd(ctx.engine(), onednn_detail::any_md(e.x_shape),
-                                                      onednn_detail::any_md(e.w_shape),
-                                                      onednn_detail::any_md(e.y_shape), strides(), padding(), e.fwd_pd);
+            auto pd = onednn_compat::conv_bwd_data_pd(ctx.engine(), onednn_detail::any_md(e.x_shape, e.type),
+                                                      onednn_detail::any_md(e.w_shape, e.type),
+                                                      onednn_detail::any_md(e.y_shape, e.type), strides(), padding(), e.fwd_pd);
             e.bwd_data.emplace(std::move(pd));
         }
         auto& b = *e.bwd_data;
@@ -79,8 +84,8 @@ public:
         if (!e.bwd_weights) {
             const md db = onednn_detail::plain_md(shape{e.w_shape[0]});
             auto pd = onednn_compat::conv_bwd_weights_pd(
-                ctx.engine(), onednn_detail::any_md(e.x_shape), onednn_detail::any_md(e.w_shape),
-                e.has_bias ? &db : nullptr, onednn_detail::any_md(e.y_shape), strides(), padding(), e.fwd_pd);
+                ctx.engine(), onednn_detail::any_md(e.x_shape, e.type), onednn_detail::any_md(e.w_shape),
+                e.has_bias ? &db : nullptr, onednn_detail::any_md(e.y_shape, e.type), strides(), padding(), e.fwd_pd);
             auto unpadded = is_gemm(pd) ? explicitly_padded_pd(ctx, e, e.has_bias ? &db : nullptr) : std::nullopt;
             e.bwd_weights.emplace(unpadded ? std::move(*unpadded) : std::move(pd));
             if (unpadded) {  // the border is zeroed once; the interior is a view for the reorder
@@ -125,11 +130,16 @@ public:
         small_maps_ = on;
     }
 
-    /// The weights layout the forward primitive for inputs like `x` uses; weights kept in
-    /// it are never reordered.
+    /// The weights layout the forward primitive for inputs like `x` uses, for fp32 weights;
+    /// weights kept in it are never reordered (in mixed precision: only converted).
     md preferred_weights_desc(context_t& ctx, const tensor_t& x, const shape& w_shape, bool has_bias) {
         checks::conv2d(p_, x.shape(), w_shape, nullptr);
-        return lookup(ctx, x.desc(), w_shape, has_bias).fwd_pd.weights_desc();
+        return onednn_detail::with_dtype(lookup(ctx, x.desc(), w_shape, has_bias).fwd_pd.weights_desc(), dtype::f32);
+    }
+
+    /// The element type the convolution computes in for inputs of type `x` under `ctx`.
+    static dtype compute_type(const context_t& ctx, dtype x) {
+        return ctx.options().bf16 || x == dtype::bf16 ? dtype::bf16 : dtype::f32;
     }
 
 private:
@@ -152,6 +162,7 @@ private:
     struct entry {
         shape x_shape, w_shape, y_shape;
         bool has_bias = false;
+        dtype type = dtype::f32;  // of activations and the weights' copy
         onednn_compat::conv_fwd::primitive_desc fwd_pd;
         onednn_compat::conv_fwd fwd;
         onednn_detail::stage x_fwd, w_fwd;
@@ -163,26 +174,29 @@ private:
         md x;
         shape w;
         bool bias;
-        bool operator==(const key& o) const { return x == o.x && w == o.w && bias == o.bias; }
+        dtype type;
+        bool operator==(const key& o) const { return x == o.x && w == o.w && bias == o.bias && type == o.type; }
     };
 
     dnnl::memory::dims strides() const { return {p_.stride_h, p_.stride_w}; }
     dnnl::memory::dims padding() const { return {p_.pad_h, p_.pad_w}; }
 
     entry& lookup(context_t& ctx, const md& x_desc, const shape& w_shape, bool has_bias) {
-        return cache_.get(key{x_desc, w_shape, has_bias}, [&] {
+        const dtype t = compute_type(ctx, x_desc.data_type() == dnnl::memory::data_type::bf16 ? dtype::bf16 : dtype::f32);
+        return cache_.get(key{x_desc, w_shape, has_bias, t}, [&] {
             entry e;
+            e.type = t;
             const auto xd = x_desc.dims();
             e.x_shape = shape(std::span<const std::int64_t>(xd.data(), xd.size()));
             e.w_shape = w_shape;
             e.y_shape = checks::conv2d(p_, e.x_shape, w_shape, nullptr);
             e.has_bias = has_bias;
             const md b = onednn_detail::plain_md(shape{w_shape[0]});
-            e.fwd_pd = onednn_compat::conv_fwd_pd(ctx.engine(), onednn_detail::any_md(e.x_shape),
-                                                  onednn_detail::any_md(w_shape), has_bias ? &b : nullptr,
-                                                  onednn_detail::any_md(e.y_shape), strides(), padding());
+            e.fwd_pd = onednn_compat::conv_fwd_pd(ctx.engine(), onednn_detail::any_md(e.x_shape, t),
+                                                  onednn_detail::any_md(w_shape, t), has_bias ? &b : nullptr,
+                                                  onednn_detail::any_md(e.y_shape, t), strides(), padding());
             e.fwd = onednn_compat::conv_fwd(e.fwd_pd);
-            if (small_maps_ && onednn_detail::small_map_conv::pays(p_, e.x_shape, has_bias))
+            if (small_maps_ && t == dtype::f32 && onednn_detail::small_map_conv::pays(p_, e.x_shape, has_bias))
                 e.small.emplace(ctx, p_, e.x_shape, w_shape, e.y_shape);
             return e;
         });
@@ -204,8 +218,9 @@ private:
         xp[2] += 2 * p_.pad_h;
         xp[3] += 2 * p_.pad_w;
         const dnnl::memory::dims none{0, 0};
-        const auto x = onednn_detail::any_md(xp), w = onednn_detail::any_md(e.w_shape), y = onednn_detail::any_md(e.y_shape);
-        const auto hint = onednn_compat::conv_fwd_pd(ctx.engine(), x, w, db, y, strides(), none);
+        const auto x = onednn_detail::any_md(xp, e.type), w = onednn_detail::any_md(e.w_shape),
+                   y = onednn_detail::any_md(e.y_shape, e.type);
+        const auto hint = onednn_compat::conv_fwd_pd(ctx.engine(), x, onednn_detail::any_md(e.w_shape, e.type), db, y, strides(), none);
         auto pd = onednn_compat::conv_bwd_weights_pd(ctx.engine(), x, w, db, y, strides(), none, hint);
         if (is_gemm(pd) || std::string_view(pd.impl_info_str()).starts_with("ref")) return std::nullopt;
         return pd;

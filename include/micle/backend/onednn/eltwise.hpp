@@ -6,7 +6,8 @@
 
 namespace micle::ops {
 
-/// ReLU on oneDNN's eltwise primitives, in the layout of its input.
+/// ReLU on oneDNN's eltwise primitives, in the layout and type (f32, or bf16 in mixed
+/// precision) of its input.
 template <>
 class relu<onednn> {
     using md = dnnl::memory::desc;
@@ -16,7 +17,6 @@ public:
     using context_t = context<onednn>;
 
     void forward(context_t& ctx, const tensor_t& x, tensor_t& y) {
-        checks::f32("relu", "input", x.dtype());
         check(x.defined() && !x.shape().has_zero(), "relu: empty or zero-sized input ", x.shape());
         entry& e = lookup(ctx, x.desc());
         y.ensure(ctx, e.fwd_pd.dst_desc());
@@ -55,7 +55,8 @@ private:
 };
 
 /// Elementwise sum on oneDNN's binary primitive; the output takes the layout of `a`
-/// (or of `b` when the output is `b` itself). In-place (y aliasing an input) is allowed.
+/// (or of `b` when the output is `b` itself) and the inputs' type (f32 or bf16, the same
+/// for both). In-place (y aliasing an input) is allowed.
 template <>
 class add<onednn> {
     using md = dnnl::memory::desc;
@@ -65,8 +66,7 @@ public:
     using context_t = context<onednn>;
 
     void forward(context_t& ctx, const tensor_t& a, const tensor_t& b, tensor_t& y) {
-        checks::f32("add", "a", a.dtype());
-        checks::f32("add", "b", b.dtype());
+        checks::same_dtype("add", "a", a.dtype(), "b", b.dtype());
         checks::same_shape("add", "a", a.shape(), "b", b.shape());
         check(a.defined() && !a.shape().has_zero(), "add: empty or zero-sized input ", a.shape());
         const md dst = &y == &b ? b.desc() : a.desc();

@@ -6,7 +6,8 @@
 
 namespace micle::ops {
 
-/// Max and average pooling on oneDNN's pooling primitives, in the layout of the input.
+/// Max and average pooling on oneDNN's pooling primitives, in the layout and type (f32,
+/// or bf16 in mixed precision) of the input.
 template <>
 class pool2d<onednn> {
     using md = dnnl::memory::desc;
@@ -19,11 +20,10 @@ public:
     const pool2d_params& params() const noexcept { return p_; }
 
     void forward(context_t& ctx, const tensor_t& x, tensor_t& y) {
-        checks::f32("pool2d", "input", x.dtype());
         const shape ys = checks::pool2d(p_, x.shape());
         entry& e = cache_.get(x.desc(), [&] {
             entry n;
-            n.fwd_pd = onednn_compat::pool_fwd_pd(ctx.engine(), algorithm(), x.desc(), onednn_detail::any_md(ys),
+            n.fwd_pd = onednn_compat::pool_fwd_pd(ctx.engine(), algorithm(), x.desc(), onednn_detail::any_md(ys, x.dtype()),
                                                   {p_.stride_h, p_.stride_w}, {p_.kernel_h, p_.kernel_w},
                                                   {p_.pad_h, p_.pad_w});
             n.fwd = onednn_compat::pool_fwd(n.fwd_pd);
@@ -81,7 +81,10 @@ private:
 };
 
 /// Global average pooling: a pooling primitive whose kernel is the whole image, in the
-/// input's layout, then a reorder of the [N,C,1,1] result into a plain [N,C] tensor.
+/// input's layout, then a reorder of the [N,C,1,1] result into a plain [N,C] tensor. The
+/// output is f32 whatever the input (the head computes in f32): a bf16 input is pooled in
+/// bf16 (oneDNN accumulates in f32) and rounded once to bf16 before the conversion, and
+/// its gradient is bf16.
 template <>
 class global_avg_pool<onednn> {
     using md = dnnl::memory::desc;
@@ -91,13 +94,12 @@ public:
     using context_t = context<onednn>;
 
     void forward(context_t& ctx, const tensor_t& x, tensor_t& y) {
-        checks::f32("global_avg_pool", "input", x.dtype());
         expect_rank(x.shape(), 4, "global_avg_pool", "input");
         const auto& s = x.shape();
         entry& e = cache_.get(x.desc(), [&] {
             entry n;
             n.fwd_pd = onednn_compat::pool_fwd_pd(ctx.engine(), dnnl::algorithm::pooling_avg_exclude_padding, x.desc(),
-                                                  onednn_detail::any_md(shape{s[0], s[1], 1, 1}), {1, 1}, {s[2], s[3]},
+                                                  onednn_detail::any_md(shape{s[0], s[1], 1, 1}, x.dtype()), {1, 1}, {s[2], s[3]},
                                                   {0, 0});
             n.fwd = onednn_compat::pool_fwd(n.fwd_pd);
             n.plain4 = onednn_detail::plain_md(shape{s[0], s[1], 1, 1});

@@ -10,6 +10,7 @@
 #include <memory>
 #include <utility>
 #include <span>
+#include <string>
 #include <vector>
 
 #include "micle/backend/onednn/compat.hpp"
@@ -20,18 +21,80 @@
 
 namespace micle {
 
+/// Settings of a CPU context.
+struct onednn_options {
+    /// Mixed precision: the backbone's activations and their gradients are bf16
+    /// (convolutions, batch norm, pooling, ReLU and residual adds read and write bf16;
+    /// convolutions accumulate in fp32), weights stay fp32 master copies (convolutions
+    /// convert them per call), and weight gradients, batch-norm statistics, the head, the
+    /// loss and the optimizer stay fp32 - the GPU backend's cudnn_options::bf16 on the CPU.
+    /// Needs a CPU with AVX512-BF16 or AMX (Cooper Lake, Sapphire Rapids, Zen 4 and later):
+    /// a context refuses it elsewhere, where oneDNN has no bf16 convolutions.
+    bool bf16 = false;
+};
+
+/// The options a default-constructed context<onednn> takes: set them once at start-up,
+/// before contexts are made.
+inline onednn_options& onednn_defaults() {
+    static onednn_options o;
+    return o;
+}
+
+namespace onednn_detail {
+/// oneDNN's name for the instruction set its kernels use on this CPU (after
+/// ONEDNN_MAX_CPU_ISA), e.g. "AVX512_CORE_AMX".
+inline const char* isa_name(dnnl::cpu_isa isa) {
+    switch (isa) {
+        case dnnl::cpu_isa::sse41: return "SSE41";
+        case dnnl::cpu_isa::avx: return "AVX";
+        case dnnl::cpu_isa::avx2: return "AVX2";
+        case dnnl::cpu_isa::avx2_vnni: return "AVX2_VNNI";
+        case dnnl::cpu_isa::avx512_mic: return "AVX512_MIC";
+        case dnnl::cpu_isa::avx512_mic_4ops: return "AVX512_MIC_4OPS";
+        case dnnl::cpu_isa::avx512_core: return "AVX512_CORE";
+        case dnnl::cpu_isa::avx512_core_vnni: return "AVX512_CORE_VNNI";
+        case dnnl::cpu_isa::avx512_core_bf16: return "AVX512_CORE_BF16";
+        case dnnl::cpu_isa::avx512_core_amx: return "AVX512_CORE_AMX";
+        default: return "unknown";
+    }
+}
+/// Whether oneDNN runs bf16 kernels here: its effective ISA includes AVX512-BF16 (the ISA
+/// values are nested bit masks, AMX's containing AVX512-BF16's).
+inline bool cpu_has_bf16(dnnl::cpu_isa isa = dnnl::get_effective_cpu_isa()) {
+    const auto bits = static_cast<unsigned>(isa), bf16 = static_cast<unsigned>(dnnl::cpu_isa::avx512_core_bf16);
+    return (bits & bf16) == bf16;
+}
+}  // namespace onednn_detail
+
 /// One CPU engine and one in-order stream. With Debian's OpenMP build of oneDNN the
 /// stream executes synchronously; code that reads tensor memory on the host still calls
 /// `synchronize()` first so that asynchronous runtimes stay correct.
 template <>
 class context<onednn> {
 public:
-    context() : engine_(dnnl::engine::kind::cpu, 0), stream_(engine_) {}
+    context() : context(onednn_defaults()) {}
+    explicit context(const onednn_options& o) : opts_(o), engine_(dnnl::engine::kind::cpu, 0), stream_(engine_) {
+        if (o.bf16) {
+            const auto isa = dnnl::get_effective_cpu_isa();
+            check<value_error>(onednn_detail::cpu_has_bf16(isa),
+                               "bf16 mixed precision needs a CPU with AVX512-BF16 or AMX, but oneDNN runs ",
+                               onednn_detail::isa_name(isa),
+                               " kernels here (no bf16 convolutions); use fp32 (and check ONEDNN_MAX_CPU_ISA)");
+        }
+    }
+    const onednn_options& options() const noexcept { return opts_; }
     const dnnl::engine& engine() const noexcept { return engine_; }
     dnnl::stream& stream() noexcept { return stream_; }
     void synchronize() { stream_.wait(); }
 
+    /// "onednn (AVX512_CORE_AMX), bf16 mixed precision", for logs.
+    std::string description() const {
+        return detail::cat("onednn (", onednn_detail::isa_name(dnnl::get_effective_cpu_isa()), "), ",
+                           opts_.bf16 ? "bf16 mixed precision" : "fp32");
+    }
+
 private:
+    onednn_options opts_;
     dnnl::engine engine_;
     dnnl::stream stream_;
 };
@@ -60,6 +123,12 @@ inline md plain_md(const shape& s, dtype t = dtype::f32) { return md(to_dims(s),
 /// Descriptor with the dims of `s` and the layout left to the primitive.
 inline md any_md(const shape& s, dtype t = dtype::f32) {
     return md(to_dims(s), to_dnnl(t), dnnl::memory::format_tag::any);
+}
+/// `d`'s layout with elements of type `t` (a blocked bf16 layout holding f32, say).
+inline md with_dtype(const md& d, dtype t) {
+    md r = d;
+    r.data.data_type = static_cast<dnnl_data_type_t>(to_dnnl(t));
+    return r;
 }
 }  // namespace onednn_detail
 

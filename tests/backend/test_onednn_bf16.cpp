@@ -1,0 +1,396 @@
+// bf16 mixed precision on the CPU backend (onednn_options::bf16): every op the backbone
+// runs, forward and backward, against the reference backend fed the same bf16-rounded
+// values; a ResNet and a SimCLR learner step against fp32; checkpoints of a bf16 run in
+// fp32 and on the reference backend. The cases skip with a message where oneDNN has no
+// bf16 kernels (a CPU without AVX512-BF16 or AMX).
+//
+// Tolerances. A bf16 value keeps 8 significant bits: rounding an fp32 result to bf16
+// (round to nearest even) errs by at most 2^-9 of its magnitude. Every op here computes
+// from bf16 inputs with fp32 accumulation and rounds its bf16 output once, so against the
+// reference on the same rounded inputs its error is that one rounding (rtol 2^-8, twice
+// the bound, for the order of fp32 accumulation) plus fp32 accumulation error (atol, a
+// small fraction of the result's scale). fp32 outputs (weight, scale and shift gradients)
+// carry accumulation error only. Max pooling and ReLU select or pass values and are exact.
+#include <cmath>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include "testing.hpp"
+#include "train/learners.hpp"
+
+#if MICLE_HAS_ONEDNN && !defined(MICLE_TEST_GPU_PASS)
+namespace micle {
+namespace {
+
+using ref = reference;
+using testing::random_values;
+using dnn = onednn;
+constexpr double bf16_rtol = 1.0 / 256;  // twice the 2^-9 bound of one rounding
+
+bool bf16_ready() {
+    if (onednn_detail::cpu_has_bf16()) return true;
+    const char* isa = onednn_detail::isa_name(dnnl::get_effective_cpu_isa());
+    std::printf("skipped on the onednn backend: bf16 needs AVX512-BF16 or AMX, oneDNN runs %s kernels here\n", isa);
+    MESSAGE("skipped on the onednn backend: bf16 needs AVX512-BF16 or AMX; oneDNN runs " << isa << " kernels here");
+    return false;
+}
+#define MICLE_SKIP_WITHOUT_BF16() \
+    do {                          \
+        if (!bf16_ready()) return; \
+    } while (0)
+
+context<dnn> mixed_context() {
+    onednn_options o;
+    o.bf16 = true;
+    return context<dnn>(o);
+}
+
+std::vector<float> rounded(std::vector<float> v) {
+    for (auto& x : v) x = detail::round_to_bf16(x);
+    return v;
+}
+
+/// Reference-backend tensors of the values rounded to bf16, and oneDNN bf16 tensors of
+/// the same values.
+struct pair_of {
+    tensor<ref> r;
+    tensor<dnn> d;
+};
+pair_of both(context<ref>& rc, context<dnn>& dc, const shape& s, const std::vector<float>& v) {
+    return {tensor<ref>::from_host(rc, s, rounded(v)), tensor<dnn>::from_host(dc, s, v, dtype::bf16)};
+}
+
+struct conv_case {
+    const char* name;
+    std::int64_t n, c, h, w, o, k, stride, pad;
+    bool f32_input = false;  // the first convolution reads the fp32 images
+};
+
+}  // namespace
+
+TEST_CASE("onednn bf16: a context refuses bf16 without AVX512-BF16, and names the precision") {
+    if (!onednn_detail::cpu_has_bf16()) {
+        onednn_options o;
+        o.bf16 = true;
+        CHECK_THROWS_WITH_AS(context<dnn>{o}, doctest::Contains("bf16 mixed precision needs a CPU with AVX512-BF16 or AMX"),
+                             value_error);
+    } else {
+        CHECK(mixed_context().description().find("bf16 mixed precision") != std::string::npos);
+    }
+    CHECK(onednn_detail::cpu_has_bf16(dnnl::cpu_isa::avx512_core_amx));
+    CHECK(onednn_detail::cpu_has_bf16(dnnl::cpu_isa::avx512_core_bf16));
+    CHECK_FALSE(onednn_detail::cpu_has_bf16(dnnl::cpu_isa::avx512_core_vnni));
+    CHECK_FALSE(onednn_detail::cpu_has_bf16(dnnl::cpu_isa::avx2));
+    CHECK(context<dnn>().description().find("fp32") != std::string::npos);
+}
+
+TEST_CASE("onednn bf16: convolution forward, data and weight gradients against the reference on bf16 inputs") {
+    MICLE_SKIP_WITHOUT_BF16();
+    context<ref> rc;
+    auto dc = mixed_context();
+    const conv_case cases[] = {
+        {"3x3 pad 1", 2, 16, 8, 8, 32, 3, 1, 1},
+        {"3x3 stride 2", 2, 16, 9, 9, 32, 3, 2, 1},
+        {"1x1 stride 2 (downsample)", 2, 32, 8, 8, 16, 1, 2, 0},
+        {"3x3 on a 2x2 map", 4, 32, 2, 2, 32, 3, 1, 1},
+        {"7x7 stem on fp32 images", 2, 3, 20, 20, 16, 7, 2, 3, true},
+        {"3x3 small stem on fp32 images", 2, 3, 16, 16, 8, 3, 1, 1, true},
+    };
+    for (const auto& c : cases) {
+        CAPTURE(c.name);
+        const ops::conv2d_params p{c.k, c.k, c.stride, c.stride, c.pad, c.pad};
+        const shape xs{c.n, c.c, c.h, c.w}, ws{c.o, c.c, c.k, c.k};
+        const auto xv = random_values(xs.numel(), 1), wv = random_values(ws.numel(), 2, -0.2f, 0.2f);
+        // The fp32 input is converted to bf16 by the convolution itself.
+        auto xr = tensor<ref>::from_host(rc, xs, rounded(xv));
+        auto xd = tensor<dnn>::from_host(dc, xs, xv, c.f32_input ? dtype::f32 : dtype::bf16);
+        auto wr = tensor<ref>::from_host(rc, ws, rounded(wv));
+        auto wd = tensor<dnn>::from_host(dc, ws, wv);  // fp32 master weights
+        ops::conv2d<ref> rop(p);
+        ops::conv2d<dnn> dop(p);
+        tensor<ref> yr, dxr, dwr;
+        tensor<dnn> yd, dxd, dwd;
+        rop.forward(rc, xr, wr, nullptr, yr);
+        dop.forward(dc, xd, wd, nullptr, yd);
+        CHECK(yd.dtype() == dtype::bf16);
+        testing::expect_close(yd.to_host(dc), yr.to_host(rc), bf16_rtol, 1e-3, "forward");
+
+        const auto dyv = random_values(yr.numel(), 3);
+        auto dy = both(rc, dc, yr.shape(), dyv);
+        rop.backward_data(rc, dy.r, wr, dxr);
+        dop.backward_data(dc, dy.d, wd, dxd);
+        CHECK(dxd.dtype() == dtype::bf16);
+        testing::expect_close(dxd.to_host(dc), dxr.to_host(rc), bf16_rtol, 1e-3, "data gradient");
+
+        rop.backward_weights(rc, xr, dy.r, dwr, nullptr);
+        dop.backward_weights(dc, xd, dy.d, dwd, nullptr);
+        CHECK(dwd.dtype() == dtype::f32);  // fp32 for the fp32 master weights
+        CHECK(dwd.desc() == wd.desc());    // in the weights' layout, for the optimizer
+        testing::expect_close(dwd.to_host(dc), dwr.to_host(rc), 1e-4, 1e-4, "weight gradient");
+    }
+}
+
+TEST_CASE("onednn bf16: weights kept in the preferred layout stay fp32 and give the same result") {
+    MICLE_SKIP_WITHOUT_BF16();
+    auto dc = mixed_context();
+    ops::conv2d<dnn> op({3, 3, 1, 1, 1, 1});
+    const shape xs{2, 16, 8, 8}, ws{32, 16, 3, 3};
+    const auto x = tensor<dnn>::from_host(dc, xs, random_values(xs.numel(), 1), dtype::bf16);
+    const auto w = tensor<dnn>::from_host(dc, ws, random_values(ws.numel(), 2));
+    const auto pref = op.preferred_weights_desc(dc, x, ws, false);
+    CHECK(pref.data_type() == dnnl::memory::data_type::f32);
+    const auto wp = w.to_layout(dc, pref);
+    tensor<dnn> y1, y2;
+    op.forward(dc, x, w, nullptr, y1);
+    const auto plain = y1.to_host(dc);
+    op.forward(dc, x, wp, nullptr, y2);
+    CHECK(y2.to_host(dc) == plain);
+    CHECK(wp.to_host(dc) == w.to_host(dc));  // the fp32 values, only laid out differently
+}
+
+TEST_CASE("onednn bf16: batch norm (with and without the fused ReLU) against the reference on bf16 inputs") {
+    MICLE_SKIP_WITHOUT_BF16();
+    context<ref> rc;
+    auto dc = mixed_context();
+    for (const bool fuse : {false, true}) {
+        CAPTURE(fuse);
+        const shape xs{4, 32, 5, 5}, cs{32};
+        // A blocked bf16 input, as a convolution hands it on.
+        const auto xv = random_values(xs.numel(), 4, -2.0f, 3.0f);
+        auto xr = tensor<ref>::from_host(rc, xs, rounded(xv));
+        const auto xd = tensor<dnn>::from_host(dc, xs, xv, dtype::bf16)
+                            .to_layout(dc, dnnl::memory::desc(onednn_detail::to_dims(xs), dnnl::memory::data_type::bf16,
+                                                              dnnl::memory::format_tag::aBcd16b));
+        const auto gv = random_values(32, 5, 0.5f, 1.5f), bv = random_values(32, 6);
+        auto gr = testing::make(rc, cs, gv), br = testing::make(rc, cs, bv);
+        auto gd = testing::make(dc, cs, gv), bd = testing::make(dc, cs, bv);
+        auto rmr = tensor<ref>::zeros(rc, cs), rvr = testing::make(rc, cs, std::vector<float>(32, 1.0f));
+        auto rmd = tensor<dnn>::zeros(dc, cs), rvd = testing::make(dc, cs, std::vector<float>(32, 1.0f));
+        ops::batch_norm_params p;
+        p.fuse_relu = fuse;
+        ops::batch_norm<ref> rop(p);
+        ops::batch_norm<dnn> dop(p);
+        tensor<ref> yr, dxr, dgr, dbr;
+        tensor<dnn> yd, dxd, dgd, dbd;
+        rop.forward_training(rc, xr, gr, br, rmr, rvr, yr);
+        dop.forward_training(dc, xd, gd, bd, rmd, rvd, yd);
+        CHECK(yd.dtype() == dtype::bf16);
+        testing::expect_close(yd.to_host(dc), yr.to_host(rc), bf16_rtol, 1e-4, "output");
+        // Statistics come from the bf16 values in fp32: the running ones match closely.
+        testing::expect_close(rmd.to_host(dc), rmr.to_host(rc), 1e-5, 1e-6, "running mean");
+        testing::expect_close(rvd.to_host(dc), rvr.to_host(rc), 1e-5, 1e-6, "running variance");
+
+        const auto dyv = random_values(xs.numel(), 7);
+        auto dy = both(rc, dc, xs, dyv);
+        rop.backward(rc, xr, dy.r, gr, br, dxr, dgr, dbr);
+        dop.backward(dc, xd, dy.d, gd, bd, dxd, dgd, dbd);
+        CHECK(dxd.dtype() == dtype::bf16);
+        CHECK(dgd.dtype() == dtype::f32);
+        // dx subtracts the means of dy and dy x_hat from dy: cancellation, so the
+        // absolute part of the tolerance is one bf16 rounding of the result's scale.
+        testing::expect_close(dxd.to_host(dc), dxr.to_host(rc), bf16_rtol, 1.0 / 256, "input gradient");
+        testing::expect_close(dgd.to_host(dc), dgr.to_host(rc), 1e-4, 1e-4, "scale gradient");
+        testing::expect_close(dbd.to_host(dc), dbr.to_host(rc), 1e-4, 1e-4, "shift gradient");
+    }
+}
+
+TEST_CASE("onednn bf16: ReLU, the residual add, max pooling and global average pooling against the reference") {
+    MICLE_SKIP_WITHOUT_BF16();
+    context<ref> rc;
+    auto dc = mixed_context();
+    const shape xs{2, 16, 7, 7};
+    auto x = both(rc, dc, xs, random_values(xs.numel(), 8));
+    auto b = both(rc, dc, xs, random_values(xs.numel(), 9));
+
+    SUBCASE("relu is exact") {
+        tensor<ref> yr, dxr;
+        tensor<dnn> yd, dxd;
+        ops::relu<ref> rop;
+        ops::relu<dnn> dop;
+        rop.forward(rc, x.r, yr);
+        dop.forward(dc, x.d, yd);
+        CHECK(yd.dtype() == dtype::bf16);
+        CHECK(yd.to_host(dc) == yr.to_host(rc));
+        rop.backward(rc, x.r, b.r, dxr);
+        dop.backward(dc, x.d, b.d, dxd);
+        CHECK(dxd.to_host(dc) == dxr.to_host(rc));
+    }
+    SUBCASE("add rounds once") {
+        tensor<ref> yr;
+        tensor<dnn> yd;
+        ops::add<ref>().forward(rc, x.r, b.r, yr);
+        ops::add<dnn>().forward(dc, x.d, b.d, yd);
+        CHECK(yd.dtype() == dtype::bf16);
+        testing::expect_close(yd.to_host(dc), yr.to_host(rc), bf16_rtol, 0.0, "sum");
+        CHECK(yd.to_host(dc) == rounded(yr.to_host(rc)));  // fp32 sum of two bf16, rounded to nearest even
+        auto xf = tensor<dnn>::from_host(dc, xs, random_values(xs.numel(), 8));
+        CHECK_THROWS_WITH_AS(ops::add<dnn>().forward(dc, xf, b.d, yd), "add: a is f32 but b is bf16", shape_error);
+    }
+    SUBCASE("max pooling (the ImageNet stem's 3x3, stride 2, pad 1)") {
+        const ops::pool2d_params p{ops::pool_kind::max, 3, 3, 2, 2, 1, 1};
+        ops::pool2d<ref> rop(p);
+        ops::pool2d<dnn> dop(p);
+        tensor<ref> yr, dxr;
+        tensor<dnn> yd, dxd;
+        rop.forward(rc, x.r, yr);
+        dop.forward(dc, x.d, yd);
+        CHECK(yd.dtype() == dtype::bf16);
+        CHECK(yd.to_host(dc) == yr.to_host(rc));  // a selection of bf16 values
+        auto dy = both(rc, dc, yr.shape(), random_values(yr.numel(), 10));
+        rop.backward(rc, dy.r, dxr);
+        dop.backward(dc, dy.d, dxd);
+        CHECK(dxd.dtype() == dtype::bf16);
+        // Overlapping windows add up to a few gradients in one input: one rounding.
+        testing::expect_close(dxd.to_host(dc), dxr.to_host(rc), bf16_rtol, 0.0, "input gradient");
+    }
+    SUBCASE("global average pooling gives fp32 features and a bf16 gradient") {
+        ops::global_avg_pool<ref> rop;
+        ops::global_avg_pool<dnn> dop;
+        tensor<ref> yr, dxr;
+        tensor<dnn> yd, dxd;
+        rop.forward(rc, x.r, yr);
+        dop.forward(dc, x.d, yd);
+        CHECK(yd.dtype() == dtype::f32);
+        testing::expect_close(yd.to_host(dc), yr.to_host(rc), bf16_rtol, 1e-4, "features");
+        const auto dyv = random_values(yr.numel(), 11);
+        auto dyr = testing::make(rc, yr.shape(), dyv);
+        auto dyd = testing::make(dc, yr.shape(), dyv);  // the head's fp32 gradient
+        rop.backward(rc, dyr, dxr);
+        dop.backward(dc, dyd, dxd);
+        CHECK(dxd.dtype() == dtype::bf16);
+        // The head's fp32 gradient is rounded to bf16, then divided by H x W and rounded
+        // again: two roundings.
+        testing::expect_close(dxd.to_host(dc), dxr.to_host(rc), 2 * bf16_rtol, 0.0, "input gradient");
+    }
+}
+
+/// sqrt(sum |a - b|^2 / sum |b|^2).
+double distance(const std::vector<float>& a, const std::vector<float>& b) {
+    double num = 0, den = 0;
+    for (std::size_t k = 0; k < a.size(); ++k) {
+        num += (double(a[k]) - b[k]) * (double(a[k]) - b[k]);
+        den += double(b[k]) * b[k];
+    }
+    return std::sqrt(num / den);
+}
+
+/// The same over every parameter's gradient.
+template <class BA, class BB>
+double gradient_distance(context<BA>& ca, nn::state_list<BA>& a, context<BB>& cb, nn::state_list<BB>& b) {
+    double num = 0, den = 0;
+    for (std::size_t i = 0; i < a.params.size(); ++i) {
+        const auto x = a.params[i]->grad.to_host(ca), y = b.params[i]->grad.to_host(cb);
+        for (std::size_t k = 0; k < x.size(); ++k) {
+            num += (double(x[k]) - y[k]) * (double(x[k]) - y[k]);
+            den += double(y[k]) * y[k];
+        }
+    }
+    return std::sqrt(num / den);
+}
+
+TEST_CASE("onednn bf16: a ResNet's logits and fp32 weight gradients stay as near fp32 as its own sensitivity allows") {
+    MICLE_SKIP_WITHOUT_BF16();
+    // A ResNet at initialisation, in training mode, under a random output gradient, is
+    // sensitive: in fp32, rounding only its weights and input to bf16 (a change of at most
+    // 2^-9 each) moves its weight gradients by 20-35% (ReLU masks flip, batch-norm
+    // statistics of few values shift). bf16 mixed precision rounds the activations as well; its gradients
+    // must stay within twice that distance of fp32's (measured: 1.3 and 1.6 times), and
+    // its logits within three times (measured: 1.6 and 2.5 times; 0.5-1% and 5% of their
+    // scale). A wrong gradient (a layout or type mix-up) is as far as an
+    // unrelated vector: a distance near 1.4.
+    auto lo = mixed_context();
+    context<dnn> hi;
+    for (const auto stem : {models::stem_kind::small, models::stem_kind::imagenet}) {
+        CAPTURE(int(stem));
+        models::resnet_config c;
+        c.depth = 18;
+        c.base_channels = 8;
+        c.num_classes = 5;
+        c.stem = stem;
+        models::resnet<dnn> a(lo, c, 9), b(hi, c, 9), r(hi, c, 9);
+        auto sa = a.state(), sb = b.state(), sr = r.state();
+        for (auto* p : sr.params) p->value.assign(hi, rounded(p->value.to_host(hi)));
+        const shape xs{8, 3, 32, 32};
+        const auto xv = random_values(xs.numel(), 10);
+        const auto xa = tensor<dnn>::from_host(lo, xs, xv), xb = tensor<dnn>::from_host(hi, xs, xv);
+        const auto xr = tensor<dnn>::from_host(hi, xs, rounded(xv));
+        const auto& ya = a.forward(lo, xa, true);
+        CHECK(ya.dtype() == dtype::f32);  // the head sees fp32 features
+        const auto yb = b.forward(hi, xb, true).to_host(hi);
+        const double logits_mixed = distance(ya.to_host(lo), yb), logits_weights = distance(r.forward(hi, xr, true).to_host(hi), yb);
+        MESSAGE("logit distance from fp32: bf16 " << logits_mixed << ", fp32 with bf16-rounded weights and input "
+                                                  << logits_weights);
+        CHECK(logits_mixed <= 3.0 * logits_weights);
+        CHECK(logits_mixed < 0.1);
+        const auto g = random_values(40, 11);
+        a.backward(lo, tensor<dnn>::from_host(lo, {8, 5}, g));
+        b.backward(hi, tensor<dnn>::from_host(hi, {8, 5}, g));
+        r.backward(hi, tensor<dnn>::from_host(hi, {8, 5}, g));
+        for (std::size_t i = 0; i < sa.params.size(); ++i) {
+            CAPTURE(sa.params[i]->name);
+            CHECK(sa.params[i]->value.dtype() == dtype::f32);  // master weights
+            CHECK(sa.params[i]->grad.dtype() == dtype::f32);
+            CHECK(sa.params[i]->grad.desc() == sa.params[i]->value.desc());
+        }
+        const double mixed = gradient_distance(lo, sa, hi, sb), weights_only = gradient_distance(hi, sr, hi, sb);
+        MESSAGE("gradient distance from fp32: bf16 " << mixed << ", fp32 with bf16-rounded weights and input " << weights_only);
+        CHECK(mixed <= 2.0 * weights_only);
+        CHECK(mixed < 0.6);
+    }
+}
+
+TEST_CASE("onednn bf16: a SimCLR learner step matches fp32, and LARS drives the loss down as in fp32") {
+    MICLE_SKIP_WITHOUT_BF16();
+    auto run = [&](bool bf16) {
+        onednn_options o;
+        o.bf16 = bf16;
+        return testing::fixed_batch_losses<dnn>(o);
+    };
+    const auto mixed = run(true), full = run(false);
+    MESSAGE("bf16: loss " << mixed.front() << " -> " << mixed.back() << "; fp32: " << full.front() << " -> " << full.back());
+    CHECK(mixed.front() == doctest::Approx(full.front()).epsilon(0.02));
+    CHECK(mixed.back() < 0.5f * mixed.front());
+    CHECK(mixed.back() == doctest::Approx(full.back()).epsilon(0.25));
+}
+
+TEST_CASE("onednn bf16: a checkpoint of a bf16 run loads in fp32 and on the reference backend unchanged") {
+    MICLE_SKIP_WITHOUT_BF16();
+    using L = testing::simclr_lars<dnn>;
+    const auto cfg = testing::tiny_config<L>();
+    const auto dir = std::filesystem::temp_directory_path() / "micle_test_bf16_checkpoint";
+    std::filesystem::remove_all(dir);
+    std::filesystem::create_directories(dir);
+    auto lo = mixed_context();
+    L learner(lo, cfg);
+    const auto views = testing::noisy_view_pairs();
+    const auto x = tensor<dnn>::from_host(lo, {12, 3, 8, 8}, views);
+    for (int s = 0; s < 3; ++s) learner.step(x, 1.0f);
+    const auto path = (dir / "bf16.safetensors").string();
+    train::save_weights(path, lo, learner.backbone().state());
+
+    const shape xs{2, 3, 8, 8};
+    const std::vector<float> probe(views.begin(), views.begin() + xs.numel());
+    context<dnn> hi;
+    models::resnet<dnn> f32_model(hi, cfg.backbone, 99);
+    auto fs = f32_model.state();
+    CHECK(train::load_weights(path, hi, fs).missing.empty());
+    context<ref> rc;
+    models::resnet<ref> ref_model(rc, cfg.backbone, 99);
+    auto rs = ref_model.state();
+    CHECK(train::load_weights(path, rc, rs).missing.empty());
+    // Weights identical: the fp32 model computes what the reference computes.
+    const auto a = f32_model.forward(hi, tensor<dnn>::from_host(hi, xs, probe), false).to_host(hi);
+    const auto b = ref_model.forward(rc, tensor<ref>::from_host(rc, xs, probe), false).to_host(rc);
+    testing::expect_close(a, b, 1e-4, 1e-4, "features of the loaded weights");
+    auto sa = learner.backbone().state();
+    auto sb = ref_model.state();
+    for (std::size_t i = 0; i < sa.params.size(); ++i) {
+        CAPTURE(sa.params[i]->name);
+        CHECK(sa.params[i]->value.to_host(lo) == sb.params[i]->value.to_host(rc));
+    }
+    std::filesystem::remove_all(dir);
+}
+
+}  // namespace micle
+#endif
