@@ -1,12 +1,13 @@
 // One whole SimCLR training step on the oneDNN backend: both views through a ResNet and a
 // SimCLR v1 projection head (hidden = feature width, 128 out), NT-Xent (temperature 0.1),
 // backward, and an SGD update (momentum 0.9) - the step bench/pytorch_step.py times in
-// PyTorch. Benchmark names read: step/<arch>_<stem>/<resolution>/<N>x2.
+// PyTorch. Benchmark names read: step/<arch>_<stem>/<resolution>/<N>x2, and .../bf16 for
+// bf16 mixed precision (onednn_options::bf16; an error row on CPUs without AVX512-BF16).
 //
 // Counters: img/s counts both views (2N images per step); GFLOP/s counts the
 // convolutions and linear layers as 3x the forward multiply-adds (forward, backward data,
 // backward weights); peak_frac is that over this machine's fp32 FMA peak measured at
-// start-up (bench_fma's kernel, 2 threads).
+// start-up (bench_fma's kernel, 2 threads) - for fp32 rows only; bf16 rows give 0 there.
 #include <benchmark/benchmark.h>
 
 #include <micle/micle.hpp>
@@ -29,8 +30,18 @@ double peak_gflops() {
     return peak;
 }
 
-void BM_step(benchmark::State& state, int depth, micle::models::stem_kind stem, std::int64_t res, std::int64_t n) {
-    micle::context<B> ctx;
+void BM_step(benchmark::State& state, int depth, micle::models::stem_kind stem, std::int64_t res, std::int64_t n,
+             bool bf16 = false) {
+    if (bf16 && !micle::onednn_detail::cpu_has_bf16()) {
+        state.SkipWithError("bf16 needs a CPU with AVX512-BF16 or AMX");
+        for (auto _ : state) {
+        }
+        return;
+    }
+    micle::onednn_options opts;
+    opts.bf16 = bf16;
+    micle::context<B> ctx(opts);
+    state.SetLabel(ctx.description());
     const auto cfg = micle::bench::simclr_step_config<B>(depth, stem);
     learner l(ctx, cfg);
     const auto pixels = micle::bench::simclr_step_views(n, res);
@@ -43,7 +54,7 @@ void BM_step(benchmark::State& state, int depth, micle::models::stem_kind stem, 
     const double steps = double(state.iterations());
     state.counters["img/s"] = steps * double(2 * n) / secs;
     state.counters["GFLOP/s"] = steps * flops / secs / 1e9;
-    state.counters["peak_frac"] = steps * flops / secs / 1e9 / peak_gflops();
+    state.counters["peak_frac"] = bf16 ? 0.0 : steps * flops / secs / 1e9 / peak_gflops();
 }
 
 using micle::models::stem_kind;
@@ -52,6 +63,12 @@ BENCHMARK_CAPTURE(BM_step, resnet18_imagenet/64/64x2, 18, stem_kind::imagenet, 6
 BENCHMARK_CAPTURE(BM_step, resnet50_imagenet/64/32x2, 50, stem_kind::imagenet, 64, 32)
     ->Unit(benchmark::kMillisecond)->UseRealTime()->MinTime(3.0);
 BENCHMARK_CAPTURE(BM_step, resnet18_small/32/128x2, 18, stem_kind::small, 32, 128)
+    ->Unit(benchmark::kMillisecond)->UseRealTime()->MinTime(3.0);
+BENCHMARK_CAPTURE(BM_step, resnet18_imagenet/64/64x2/bf16, 18, stem_kind::imagenet, 64, 64, true)
+    ->Unit(benchmark::kMillisecond)->UseRealTime()->MinTime(3.0);
+BENCHMARK_CAPTURE(BM_step, resnet50_imagenet/64/32x2/bf16, 50, stem_kind::imagenet, 64, 32, true)
+    ->Unit(benchmark::kMillisecond)->UseRealTime()->MinTime(3.0);
+BENCHMARK_CAPTURE(BM_step, resnet18_small/32/128x2/bf16, 18, stem_kind::small, 32, 128, true)
     ->Unit(benchmark::kMillisecond)->UseRealTime()->MinTime(3.0);
 
 }  // namespace

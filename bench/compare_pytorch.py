@@ -16,11 +16,18 @@ import os
 import subprocess
 import sys
 
-CONFIGS = [  # (arch, stem, resolution, samples per step), as in bench_step.cpp
-    ("resnet18", "imagenet", 64, 64),
-    ("resnet50", "imagenet", 64, 32),
-    ("resnet18", "small", 32, 128),
+CONFIGS = [  # (arch, stem, resolution, samples per step, precision), as in bench_step.cpp
+    ("resnet18", "imagenet", 64, 64, "fp32"),
+    ("resnet50", "imagenet", 64, 32, "fp32"),
+    ("resnet18", "small", 32, 128, "fp32"),
+    ("resnet18", "imagenet", 64, 64, "bf16"),
+    ("resnet50", "imagenet", 64, 32, "bf16"),
+    ("resnet18", "small", 32, 128, "bf16"),
 ]
+
+
+def config_name(arch, stem, res, n, precision):
+    return f"{arch}_{stem}/{res}/{n}x2" + ("/bf16" if precision == "bf16" else "")
 
 
 GPU_CONFIGS = [  # (arch, stem, resolution, samples per step, precision), as in bench_step_gpu.cu
@@ -101,8 +108,8 @@ def main():
         return
     torches = pythons_with_torch(a, here)
     env = dict(os.environ, OMP_NUM_THREADS=str(a.threads))
-    configs = [c for c in CONFIGS if a.filter in f"{c[0]}_{c[1]}/{c[2]}/{c[3]}x2"]
-    micle, torch_ips = {}, {}
+    configs = [c for c in CONFIGS if a.filter in config_name(*c)]
+    micle, torch_ips, skipped = {}, {}, {}
     # Interleaved: each round runs micle's step, then each PyTorch's, on every configuration,
     # so that a slow spell of this shared machine hits all columns alike.
     for rnd in range(a.repeats):
@@ -110,12 +117,17 @@ def main():
                               f"--benchmark_min_time={a.seconds}", f"--benchmark_filter={a.filter or '.'}"], env=env,
                              check=True, capture_output=True, text=True)
         for b in json.loads(out.stdout)["benchmarks"]:
+            if b.get("error_occurred"):  # bf16 rows on a CPU without AVX512-BF16
+                skipped[b["name"].split("/min_time")[0].replace("BM_step/", "")] = b["error_message"]
+                continue
             micle.setdefault(b["name"].split("/min_time")[0].replace("BM_step/", ""), []).append(b)
         for version, py in torches:
-            for arch, stem, res, n in configs:
+            for arch, stem, res, n, precision in configs:
+                if config_name(arch, stem, res, n, precision) in skipped:
+                    continue
                 r = subprocess.run([py, os.path.join(here, "pytorch_step.py"), "--arch", arch, "--stem", stem, "--res",
-                                    str(res), "--n", str(n), "--threads", str(a.threads), "--seconds", str(a.seconds)],
-                                   env=env, check=True, capture_output=True, text=True)
+                                    str(res), "--n", str(n), "--threads", str(a.threads), "--seconds", str(a.seconds),
+                                    "--precision", precision], env=env, check=True, capture_output=True, text=True)
                 t = json.loads(r.stdout.strip().splitlines()[-1])
                 torch_ips.setdefault((version, t["name"]), []).append(t["img_per_s"])
         print(f"round {rnd + 1}/{a.repeats} done", file=sys.stderr)
@@ -124,18 +136,27 @@ def main():
     for version, _ in torches:
         head += f" PyTorch {version} img/s | ratio |"
         rule += "---|---|"
-    print(head + " micle GFLOP/s | fraction of fp32 peak |")
-    print(rule + "---|---|")
-    for arch, stem, res, n in configs:
-        name = f"{arch}_{stem}/{res}/{n}x2"
+    print(head + " micle GFLOP/s | fraction of fp32 peak | micle bf16 / fp32 |")
+    print(rule + "---|---|---|")
+    for c in configs:
+        name = config_name(*c)
+        if name in skipped:
+            print(f"| {name} | {skipped[name]} |")
+            continue
         runs = micle[name]
         mi = median([b["img/s"] for b in runs])
         row = f"| {name} | {mi:.1f} |"
         for version, _ in torches:
             ti = median(torch_ips[(version, name)])
             row += f" {ti:.1f} | {mi / ti:.2f} |"
-        print(row + f" {median([b['GFLOP/s'] for b in runs]):.0f} | {median([b['peak_frac'] for b in runs]):.2f} |")
-    print(f"\nMedians of {a.repeats} interleaved rounds; img/s counts both views of every sample.")
+        bf16 = c[4] == "bf16"
+        fp32_name = config_name(*c[:4], "fp32")
+        speedup = f"{mi / median([b['img/s'] for b in micle[fp32_name]]):.2f}" if bf16 and fp32_name in micle else "-"
+        peak = "-" if bf16 else f"{median([b['peak_frac'] for b in runs]):.2f}"
+        print(row + f" {median([b['GFLOP/s'] for b in runs]):.0f} | {peak} | {speedup} |")
+    label = next((b[0].get("label", "") for b in micle.values() if b), "")
+    print(f"\nMedians of {a.repeats} interleaved rounds; img/s counts both views of every sample; bf16 rows: micle's bf16 "
+          f"mixed precision and PyTorch's CPU autocast(bfloat16). micle: {label}.")
 
 
 if __name__ == "__main__":

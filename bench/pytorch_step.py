@@ -7,7 +7,8 @@ projection head (Linear(F, F), ReLU, Linear(F, 128)), NT-Xent at temperature 0.1
 both views, backward, SGD (momentum 0.9, weight decay 1e-6); channels_last memory format
 (oneDNN convolutions inside PyTorch on the CPU, cuDNN's NHWC kernels on the GPU).
 CPU: the given number of threads. GPU (--device cuda): --precision tf32 (fp32 with TF32
-tensor cores, PyTorch's cuDNN default), fp32 (TF32 off) or bf16 (autocast, fp32 weights).
+tensor cores, PyTorch's cuDNN default), fp32 (TF32 off) or bf16 (autocast, fp32 weights);
+on the CPU, --precision bf16 runs the step under CPU autocast(bfloat16), anything else fp32.
 
 Prints one JSON line: {"name", "img_per_s", "step_ms", "steps", "torch", "device"}.
 """
@@ -51,7 +52,8 @@ def main():
     p.add_argument("--seconds", type=float, default=3.0)
     p.add_argument("--no-channels-last", dest="channels_last", action="store_false")
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
-    p.add_argument("--precision", default="tf32", choices=["tf32", "fp32", "bf16"], help="GPU only")
+    p.add_argument("--precision", default="tf32", choices=["tf32", "fp32", "bf16"],
+                   help="GPU: tf32, fp32 or bf16 autocast; CPU: bf16 autocast, else fp32")
     a = p.parse_args()
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)
@@ -66,8 +68,8 @@ def main():
     head = head.to(a.device).train()
     opt = torch.optim.SGD(list(model.parameters()) + list(head.parameters()), lr=0.01, momentum=0.9, weight_decay=1e-6)
     views = torch.randn(2 * a.n, 3, a.res, a.res).to(a.device).contiguous(memory_format=fmt)
-    bf16 = gpu and a.precision == "bf16"
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
+    bf16 = a.precision == "bf16"
+    autocast = torch.autocast(a.device, dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
 
     def step():
         opt.zero_grad(set_to_none=True)
@@ -87,7 +89,7 @@ def main():
         elapsed = time.perf_counter() - t0
         if elapsed >= a.seconds and steps >= 2:
             break
-    name = f"{a.arch}_{a.stem}/{a.res}/{a.n}x2" + (f"/{a.precision}" if gpu else "")
+    name = f"{a.arch}_{a.stem}/{a.res}/{a.n}x2" + (f"/{a.precision}" if gpu or bf16 else "")
     device = torch.cuda.get_device_name() if gpu else f"cpu, {a.threads} threads"
     print(json.dumps({"name": name, "img_per_s": steps * 2 * a.n / elapsed, "step_ms": 1000 * elapsed / steps,
                       "steps": steps, "torch": torch.__version__, "device": device}))

@@ -25,7 +25,7 @@ namespace micle::ops {
 /// In mixed precision (onednn_options::bf16, or a bf16 input) the convolution reads and
 /// writes bf16 activations and converts the fp32 weights to a bf16 copy per call (kept
 /// in a cached buffer); oneDNN accumulates in fp32 (AMX or AVX512-BF16 dot products) and
-/// writes the weight gradient in fp32. Small maps run as direct convolutions there.
+/// writes the weight gradient in fp32; the small-map matrix products likewise.
 template <>
 class conv2d<onednn> {
     using md = dnnl::memory::desc;
@@ -196,8 +196,8 @@ private:
                                                   onednn_detail::any_md(w_shape, t), has_bias ? &b : nullptr,
                                                   onednn_detail::any_md(e.y_shape, t), strides(), padding());
             e.fwd = onednn_compat::conv_fwd(e.fwd_pd);
-            if (small_maps_ && t == dtype::f32 && onednn_detail::small_map_conv::pays(p_, e.x_shape, has_bias))
-                e.small.emplace(ctx, p_, e.x_shape, w_shape, e.y_shape);
+            if (small_maps_ && onednn_detail::small_map_conv::pays(p_, e.x_shape, has_bias))
+                e.small.emplace(ctx, p_, e.x_shape, w_shape, e.y_shape, t);
             return e;
         });
     }
