@@ -154,7 +154,7 @@ def main():
         speedup = f"{mi / median([b['img/s'] for b in micle[fp32_name]]):.2f}" if bf16 and fp32_name in micle else "-"
         peak = "-" if bf16 else f"{median([b['peak_frac'] for b in runs]):.2f}"
         print(row + f" {median([b['GFLOP/s'] for b in runs]):.0f} | {peak} | {speedup} |")
-    label = next((b[0].get("label", "") for b in micle.values() if b), "")
+    label = next((b[0].get("label", "").rsplit(",", 1)[0] for b in micle.values() if b), "")  # without the precision
     print(f"\nMedians of {a.repeats} interleaved rounds; img/s counts both views of every sample; bf16 rows: micle's bf16 "
           f"mixed precision and PyTorch's CPU autocast(bfloat16). micle: {label}.")
 

@@ -266,78 +266,13 @@ TEST_CASE("onednn bf16: ReLU, the residual add, max pooling and global average p
     }
 }
 
-/// sqrt(sum |a - b|^2 / sum |b|^2).
-double distance(const std::vector<float>& a, const std::vector<float>& b) {
-    double num = 0, den = 0;
-    for (std::size_t k = 0; k < a.size(); ++k) {
-        num += (double(a[k]) - b[k]) * (double(a[k]) - b[k]);
-        den += double(b[k]) * b[k];
-    }
-    return std::sqrt(num / den);
-}
-
-/// The same over every parameter's gradient.
-template <class BA, class BB>
-double gradient_distance(context<BA>& ca, nn::state_list<BA>& a, context<BB>& cb, nn::state_list<BB>& b) {
-    double num = 0, den = 0;
-    for (std::size_t i = 0; i < a.params.size(); ++i) {
-        const auto x = a.params[i]->grad.to_host(ca), y = b.params[i]->grad.to_host(cb);
-        for (std::size_t k = 0; k < x.size(); ++k) {
-            num += (double(x[k]) - y[k]) * (double(x[k]) - y[k]);
-            den += double(y[k]) * y[k];
-        }
-    }
-    return std::sqrt(num / den);
-}
-
 TEST_CASE("onednn bf16: a ResNet's logits and fp32 weight gradients stay as near fp32 as its own sensitivity allows") {
     MICLE_SKIP_WITHOUT_BF16();
-    // A ResNet at initialisation, in training mode, under a random output gradient, is
-    // sensitive: in fp32, rounding only its weights and input to bf16 (a change of at most
-    // 2^-9 each) moves its weight gradients by 20-35% (ReLU masks flip, batch-norm
-    // statistics of few values shift). bf16 mixed precision rounds the activations as well; its gradients
-    // must stay within twice that distance of fp32's (measured: 1.3 and 1.6 times), and
-    // its logits within three times (measured: 1.6 and 2.5 times; 0.5-1% and 5% of their
-    // scale). A wrong gradient (a layout or type mix-up) is as far as an
-    // unrelated vector: a distance near 1.4.
     auto lo = mixed_context();
     context<dnn> hi;
     for (const auto stem : {models::stem_kind::small, models::stem_kind::imagenet}) {
         CAPTURE(int(stem));
-        models::resnet_config c;
-        c.depth = 18;
-        c.base_channels = 8;
-        c.num_classes = 5;
-        c.stem = stem;
-        models::resnet<dnn> a(lo, c, 9), b(hi, c, 9), r(hi, c, 9);
-        auto sa = a.state(), sb = b.state(), sr = r.state();
-        for (auto* p : sr.params) p->value.assign(hi, rounded(p->value.to_host(hi)));
-        const shape xs{8, 3, 32, 32};
-        const auto xv = random_values(xs.numel(), 10);
-        const auto xa = tensor<dnn>::from_host(lo, xs, xv), xb = tensor<dnn>::from_host(hi, xs, xv);
-        const auto xr = tensor<dnn>::from_host(hi, xs, rounded(xv));
-        const auto& ya = a.forward(lo, xa, true);
-        CHECK(ya.dtype() == dtype::f32);  // the head sees fp32 features
-        const auto yb = b.forward(hi, xb, true).to_host(hi);
-        const double logits_mixed = distance(ya.to_host(lo), yb), logits_weights = distance(r.forward(hi, xr, true).to_host(hi), yb);
-        MESSAGE("logit distance from fp32: bf16 " << logits_mixed << ", fp32 with bf16-rounded weights and input "
-                                                  << logits_weights);
-        CHECK(logits_mixed <= 3.0 * logits_weights);
-        CHECK(logits_mixed < 0.1);
-        const auto g = random_values(40, 11);
-        a.backward(lo, tensor<dnn>::from_host(lo, {8, 5}, g));
-        b.backward(hi, tensor<dnn>::from_host(hi, {8, 5}, g));
-        r.backward(hi, tensor<dnn>::from_host(hi, {8, 5}, g));
-        for (std::size_t i = 0; i < sa.params.size(); ++i) {
-            CAPTURE(sa.params[i]->name);
-            CHECK(sa.params[i]->value.dtype() == dtype::f32);  // master weights
-            CHECK(sa.params[i]->grad.dtype() == dtype::f32);
-            CHECK(sa.params[i]->grad.desc() == sa.params[i]->value.desc());
-        }
-        const double mixed = gradient_distance(lo, sa, hi, sb), weights_only = gradient_distance(hi, sr, hi, sb);
-        MESSAGE("gradient distance from fp32: bf16 " << mixed << ", fp32 with bf16-rounded weights and input " << weights_only);
-        CHECK(mixed <= 2.0 * weights_only);
-        CHECK(mixed < 0.6);
+        testing::check_bf16_drift(testing::resnet_bf16_drift(lo, hi, stem));
     }
 }
 
