@@ -130,6 +130,12 @@ inline double project(const std::vector<float>& y, const std::vector<float>& r) 
     return s;
 }
 
+/// The values rounded to bf16 precision (round to nearest even), as floats.
+inline std::vector<float> bf16_rounded(std::vector<float> v) {
+    for (auto& x : v) x = detail::round_to_bf16(x);
+    return v;
+}
+
 /// sqrt(sum (a - b)^2 / sum b^2): how far `a` is from `b`, relative to b's size.
 inline double relative_distance(const std::vector<float>& a, const std::vector<float>& b) {
     double num = 0, den = 0;
@@ -160,17 +166,13 @@ bf16_drift resnet_bf16_drift(context<B>& lo, context<B>& hi, models::stem_kind s
     c.stem = stem;
     models::resnet<B> a(lo, c, 9), b(hi, c, 9), r(hi, c, 9);
     auto sa = a.state(), sb = b.state(), sr = r.state();
-    auto round_all = [](std::vector<float> v) {
-        for (auto& x : v) x = detail::round_to_bf16(x);
-        return v;
-    };
-    for (auto* p : sr.params) p->value.assign(hi, round_all(p->value.to_host(hi)));
+    for (auto* p : sr.params) p->value.assign(hi, bf16_rounded(p->value.to_host(hi)));
     const shape xs{8, 3, 32, 32};
     const auto xv = random_values(xs.numel(), 10);
     const auto xa = tensor<B>::from_host(lo, xs, xv);  // alive until backward: the model keeps a pointer
     const auto& ya = a.forward(lo, xa, true);
     CHECK(ya.dtype() == dtype::f32);  // the head sees fp32 features
-    const auto xb = tensor<B>::from_host(hi, xs, xv), xr = tensor<B>::from_host(hi, xs, round_all(xv));
+    const auto xb = tensor<B>::from_host(hi, xs, xv), xr = tensor<B>::from_host(hi, xs, bf16_rounded(xv));
     const auto yb = b.forward(hi, xb, true).to_host(hi);
     bf16_drift d{};
     d.logits_mixed = relative_distance(ya.to_host(lo), yb);

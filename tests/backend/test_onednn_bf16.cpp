@@ -46,10 +46,7 @@ context<dnn> mixed_context() {
     return context<dnn>(o);
 }
 
-std::vector<float> rounded(std::vector<float> v) {
-    for (auto& x : v) x = detail::round_to_bf16(x);
-    return v;
-}
+using testing::bf16_rounded;
 
 /// Reference-backend tensors of the values rounded to bf16, and oneDNN bf16 tensors of
 /// the same values.
@@ -58,7 +55,7 @@ struct pair_of {
     tensor<dnn> d;
 };
 pair_of both(context<ref>& rc, context<dnn>& dc, const shape& s, const std::vector<float>& v) {
-    return {tensor<ref>::from_host(rc, s, rounded(v)), tensor<dnn>::from_host(dc, s, v, dtype::bf16)};
+    return {tensor<ref>::from_host(rc, s, bf16_rounded(v)), tensor<dnn>::from_host(dc, s, v, dtype::bf16)};
 }
 
 struct conv_case {
@@ -103,9 +100,9 @@ TEST_CASE("onednn bf16: convolution forward, data and weight gradients against t
         const shape xs{c.n, c.c, c.h, c.w}, ws{c.o, c.c, c.k, c.k};
         const auto xv = random_values(xs.numel(), 1), wv = random_values(ws.numel(), 2, -0.2f, 0.2f);
         // The fp32 input is converted to bf16 by the convolution itself.
-        auto xr = tensor<ref>::from_host(rc, xs, rounded(xv));
+        auto xr = tensor<ref>::from_host(rc, xs, bf16_rounded(xv));
         auto xd = tensor<dnn>::from_host(dc, xs, xv, c.f32_input ? dtype::f32 : dtype::bf16);
-        auto wr = tensor<ref>::from_host(rc, ws, rounded(wv));
+        auto wr = tensor<ref>::from_host(rc, ws, bf16_rounded(wv));
         auto wd = tensor<dnn>::from_host(dc, ws, wv);  // fp32 master weights
         ops::conv2d<ref> rop(p);
         ops::conv2d<dnn> dop(p);
@@ -159,7 +156,7 @@ TEST_CASE("onednn bf16: batch norm (with and without the fused ReLU) against the
         const shape xs{4, 32, 5, 5}, cs{32};
         // A blocked bf16 input, as a convolution hands it on.
         const auto xv = random_values(xs.numel(), 4, -2.0f, 3.0f);
-        auto xr = tensor<ref>::from_host(rc, xs, rounded(xv));
+        auto xr = tensor<ref>::from_host(rc, xs, bf16_rounded(xv));
         const auto xd = tensor<dnn>::from_host(dc, xs, xv, dtype::bf16)
                             .to_layout(dc, dnnl::memory::desc(onednn_detail::to_dims(xs), dnnl::memory::data_type::bf16,
                                                               dnnl::memory::format_tag::aBcd16b));
@@ -224,7 +221,7 @@ TEST_CASE("onednn bf16: ReLU, the residual add, max pooling and global average p
         ops::add<dnn>().forward(dc, x.d, b.d, yd);
         CHECK(yd.dtype() == dtype::bf16);
         testing::expect_close(yd.to_host(dc), yr.to_host(rc), bf16_rtol, 0.0, "sum");
-        CHECK(yd.to_host(dc) == rounded(yr.to_host(rc)));  // fp32 sum of two bf16, rounded to nearest even
+        CHECK(yd.to_host(dc) == bf16_rounded(yr.to_host(rc)));  // fp32 sum of two bf16, rounded to nearest even
         auto xf = tensor<dnn>::from_host(dc, xs, random_values(xs.numel(), 8));
         CHECK_THROWS_WITH_AS(ops::add<dnn>().forward(dc, xf, b.d, yd), "add: a is f32 but b is bf16", shape_error);
     }

@@ -182,7 +182,7 @@ private:
     dnnl::memory::dims padding() const { return {p_.pad_h, p_.pad_w}; }
 
     entry& lookup(context_t& ctx, const md& x_desc, const shape& w_shape, bool has_bias) {
-        const dtype t = compute_type(ctx, x_desc.data_type() == dnnl::memory::data_type::bf16 ? dtype::bf16 : dtype::f32);
+        const dtype t = compute_type(ctx, onednn_detail::from_dnnl(x_desc.data_type()));
         return cache_.get(key{x_desc, w_shape, has_bias, t}, [&] {
             entry e;
             e.type = t;

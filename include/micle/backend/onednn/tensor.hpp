@@ -105,6 +105,11 @@ using md = dnnl::memory::desc;
 inline dnnl::memory::data_type to_dnnl(dtype t) {
     return t == dtype::f32 ? dnnl::memory::data_type::f32 : dnnl::memory::data_type::bf16;
 }
+/// micle's element type of a oneDNN data type (f32 or bf16; anything else is refused).
+inline dtype from_dnnl(dnnl::memory::data_type t) {
+    check(t == dnnl::memory::data_type::f32 || t == dnnl::memory::data_type::bf16, "tensor: unsupported oneDNN data type");
+    return t == dnnl::memory::data_type::f32 ? dtype::f32 : dtype::bf16;
+}
 inline dnnl::memory::dims to_dims(const shape& s) { return {s.begin(), s.end()}; }
 
 inline dnnl::memory::format_tag plain_tag(int rank) {
@@ -253,9 +258,7 @@ private:
         const md d = mem_.get_desc();
         const auto dims = d.dims();
         shape_ = micle::shape(std::span<const std::int64_t>(dims.data(), dims.size()));
-        dtype_ = d.data_type() == dnnl::memory::data_type::f32 ? dtype::f32 : dtype::bf16;
-        check(d.data_type() == dnnl::memory::data_type::f32 || d.data_type() == dnnl::memory::data_type::bf16,
-              "tensor: unsupported oneDNN data type");
+        dtype_ = onednn_detail::from_dnnl(d.data_type());
     }
 
     micle::shape shape_;
