@@ -62,6 +62,7 @@ struct conv_case {
     const char* name;
     std::int64_t n, c, h, w, o, k, stride, pad;
     bool f32_input = false;  // the first convolution reads the fp32 images
+    bool lowered = false;    // gradients as matrix products over NHWC (lowered_conv_grads)
 };
 
 }  // namespace
@@ -89,9 +90,14 @@ TEST_CASE("onednn bf16: convolution forward, data and weight gradients against t
     const conv_case cases[] = {
         {"3x3 pad 1", 2, 16, 8, 8, 32, 3, 1, 1},
         {"3x3 stride 2", 2, 16, 9, 9, 32, 3, 2, 1},
-        {"1x1 stride 2 (downsample)", 2, 32, 8, 8, 16, 1, 2, 0},
+        {"1x1 stride 2 (downsample)", 2, 32, 8, 8, 16, 1, 2, 0, false, true},
+        {"1x1 on a 3x5 map", 3, 32, 3, 5, 48, 1, 1, 0, false, true},
+        {"1x1 on a 16x16 map", 2, 16, 16, 16, 32, 1, 1, 0, false, true},
+        {"3x3 pad 1 on a 4x4 map", 4, 16, 4, 4, 32, 3, 1, 1, false, true},
+        {"3x3 stride 2 onto a 4x4 map", 2, 16, 8, 8, 24, 3, 2, 1, false, true},
         {"3x3 on a 2x2 map", 4, 32, 2, 2, 32, 3, 1, 1},
         {"7x7 stem on fp32 images", 2, 3, 20, 20, 16, 7, 2, 3, true},
+        {"7x7 stem on fp32 images onto a 4x4 map", 2, 3, 8, 8, 16, 7, 2, 3, true, true},
         {"3x3 small stem on fp32 images", 2, 3, 16, 16, 8, 3, 1, 1, true},
     };
     for (const auto& c : cases) {
@@ -112,6 +118,7 @@ TEST_CASE("onednn bf16: convolution forward, data and weight gradients against t
         dop.forward(dc, xd, wd, nullptr, yd);
         CHECK(yd.dtype() == dtype::bf16);
         CHECK(dop.lowered_to_matmul() == (c.h * c.w <= c.k * c.k));  // small maps: bf16 matrix products
+        CHECK(dop.gradients_lowered() == c.lowered);
         testing::expect_close(yd.to_host(dc), yr.to_host(rc), bf16_rtol, 1e-3, "forward");
 
         const auto dyv = random_values(yr.numel(), 3);
@@ -126,6 +133,21 @@ TEST_CASE("onednn bf16: convolution forward, data and weight gradients against t
         CHECK(dwd.dtype() == dtype::f32);  // fp32 for the fp32 master weights
         CHECK(dwd.desc() == wd.desc());    // in the weights' layout, for the optimizer
         testing::expect_close(dwd.to_host(dc), dwr.to_host(rc), 1e-4, 1e-4, "weight gradient");
+        if (c.lowered) {
+            CHECK(dop.weights_gradient_impl() == "lowered matmul");
+            // oneDNN's own convolution kernels on the same bf16 values agree with the
+            // lowered products (the same sums in another order).
+            ops::conv2d<dnn> direct(p);
+            direct.allow_lowered_gradients(false);
+            tensor<dnn> y2, dx2, dw2;
+            direct.forward(dc, xd, wd, nullptr, y2);
+            CHECK_FALSE(direct.gradients_lowered());
+            direct.backward_data(dc, dy.d, wd, dx2);
+            direct.backward_weights(dc, xd, dy.d, dw2, nullptr);
+            CHECK(direct.weights_gradient_impl() != "lowered matmul");
+            testing::expect_close(dxd.to_host(dc), dx2.to_host(dc), bf16_rtol, 1e-3, "data gradient, direct");
+            testing::expect_close(dwd.to_host(dc), dw2.to_host(dc), 1e-4, 1e-4, "weight gradient, direct");
+        }
     }
 }
 

@@ -5,6 +5,7 @@
 #include <string_view>
 #include <unordered_map>
 
+#include "micle/backend/onednn/lowered_conv_grads.hpp"
 #include "micle/backend/onednn/small_map_conv.hpp"
 #include "micle/backend/onednn/tensor.hpp"
 #include "micle/core/ops.hpp"
@@ -25,7 +26,11 @@ namespace micle::ops {
 /// In mixed precision (onednn_options::bf16, or a bf16 input) the convolution reads and
 /// writes bf16 activations and converts the fp32 weights to a bf16 copy per call (kept
 /// in a cached buffer); oneDNN accumulates in fp32 (AMX or AVX512-BF16 dot products) and
-/// writes the weight gradient in fp32; the small-map matrix products likewise.
+/// writes the weight gradient in fp32; the small-map matrix products likewise. There the
+/// weight gradient of 1x1 convolutions and of convolutions onto maps of at most 16
+/// positions, and the data gradient of 1x1 convolutions, run as matrix products over the
+/// NHWC activations instead (onednn_detail::lowered_conv_grads): oneDNN 2.6's AMX kernels
+/// for those passes are 2-50x slower than its AMX matrix product.
 template <>
 class conv2d<onednn> {
     using md = dnnl::memory::desc;
@@ -59,6 +64,7 @@ public:
         checks::same_shape("conv2d backward_data", "dy", dy.shape(), "forward output", e.y_shape);
         checks::same_shape("conv2d backward_data", "weight", w.shape(), "forward weight", e.w_shape);
         if (e.small) return e.small->backward_data(ctx, dy, w, dx);
+        if (e.lowered && e.lowered->lowers_data()) return e.lowered->backward_data(ctx, dy, w, dx);
         if (!e.bwd_data) {
             auto pd = onednn_compat::conv_bwd_data_pd(ctx.engine(), onednn_detail::any_md(e.x_shape, e.type),
                                                       onednn_detail::any_md(e.w_shape, e.type),
@@ -80,6 +86,10 @@ public:
         if (e.small) {
             if (!(dw.defined() && dw.shape() == e.w_shape)) dw.ensure(ctx, w_desc_);
             return e.small->backward_weights(ctx, x, dy, dw);
+        }
+        if (e.lowered) {
+            if (!(dw.defined() && dw.shape() == e.w_shape)) dw.ensure(ctx, w_desc_);
+            return e.lowered->backward_weights(ctx, x, dy, dw);
         }
         if (!e.bwd_weights) {
             const md db = onednn_detail::plain_md(shape{e.w_shape[0]});
@@ -116,8 +126,22 @@ public:
     /// The name of the implementation oneDNN runs for the weight gradient ("jit:avx2",
     /// "x64:gemm:jit"...), once backward_weights has run.
     std::string weights_gradient_impl() const {
-        check(last_ != nullptr && (last_->small || last_->bwd_weights), "conv2d: weights_gradient_impl before backward_weights");
-        return last_->small ? "small-map matmul" : last_->bwd_weights->pd.impl_info_str();
+        check(last_ != nullptr && (last_->small || last_->lowered || last_->bwd_weights),
+              "conv2d: weights_gradient_impl before backward_weights");
+        if (last_->small) return "small-map matmul";
+        if (last_->lowered) return "lowered matmul";
+        return last_->bwd_weights->pd.impl_info_str();
+    }
+
+    /// Whether the last forward's gradients run as matrix products over NHWC activations
+    /// (onednn_detail::lowered_conv_grads: bf16; the weight gradient always, the data
+    /// gradient for 1x1 convolutions without padding).
+    bool gradients_lowered() const { return last_ != nullptr && last_->lowered.has_value(); }
+
+    /// Turns the lowered gradients off (on by default), for comparisons.
+    void allow_lowered_gradients(bool on) {
+        check(cache_.empty(), "conv2d: allow_lowered_gradients before the first forward");
+        lowered_ = on;
     }
 
     /// Whether the last forward ran as one matrix product (onednn_detail::small_map_conv:
@@ -169,6 +193,7 @@ private:
         std::optional<bwd_data_entry> bwd_data;
         std::optional<bwd_weights_entry> bwd_weights;
         std::optional<onednn_detail::small_map_conv> small;
+        std::optional<onednn_detail::lowered_conv_grads> lowered;
     };
     struct key {
         md x;
@@ -198,6 +223,8 @@ private:
             e.fwd = onednn_compat::conv_fwd(e.fwd_pd);
             if (small_maps_ && onednn_detail::small_map_conv::pays(p_, e.x_shape, has_bias))
                 e.small.emplace(ctx, p_, e.x_shape, w_shape, e.y_shape, t);
+            else if (lowered_ && t == dtype::bf16 && onednn_detail::lowered_conv_grads::pays(p_, e.y_shape, has_bias))
+                e.lowered.emplace(ctx, p_, e.x_shape, w_shape, e.y_shape, t);
             return e;
         });
     }
@@ -236,6 +263,7 @@ private:
     entry* last_ = nullptr;
     md w_desc_;
     bool small_maps_ = true;
+    bool lowered_ = true;
 };
 
 }  // namespace micle::ops

@@ -1,0 +1,164 @@
+#pragma once
+// A convolution's gradients as matrix products over NHWC activations: used by
+// conv2d<onednn> in bf16, where oneDNN 2.6's AMX kernels for the backward passes of 1x1
+// convolutions and of convolutions onto small maps run at 25-110 GFLOP/s, while its AMX
+// matrix product runs the same multiply-adds at 600-1400 GFLOP/s (measured on a 2-vCPU
+// Sapphire Rapids class Xeon; docs/performance.md).
+//
+// Weight gradient. With M = N*OH*OW output positions and the input's columns
+//   col [M, kh*kw*C],  col[(n, oh, ow), (i*kw + j)*C + c] = Xpad[n, oh*sh + i, ow*sw + j, c]
+// (Xpad: the input with its zero border), the weight gradient is one product
+//   dW [O, kh*kw*C] = dY^T [O, M] . col
+// and [O, kh, kw, C] is OIHW's `acdb` layout. dY^T is dY (NHWC, so [M, O] row-major) read
+// through transposed strides, no copy. col is built by one reorder per tap, from a strided
+// view of Xpad into a strided view of col; a 1x1 convolution with stride 1 and no
+// padding reads X itself. For the maps this is used on, col is a few MB.
+//
+// Data gradient of a 1x1 convolution without padding: at the input positions the
+// convolution samples, dX [M, C] = dY [M, O] . W [O, C]; with a stride above 1 the other
+// positions get zero, and the product goes through a dense buffer and a strided reorder.
+//
+// bf16 values are multiplied with fp32 accumulation; dW is fp32 (for the fp32 master
+// weights); dX is written once in bf16. fp32 inputs work the same way.
+#include <cstdint>
+#include <cstring>
+#include <vector>
+
+#include "micle/backend/onednn/tensor.hpp"
+#include "micle/core/ops.hpp"
+
+namespace micle::onednn_detail {
+
+class lowered_conv_grads {
+public:
+    /// Whether the lowered weight gradient beats oneDNN 2.6's AMX kernels: measured per
+    /// shape, it does for every 1x1 convolution (1.7-50x) and for larger kernels onto maps
+    /// of at most 16 positions (3-14x); from 8x8 maps on, the direct kernels win or tie for
+    /// 3x3 kernels. Convolutions with a bias keep oneDNN's kernels.
+    static bool pays(const ops::conv2d_params& p, const shape& y, bool has_bias) {
+        return !has_bias && ((p.kernel_h == 1 && p.kernel_w == 1) || y[2] * y[3] <= 16);
+    }
+
+    lowered_conv_grads(context<onednn>& ctx, const ops::conv2d_params& p, const shape& x, const shape& w,
+                       const shape& y, dtype type)
+        : p_(p), m_(y[0] * y[2] * y[3]), c_(x[1]), o_(w[0]), taps_(w[2] * w[3]) {
+        using tag = dnnl::memory::format_tag;
+        using dims = dnnl::memory::dims;
+        const auto f32 = dnnl::memory::data_type::f32, t = to_dnnl(type);
+        const auto& eng = ctx.engine();
+        x_nhwc_ = md(to_dims(x), t, tag::nhwc);
+        y_nhwc_ = md(to_dims(y), t, tag::nhwc);
+        dw_ohwi_ = md(to_dims(w), f32, tag::acdb);
+        w_oi_ = md(to_dims(w), t, tag::oihw);
+        dy_t_ = md({o_, m_}, t, dims{1, o_});  // dY^T: a view of dY
+        dy2_ = md({m_, o_}, t, tag::ab);
+        dw2_ = md({o_, taps_ * c_}, f32, tag::ab);
+        const bool is_1x1 = w[2] == 1 && w[3] == 1;
+        reads_x_ = is_1x1 && p.stride_h == 1 && p.stride_w == 1 && p.pad_h == 0 && p.pad_w == 0;
+        col2_ = md({m_, taps_ * c_}, t, tag::ab);
+        if (!reads_x_) build_columns(ctx, x, y, t);
+        weights_ = dnnl::matmul(onednn_compat::matmul_pd(eng, dy_t_, col2_, dw2_));
+        if (is_1x1 && p.pad_h == 0 && p.pad_w == 0) {
+            lowers_data_ = true;
+            x2_ = md({m_, c_}, t, tag::ab);
+            data_ = dnnl::matmul(onednn_compat::matmul_pd(eng, dy2_, md({o_, c_}, t, tag::ab), x2_));
+            if (!reads_x_) {
+                dense_ = dnnl::memory(md(to_dims(shape{y[0], x[1], y[2], y[3]}), t, tag::nhwc), eng);
+                const md sampled(to_dims(shape{y[0], x[1], y[2], y[3]}), t,
+                                 dims{x[1] * x[2] * x[3], 1, p.stride_h * x[3] * x[1], p.stride_w * x[1]});
+                scatter_to_ = sampled;
+                scatter_ = onednn_compat::make_reorder(eng, dense_.get_desc(), sampled);
+            }
+        }
+    }
+
+    /// Whether backward_data is lowered too (1x1 convolutions without padding).
+    bool lowers_data() const noexcept { return lowers_data_; }
+
+    /// dW into `dw`, in dw's layout.
+    void backward_weights(context<onednn>& ctx, const tensor<onednn>& x, const tensor<onednn>& dy, tensor<onednn>& dw) {
+        const auto& xm = x_in_.get(ctx, x.memory(), x_nhwc_);
+        const auto& dym = dy_in_.get(ctx, dy.memory(), y_nhwc_);
+        if (!reads_x_) {
+            if (padded_) pad_in_.copy(ctx, xm, interior_);
+            for (std::size_t t = 0; t < tap_.size(); ++t) {
+                if (!padded_) tap_from_[t].set_data_handle(xm.get_data_handle());
+                tap_[t].execute(ctx.stream(), tap_from_[t], tap_to_[t]);
+            }
+        }
+        const auto& dwm = dw_out_.target(ctx, dw.memory(), dw_ohwi_);
+        weights_.execute(ctx.stream(), {{DNNL_ARG_SRC, view(ctx, dy_t_, dym)},
+                                        {DNNL_ARG_WEIGHTS, reads_x_ ? view(ctx, col2_, xm) : col_},
+                                        {DNNL_ARG_DST, view(ctx, dw2_, dwm)}});
+        dw_out_.flush(ctx, dwm, dw.memory());
+    }
+
+    /// dX for the weights `w` (fp32, any layout; converted to the compute type). Only
+    /// where lowers_data().
+    void backward_data(context<onednn>& ctx, const tensor<onednn>& dy, const tensor<onednn>& w, tensor<onednn>& dx) {
+        check(lowers_data_, "conv2d: the lowered data gradient is for 1x1 convolutions without padding");
+        const auto& dym = dy_in_.get(ctx, dy.memory(), y_nhwc_);
+        const auto& wm = w_in_.get(ctx, w.memory(), w_oi_);
+        dx.ensure(ctx, x_nhwc_);
+        const auto w2 = view(ctx, md({o_, c_}, w_oi_.data_type(), dnnl::memory::format_tag::ab), wm);
+        if (reads_x_) {
+            data_.execute(ctx.stream(), {{DNNL_ARG_SRC, view(ctx, dy2_, dym)},
+                                         {DNNL_ARG_WEIGHTS, w2},
+                                         {DNNL_ARG_DST, view(ctx, x2_, dx.memory())}});
+            return;
+        }
+        ctx.synchronize();
+        std::memset(dx.memory().get_data_handle(), 0, x_nhwc_.get_size());  // positions the stride skips
+        data_.execute(ctx.stream(), {{DNNL_ARG_SRC, view(ctx, dy2_, dym)},
+                                     {DNNL_ARG_WEIGHTS, w2},
+                                     {DNNL_ARG_DST, view(ctx, x2_, dense_)}});
+        auto into = view(ctx, scatter_to_, dx.memory());
+        scatter_.execute(ctx.stream(), dense_, into);
+    }
+
+private:
+    // col's buffer, the zero-bordered input (if padded) and one reorder per tap.
+    void build_columns(context<onednn>& ctx, const shape& x, const shape& y, dnnl::memory::data_type t) {
+        using dims = dnnl::memory::dims;
+        const auto& eng = ctx.engine();
+        col_ = dnnl::memory(col2_, eng);
+        const std::int64_t hp = x[2] + 2 * p_.pad_h, wp = x[3] + 2 * p_.pad_w, n = x[0], c = x[1];
+        if (p_.pad_h > 0 || p_.pad_w > 0) {
+            padded_ = dnnl::memory(md(to_dims(shape{n, c, hp, wp}), t, dnnl::memory::format_tag::nhwc), eng);
+            std::memset(padded_.get_data_handle(), 0, padded_.get_desc().get_size());  // the border stays zero
+            interior_ = dnnl::memory(padded_.get_desc().submemory_desc(to_dims(x), {0, 0, p_.pad_h, p_.pad_w}), eng,
+                                     padded_.get_data_handle());
+        }
+        const dims out{n, c, y[2], y[3]};
+        for (std::int64_t i = 0; i < p_.kernel_h; ++i)
+            for (std::int64_t j = 0; j < p_.kernel_w; ++j) {
+                const std::int64_t tap = i * p_.kernel_w + j;
+                // Xpad[n, oh*sh + i, ow*sw + j, c] and col[(n, oh, ow), tap*C + c], as [N, C, OH, OW].
+                md from(out, t, dims{hp * wp * c, 1, p_.stride_h * wp * c, p_.stride_w * c});
+                from.data.offset0 = (i * wp + j) * c;
+                md to(out, t, dims{y[2] * y[3] * taps_ * c, 1, y[3] * taps_ * c, taps_ * c});
+                to.data.offset0 = tap * c;
+                tap_from_.emplace_back(from, eng, padded_ ? padded_.get_data_handle() : DNNL_MEMORY_NONE);
+                tap_to_.emplace_back(to, eng, col_.get_data_handle());
+                tap_.push_back(onednn_compat::make_reorder(eng, from, to));
+            }
+    }
+
+    /// `mem`'s storage under another descriptor of the same size.
+    static dnnl::memory view(context<onednn>& ctx, const md& as, const dnnl::memory& mem) {
+        return dnnl::memory(as, ctx.engine(), mem.get_data_handle());
+    }
+
+    ops::conv2d_params p_;
+    std::int64_t m_, c_, o_, taps_;
+    bool reads_x_ = false, lowers_data_ = false;
+    md x_nhwc_, y_nhwc_, dw_ohwi_, w_oi_, dy_t_, dy2_, dw2_, col2_, x2_, scatter_to_;
+    dnnl::memory col_, padded_, interior_, dense_;
+    std::vector<dnnl::memory> tap_from_, tap_to_;
+    std::vector<dnnl::reorder> tap_;
+    dnnl::matmul weights_, data_;
+    dnnl::reorder scatter_;
+    stage x_in_, dy_in_, w_in_, dw_out_, pad_in_;
+};
+
+}  // namespace micle::onednn_detail
