@@ -1,6 +1,9 @@
 // Convolution forward, backward-data and backward-weights on the oneDNN backend for
 // ResNet-typical shapes; GFLOP/s counts 2*N*O*OH*OW*C*kh*kw per pass. The benchmark name
-// reads: pass/N/C/H/O/kernel/stride.
+// reads: pass/N/C/H/O/kernel/stride/bf16/lowered. bf16 rows (mixed precision: bf16 NHWC
+// activations, fp32 weights) report an error on CPUs without AVX512-BF16; each bf16 small
+// map shape runs with conv2d's lowered gradients (lowered:1, the default) and with
+// oneDNN's own convolution kernels (lowered:0), side by side.
 #include <benchmark/benchmark.h>
 
 #include <micle/micle.hpp>
@@ -17,8 +20,12 @@ struct conv_setup {
     micle::tensor<B> x, w, y, dy, dx, dw;
     double flops = 0;
 
-    conv_setup(std::int64_t n, std::int64_t c, std::int64_t hw, std::int64_t o, std::int64_t k, std::int64_t s)
-        : op({k, k, s, s, k / 2, k / 2}) {
+    explicit conv_setup(const benchmark::State& state)
+        : ctx(options(state.range(6) != 0)),
+          op({state.range(4), state.range(4), state.range(5), state.range(5), state.range(4) / 2, state.range(4) / 2}) {
+        const std::int64_t n = state.range(0), c = state.range(1), hw = state.range(2), o = state.range(3),
+                           k = state.range(4);
+        op.allow_lowered_gradients(state.range(7) != 0);
         std::mt19937 gen(1);
         std::uniform_real_distribution<float> d(-1, 1);
         auto rnd = [&](const micle::shape& sh) {
@@ -27,6 +34,9 @@ struct conv_setup {
             return micle::tensor<B>::from_host(ctx, sh, v);
         };
         x = rnd({n, c, hw, hw});
+        if (ctx.options().bf16)  // activations as a bf16 network hands them on: NHWC
+            x = x.to_layout(ctx, dnnl::memory::desc(micle::onednn_detail::to_dims(x.shape()),
+                                                    dnnl::memory::data_type::bf16, dnnl::memory::format_tag::nhwc));
         w = rnd({o, c, k, k});
         // Keep the weights in the layout the primitive wants, as a layer does.
         w = w.to_layout(ctx, op.preferred_weights_desc(ctx, x, w.shape(), false));
@@ -34,7 +44,19 @@ struct conv_setup {
         dy = rnd(y.shape()).to_layout(ctx, y.desc());
         flops = 2.0 * double(y.numel()) * double(c * k * k);
     }
+
+    static micle::onednn_options options(bool bf16) {
+        micle::onednn_options o;
+        o.bf16 = bf16;
+        return o;
+    }
 };
+
+bool runnable(benchmark::State& state) {
+    if (state.range(6) == 0 || micle::onednn_detail::cpu_has_bf16()) return true;
+    state.SkipWithError("bf16 needs a CPU with AVX512-BF16 or AMX");
+    return false;
+}
 
 void report(benchmark::State& state, double flops) {
     state.counters["GFLOP/s"] = benchmark::Counter(flops * double(state.iterations()), benchmark::Counter::kIsRate,
@@ -42,7 +64,8 @@ void report(benchmark::State& state, double flops) {
 }
 
 void BM_conv_forward(benchmark::State& state) {
-    conv_setup s(state.range(0), state.range(1), state.range(2), state.range(3), state.range(4), state.range(5));
+    if (!runnable(state)) return;
+    conv_setup s(state);
     for (auto _ : state) {
         s.op.forward(s.ctx, s.x, s.w, nullptr, s.y);
         s.ctx.synchronize();
@@ -50,7 +73,8 @@ void BM_conv_forward(benchmark::State& state) {
     report(state, s.flops);
 }
 void BM_conv_backward_data(benchmark::State& state) {
-    conv_setup s(state.range(0), state.range(1), state.range(2), state.range(3), state.range(4), state.range(5));
+    if (!runnable(state)) return;
+    conv_setup s(state);
     for (auto _ : state) {
         s.op.backward_data(s.ctx, s.dy, s.w, s.dx);
         s.ctx.synchronize();
@@ -58,7 +82,8 @@ void BM_conv_backward_data(benchmark::State& state) {
     report(state, s.flops);
 }
 void BM_conv_backward_weights(benchmark::State& state) {
-    conv_setup s(state.range(0), state.range(1), state.range(2), state.range(3), state.range(4), state.range(5));
+    if (!runnable(state)) return;
+    conv_setup s(state);
     for (auto _ : state) {
         s.op.backward_weights(s.ctx, s.x, s.dy, s.dw, nullptr);
         s.ctx.synchronize();
@@ -66,15 +91,29 @@ void BM_conv_backward_weights(benchmark::State& state) {
     report(state, s.flops);
 }
 
-// N, C, H=W, O, kernel, stride: the ResNet-50 stem, a 3x3 and the 1x1 convolutions of a
-// bottleneck at 56x56 (224 px input), and a stage-3 3x3 at 64 px input.
+// N, C, H=W, O, kernel, stride, bf16, lowered: in fp32 the ResNet-50 stem, a 3x3 and the
+// 1x1 convolutions of a bottleneck at 56x56 (224 px input), and a stage-3 3x3 at 64 px
+// input; in bf16 the convolutions onto small maps of the 64-px ResNet-50 (batch 32x2) and
+// ResNet-18 (64x2) and the 32-px ResNet-18 (128x2), and a 1x1 and a 3x3 on 16x16 maps.
 void shapes(benchmark::internal::Benchmark* b) {
-    b->ArgNames({"N", "C", "HW", "O", "k", "s"});
-    b->Args({32, 3, 64, 64, 7, 2});
-    b->Args({32, 64, 56, 64, 3, 1});
-    b->Args({32, 64, 56, 256, 1, 1});
-    b->Args({32, 256, 56, 64, 1, 1});
-    b->Args({32, 256, 8, 256, 3, 1});
+    b->ArgNames({"N", "C", "HW", "O", "k", "s", "bf16", "lowered"});
+    b->Args({32, 3, 64, 64, 7, 2, 0, 1});
+    b->Args({32, 64, 56, 64, 3, 1, 0, 1});
+    b->Args({32, 64, 56, 256, 1, 1, 0, 1});
+    b->Args({32, 256, 56, 64, 1, 1, 0, 1});
+    b->Args({32, 256, 8, 256, 3, 1, 0, 1});
+    for (const std::int64_t lowered : {1, 0}) {
+        b->Args({64, 256, 4, 256, 3, 1, 1, lowered});
+        b->Args({64, 512, 4, 512, 3, 2, 1, lowered});
+        b->Args({64, 1024, 4, 2048, 1, 2, 1, lowered});
+        b->Args({64, 512, 2, 2048, 1, 1, 1, lowered});
+        b->Args({64, 256, 4, 1024, 1, 1, 1, lowered});
+        b->Args({128, 128, 8, 256, 3, 2, 1, lowered});
+        b->Args({256, 512, 4, 512, 3, 1, 1, lowered});
+        b->Args({256, 256, 8, 512, 3, 2, 1, lowered});
+        b->Args({64, 64, 16, 256, 1, 1, 1, lowered});
+        b->Args({64, 64, 16, 64, 3, 1, 1, lowered});
+    }
     b->Unit(benchmark::kMillisecond)->UseRealTime();
 }
 

@@ -217,4 +217,15 @@ inline dnnl::reorder make_reorder(const dnnl::engine& eng, const md& from, const
     return make("reorder", {&from, &to}, [&] { return dnnl::reorder(dnnl::reorder::primitive_desc(eng, from, eng, to)); });
 }
 
+/// A reorder that adds `from` to what `to` holds (a sum post-op).
+inline dnnl::reorder make_accumulating_reorder(const dnnl::engine& eng, const md& from, const md& to) {
+    return make("accumulating reorder", {&from, &to}, [&] {
+        dnnl::post_ops ops;
+        ops.append_sum(1.0f);
+        dnnl::primitive_attr attr;
+        attr.set_post_ops(ops);
+        return dnnl::reorder(dnnl::reorder::primitive_desc(eng, from, eng, to, attr));
+    });
+}
+
 }  // namespace micle::onednn_compat

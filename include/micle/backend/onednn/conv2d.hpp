@@ -27,10 +27,9 @@ namespace micle::ops {
 /// writes bf16 activations and converts the fp32 weights to a bf16 copy per call (kept
 /// in a cached buffer); oneDNN accumulates in fp32 (AMX or AVX512-BF16 dot products) and
 /// writes the weight gradient in fp32; the small-map matrix products likewise. There the
-/// weight gradient of 1x1 convolutions and of convolutions onto maps of at most 16
-/// positions, and the data gradient of 1x1 convolutions, run as matrix products over the
-/// NHWC activations instead (onednn_detail::lowered_conv_grads): oneDNN 2.6's AMX kernels
-/// for those passes are 2-50x slower than its AMX matrix product.
+/// gradients of 1x1 convolutions and of convolutions onto maps of at most 16 positions run
+/// as matrix products over the NHWC activations instead (onednn_detail::lowered_conv_grads):
+/// oneDNN 2.6's AMX kernels for those passes are 2-50x slower than its AMX matrix product.
 template <>
 class conv2d<onednn> {
     using md = dnnl::memory::desc;
@@ -64,7 +63,7 @@ public:
         checks::same_shape("conv2d backward_data", "dy", dy.shape(), "forward output", e.y_shape);
         checks::same_shape("conv2d backward_data", "weight", w.shape(), "forward weight", e.w_shape);
         if (e.small) return e.small->backward_data(ctx, dy, w, dx);
-        if (e.lowered && e.lowered->lowers_data()) return e.lowered->backward_data(ctx, dy, w, dx);
+        if (e.lowered) return e.lowered->backward_data(ctx, dy, w, dx);
         if (!e.bwd_data) {
             auto pd = onednn_compat::conv_bwd_data_pd(ctx.engine(), onednn_detail::any_md(e.x_shape, e.type),
                                                       onednn_detail::any_md(e.w_shape, e.type),
@@ -134,8 +133,7 @@ public:
     }
 
     /// Whether the last forward's gradients run as matrix products over NHWC activations
-    /// (onednn_detail::lowered_conv_grads: bf16; the weight gradient always, the data
-    /// gradient for 1x1 convolutions without padding).
+    /// (onednn_detail::lowered_conv_grads, in bf16).
     bool gradients_lowered() const { return last_ != nullptr && last_->lowered.has_value(); }
 
     /// Turns the lowered gradients off (on by default), for comparisons.

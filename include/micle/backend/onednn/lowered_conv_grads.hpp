@@ -14,12 +14,16 @@
 // view of Xpad into a strided view of col; a 1x1 convolution with stride 1 and no
 // padding reads X itself. For the maps this is used on, col is a few MB.
 //
-// Data gradient of a 1x1 convolution without padding: at the input positions the
-// convolution samples, dX [M, C] = dY [M, O] . W [O, C]; with a stride above 1 the other
-// positions get zero, and the product goes through a dense buffer and a strided reorder.
+// Data gradient. The gradient of col is dcol [M, kh*kw*C] = dY [M, O] . W [O, kh*kw*C]
+// (the weights in [O, kh, kw, C]), and dX is col's transpose applied to it (col2im): each
+// tap's C columns are added onto the strided view of dXpad that the tap reads, one
+// accumulating reorder per tap into an fp32 buffer, whose interior is then written to dX
+// in its type. A 1x1 convolution without padding needs no sums: at the input positions it
+// samples, dX [M, C] = dY [M, O] . W [O, C]; with a stride above 1 the other positions get
+// zero, and the product goes through a dense buffer and a strided reorder.
 //
-// bf16 values are multiplied with fp32 accumulation; dW is fp32 (for the fp32 master
-// weights); dX is written once in bf16. fp32 inputs work the same way.
+// bf16 values are multiplied with fp32 accumulation; dW and the col2im sums are fp32; dX
+// is rounded once to bf16. fp32 inputs work the same way.
 #include <cstdint>
 #include <cstring>
 #include <vector>
@@ -31,10 +35,10 @@ namespace micle::onednn_detail {
 
 class lowered_conv_grads {
 public:
-    /// Whether the lowered weight gradient beats oneDNN 2.6's AMX kernels: measured per
-    /// shape, it does for every 1x1 convolution (1.7-50x) and for larger kernels onto maps
-    /// of at most 16 positions (3-14x); from 8x8 maps on, the direct kernels win or tie for
-    /// 3x3 kernels. Convolutions with a bias keep oneDNN's kernels.
+    /// Whether the lowered gradients beat oneDNN 2.6's AMX kernels: measured per shape, the
+    /// weight gradient does for every 1x1 convolution (1.7-50x) and for larger kernels onto
+    /// maps of at most 16 positions (3-14x); from 8x8 maps on, the direct kernels win or tie
+    /// for 3x3 kernels. Convolutions with a bias keep oneDNN's kernels.
     static bool pays(const ops::conv2d_params& p, const shape& y, bool has_bias) {
         return !has_bias && ((p.kernel_h == 1 && p.kernel_w == 1) || y[2] * y[3] <= 16);
     }
@@ -49,7 +53,7 @@ public:
         x_nhwc_ = md(to_dims(x), t, tag::nhwc);
         y_nhwc_ = md(to_dims(y), t, tag::nhwc);
         dw_ohwi_ = md(to_dims(w), f32, tag::acdb);
-        w_oi_ = md(to_dims(w), t, tag::oihw);
+        w_ohwi_ = md(to_dims(w), t, tag::acdb);
         dy_t_ = md({o_, m_}, t, dims{1, o_});  // dY^T: a view of dY
         dy2_ = md({m_, o_}, t, tag::ab);
         dw2_ = md({o_, taps_ * c_}, f32, tag::ab);
@@ -58,8 +62,9 @@ public:
         col2_ = md({m_, taps_ * c_}, t, tag::ab);
         if (!reads_x_) build_columns(ctx, x, y, t);
         weights_ = dnnl::matmul(onednn_compat::matmul_pd(eng, dy_t_, col2_, dw2_));
-        if (is_1x1 && p.pad_h == 0 && p.pad_w == 0) {
-            lowers_data_ = true;
+        if (!is_1x1 || p.pad_h > 0 || p.pad_w > 0) {
+            build_col2im(ctx, x, y, t);
+        } else {
             x2_ = md({m_, c_}, t, tag::ab);
             data_ = dnnl::matmul(onednn_compat::matmul_pd(eng, dy2_, md({o_, c_}, t, tag::ab), x2_));
             if (!reads_x_) {
@@ -71,9 +76,6 @@ public:
             }
         }
     }
-
-    /// Whether backward_data is lowered too (1x1 convolutions without padding).
-    bool lowers_data() const noexcept { return lowers_data_; }
 
     /// dW into `dw`, in dw's layout.
     void backward_weights(context<onednn>& ctx, const tensor<onednn>& x, const tensor<onednn>& dy, tensor<onednn>& dw) {
@@ -93,14 +95,20 @@ public:
         dw_out_.flush(ctx, dwm, dw.memory());
     }
 
-    /// dX for the weights `w` (fp32, any layout; converted to the compute type). Only
-    /// where lowers_data().
+    /// dX for the weights `w` (fp32, any layout; converted to the compute type).
     void backward_data(context<onednn>& ctx, const tensor<onednn>& dy, const tensor<onednn>& w, tensor<onednn>& dx) {
-        check(lowers_data_, "conv2d: the lowered data gradient is for 1x1 convolutions without padding");
         const auto& dym = dy_in_.get(ctx, dy.memory(), y_nhwc_);
-        const auto& wm = w_in_.get(ctx, w.memory(), w_oi_);
+        const auto& wm = w_in_.get(ctx, w.memory(), w_ohwi_);
         dx.ensure(ctx, x_nhwc_);
-        const auto w2 = view(ctx, md({o_, c_}, w_oi_.data_type(), dnnl::memory::format_tag::ab), wm);
+        const auto w2 = view(ctx, md({o_, taps_ * c_}, w_ohwi_.data_type(), dnnl::memory::format_tag::ab), wm);
+        if (dcol_) {
+            data_.execute(ctx.stream(), {{DNNL_ARG_SRC, view(ctx, dy2_, dym)}, {DNNL_ARG_WEIGHTS, w2}, {DNNL_ARG_DST, dcol_}});
+            ctx.synchronize();
+            std::memset(dxpad_.get_data_handle(), 0, dxpad_.get_desc().get_size());
+            for (std::size_t t = 0; t < col2im_.size(); ++t) col2im_[t].execute(ctx.stream(), dcol_from_[t], dxpad_to_[t]);
+            dx_out_.copy(ctx, dxpad_interior_, dx.memory());
+            return;
+        }
         if (reads_x_) {
             data_.execute(ctx.stream(), {{DNNL_ARG_SRC, view(ctx, dy2_, dym)},
                                          {DNNL_ARG_WEIGHTS, w2},
@@ -119,7 +127,6 @@ public:
 private:
     // col's buffer, the zero-bordered input (if padded) and one reorder per tap.
     void build_columns(context<onednn>& ctx, const shape& x, const shape& y, dnnl::memory::data_type t) {
-        using dims = dnnl::memory::dims;
         const auto& eng = ctx.engine();
         col_ = dnnl::memory(col2_, eng);
         const std::int64_t hp = x[2] + 2 * p_.pad_h, wp = x[3] + 2 * p_.pad_w, n = x[0], c = x[1];
@@ -129,18 +136,46 @@ private:
             interior_ = dnnl::memory(padded_.get_desc().submemory_desc(to_dims(x), {0, 0, p_.pad_h, p_.pad_w}), eng,
                                      padded_.get_data_handle());
         }
-        const dims out{n, c, y[2], y[3]};
+        for_each_tap(x, y, t, [&](const md& from, const md& to) {
+            tap_from_.emplace_back(from, eng, padded_ ? padded_.get_data_handle() : DNNL_MEMORY_NONE);
+            tap_to_.emplace_back(to, eng, col_.get_data_handle());
+            tap_.push_back(onednn_compat::make_reorder(eng, from, to));
+        });
+    }
+
+    // dcol's fp32 buffer, the fp32 zero-bordered dX and one accumulating reorder per tap.
+    void build_col2im(context<onednn>& ctx, const shape& x, const shape& y, dnnl::memory::data_type t) {
+        const auto f32 = dnnl::memory::data_type::f32;
+        const auto& eng = ctx.engine();
+        dcol_ = dnnl::memory(md({m_, taps_ * c_}, f32, dnnl::memory::format_tag::ab), eng);
+        data_ = dnnl::matmul(onednn_compat::matmul_pd(eng, dy2_, md({o_, taps_ * c_}, t, dnnl::memory::format_tag::ab),
+                                                      dcol_.get_desc()));
+        const std::int64_t hp = x[2] + 2 * p_.pad_h, wp = x[3] + 2 * p_.pad_w;
+        dxpad_ = dnnl::memory(md(to_dims(shape{x[0], x[1], hp, wp}), f32, dnnl::memory::format_tag::nhwc), eng);
+        dxpad_interior_ = dnnl::memory(dxpad_.get_desc().submemory_desc(to_dims(x), {0, 0, p_.pad_h, p_.pad_w}), eng,
+                                       dxpad_.get_data_handle());
+        for_each_tap(x, y, f32, [&](const md& pad_view, const md& col_view) {
+            dcol_from_.emplace_back(col_view, eng, dcol_.get_data_handle());
+            dxpad_to_.emplace_back(pad_view, eng, dxpad_.get_data_handle());
+            col2im_.push_back(onednn_compat::make_accumulating_reorder(eng, col_view, pad_view));
+        });
+    }
+
+    /// For each tap (i, j): the view of the zero-bordered input it reads,
+    /// Xpad[n, oh*sh + i, ow*sw + j, c], and its columns of col, col[(n, oh, ow), tap*C + c],
+    /// both as [N, C, OH, OW].
+    template <class F>
+    void for_each_tap(const shape& x, const shape& y, dnnl::memory::data_type t, F&& f) const {
+        using dims = dnnl::memory::dims;
+        const std::int64_t hp = x[2] + 2 * p_.pad_h, wp = x[3] + 2 * p_.pad_w, c = x[1];
+        const dims out{x[0], c, y[2], y[3]};
         for (std::int64_t i = 0; i < p_.kernel_h; ++i)
             for (std::int64_t j = 0; j < p_.kernel_w; ++j) {
-                const std::int64_t tap = i * p_.kernel_w + j;
-                // Xpad[n, oh*sh + i, ow*sw + j, c] and col[(n, oh, ow), tap*C + c], as [N, C, OH, OW].
-                md from(out, t, dims{hp * wp * c, 1, p_.stride_h * wp * c, p_.stride_w * c});
-                from.data.offset0 = (i * wp + j) * c;
-                md to(out, t, dims{y[2] * y[3] * taps_ * c, 1, y[3] * taps_ * c, taps_ * c});
-                to.data.offset0 = tap * c;
-                tap_from_.emplace_back(from, eng, padded_ ? padded_.get_data_handle() : DNNL_MEMORY_NONE);
-                tap_to_.emplace_back(to, eng, col_.get_data_handle());
-                tap_.push_back(onednn_compat::make_reorder(eng, from, to));
+                md pad_view(out, t, dims{hp * wp * c, 1, p_.stride_h * wp * c, p_.stride_w * c});
+                pad_view.data.offset0 = (i * wp + j) * c;
+                md col_view(out, t, dims{y[2] * y[3] * taps_ * c, 1, y[3] * taps_ * c, taps_ * c});
+                col_view.data.offset0 = (i * p_.kernel_w + j) * c;
+                f(pad_view, col_view);
             }
     }
 
@@ -151,14 +186,14 @@ private:
 
     ops::conv2d_params p_;
     std::int64_t m_, c_, o_, taps_;
-    bool reads_x_ = false, lowers_data_ = false;
-    md x_nhwc_, y_nhwc_, dw_ohwi_, w_oi_, dy_t_, dy2_, dw2_, col2_, x2_, scatter_to_;
-    dnnl::memory col_, padded_, interior_, dense_;
-    std::vector<dnnl::memory> tap_from_, tap_to_;
-    std::vector<dnnl::reorder> tap_;
+    bool reads_x_ = false;
+    md x_nhwc_, y_nhwc_, dw_ohwi_, w_ohwi_, dy_t_, dy2_, dw2_, col2_, x2_, scatter_to_;
+    dnnl::memory col_, padded_, interior_, dense_, dcol_, dxpad_, dxpad_interior_;
+    std::vector<dnnl::memory> tap_from_, tap_to_, dcol_from_, dxpad_to_;
+    std::vector<dnnl::reorder> tap_, col2im_;
     dnnl::matmul weights_, data_;
     dnnl::reorder scatter_;
-    stage x_in_, dy_in_, w_in_, dw_out_, pad_in_;
+    stage x_in_, dy_in_, w_in_, dw_out_, pad_in_, dx_out_;
 };
 
 }  // namespace micle::onednn_detail
