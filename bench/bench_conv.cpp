@@ -2,7 +2,7 @@
 // ResNet-typical shapes; GFLOP/s counts 2*N*O*OH*OW*C*kh*kw per pass. The benchmark name
 // reads: pass/N/C/H/O/kernel/stride/bf16/lowered. bf16 rows (mixed precision: bf16 NHWC
 // activations, fp32 weights) report an error on CPUs without AVX512-BF16; each bf16 small
-// map shape runs with conv2d's lowered gradients (lowered:1, the default) and with
+// map shape runs lowered to matrix products (conv2d's default, lowered:1) and with
 // oneDNN's own convolution kernels (lowered:0), side by side.
 #include <benchmark/benchmark.h>
 
@@ -25,7 +25,7 @@ struct conv_setup {
           op({state.range(4), state.range(4), state.range(5), state.range(5), state.range(4) / 2, state.range(4) / 2}) {
         const std::int64_t n = state.range(0), c = state.range(1), hw = state.range(2), o = state.range(3),
                            k = state.range(4);
-        op.allow_lowered_gradients(state.range(7) != 0);
+        op.allow_lowered(state.range(7) != 0);
         std::mt19937 gen(1);
         std::uniform_real_distribution<float> d(-1, 1);
         auto rnd = [&](const micle::shape& sh) {

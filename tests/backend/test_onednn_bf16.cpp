@@ -62,7 +62,8 @@ struct conv_case {
     const char* name;
     std::int64_t n, c, h, w, o, k, stride, pad;
     bool f32_input = false;  // the first convolution reads the fp32 images
-    bool lowered = false;    // gradients as matrix products over NHWC (lowered_conv_grads)
+    bool lowered = false;          // gradients as matrix products over NHWC activations (lowered_conv)
+    bool lowered_forward = false;  // and the forward
 };
 
 }  // namespace
@@ -95,6 +96,9 @@ TEST_CASE("onednn bf16: convolution forward, data and weight gradients against t
         {"1x1 on a 16x16 map", 2, 16, 16, 16, 32, 1, 1, 0, false, true},
         {"3x3 pad 1 on a 4x4 map", 4, 16, 4, 4, 32, 3, 1, 1, false, true},
         {"3x3 stride 2 onto a 4x4 map", 2, 16, 8, 8, 24, 3, 2, 1, false, true},
+        {"1x1 on a 2x2 map", 2, 32, 2, 2, 48, 1, 1, 0, false, true, true},
+        {"1x1 stride 2 from 256 channels", 2, 256, 4, 4, 32, 1, 2, 0, false, true, true},
+        {"3x3 stride 2 from 256 channels onto a 2x2 map", 2, 256, 4, 4, 16, 3, 2, 1, false, true, true},
         {"3x3 on a 2x2 map", 4, 32, 2, 2, 32, 3, 1, 1},
         {"7x7 stem on fp32 images", 2, 3, 20, 20, 16, 7, 2, 3, true},
         {"7x7 stem on fp32 images onto a 4x4 map", 2, 3, 8, 8, 16, 7, 2, 3, true, true},
@@ -118,7 +122,8 @@ TEST_CASE("onednn bf16: convolution forward, data and weight gradients against t
         dop.forward(dc, xd, wd, nullptr, yd);
         CHECK(yd.dtype() == dtype::bf16);
         CHECK(dop.lowered_to_matmul() == (c.h * c.w <= c.k * c.k));  // small maps: bf16 matrix products
-        CHECK(dop.gradients_lowered() == c.lowered);
+        CHECK(dop.runs_lowered() == (c.lowered && onednn_detail::cpu_has_amx()));  // measured with AMX only
+        CHECK(dop.runs_lowered_forward() == (c.lowered_forward && onednn_detail::cpu_has_amx()));
         testing::expect_close(yd.to_host(dc), yr.to_host(rc), bf16_rtol, 1e-3, "forward");
 
         const auto dyv = random_values(yr.numel(), 3);
@@ -133,15 +138,16 @@ TEST_CASE("onednn bf16: convolution forward, data and weight gradients against t
         CHECK(dwd.dtype() == dtype::f32);  // fp32 for the fp32 master weights
         CHECK(dwd.desc() == wd.desc());    // in the weights' layout, for the optimizer
         testing::expect_close(dwd.to_host(dc), dwr.to_host(rc), 1e-4, 1e-4, "weight gradient");
-        if (c.lowered) {
+        if (dop.runs_lowered()) {
             CHECK(dop.weights_gradient_impl() == "lowered matmul");
             // oneDNN's own convolution kernels on the same bf16 values agree with the
-            // lowered products (the same sums in another order).
+            // lowered products (the same sums in another order), all three passes.
             ops::conv2d<dnn> direct(p);
-            direct.allow_lowered_gradients(false);
+            direct.allow_lowered(false);
             tensor<dnn> y2, dx2, dw2;
             direct.forward(dc, xd, wd, nullptr, y2);
-            CHECK_FALSE(direct.gradients_lowered());
+            CHECK_FALSE(direct.runs_lowered());
+            testing::expect_close(yd.to_host(dc), y2.to_host(dc), bf16_rtol, 1e-3, "forward, direct");
             direct.backward_data(dc, dy.d, wd, dx2);
             direct.backward_weights(dc, xd, dy.d, dw2, nullptr);
             CHECK(direct.weights_gradient_impl() != "lowered matmul");

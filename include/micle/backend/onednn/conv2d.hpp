@@ -5,7 +5,7 @@
 #include <string_view>
 #include <unordered_map>
 
-#include "micle/backend/onednn/lowered_conv_grads.hpp"
+#include "micle/backend/onednn/lowered_conv.hpp"
 #include "micle/backend/onednn/small_map_conv.hpp"
 #include "micle/backend/onednn/tensor.hpp"
 #include "micle/core/ops.hpp"
@@ -26,10 +26,11 @@ namespace micle::ops {
 /// In mixed precision (onednn_options::bf16, or a bf16 input) the convolution reads and
 /// writes bf16 activations and converts the fp32 weights to a bf16 copy per call (kept
 /// in a cached buffer); oneDNN accumulates in fp32 (AMX or AVX512-BF16 dot products) and
-/// writes the weight gradient in fp32; the small-map matrix products likewise. There the
-/// gradients of 1x1 convolutions and of convolutions onto maps of at most 16 positions run
-/// as matrix products over the NHWC activations instead (onednn_detail::lowered_conv_grads):
-/// oneDNN 2.6's AMX kernels for those passes are 2-50x slower than its AMX matrix product.
+/// writes the weight gradient in fp32; the small-map matrix products likewise. With AMX,
+/// the gradients of 1x1 convolutions and of convolutions onto maps of at most 16 positions
+/// (and the forward of some of them) run as matrix products over the NHWC activations
+/// (im2col; onednn_detail::lowered_conv): oneDNN 2.6's AMX convolution kernels for those
+/// shapes are 2-14x slower than its AMX matrix product.
 template <>
 class conv2d<onednn> {
     using md = dnnl::memory::desc;
@@ -49,6 +50,7 @@ public:
         w_desc_ = w.desc();
         last_ = &e;
         if (e.small) return e.small->forward(ctx, x, w, y);
+        if (e.lowered && e.lowered->lowers_forward()) return e.lowered->forward(ctx, x, w, y);
         const auto& src = e.x_fwd.get(ctx, x.memory(), e.fwd_pd.src_desc());
         const auto& wm = e.w_fwd.get(ctx, w.memory(), e.fwd_pd.weights_desc());
         y.ensure(ctx, e.fwd_pd.dst_desc());
@@ -133,12 +135,13 @@ public:
     }
 
     /// Whether the last forward's gradients run as matrix products over NHWC activations
-    /// (onednn_detail::lowered_conv_grads, in bf16).
-    bool gradients_lowered() const { return last_ != nullptr && last_->lowered.has_value(); }
+    /// (onednn_detail::lowered_conv, in bf16 with AMX; its forward where forward_pays).
+    bool runs_lowered() const { return last_ != nullptr && last_->lowered.has_value(); }
+    bool runs_lowered_forward() const { return runs_lowered() && last_->lowered->lowers_forward(); }
 
-    /// Turns the lowered gradients off (on by default), for comparisons.
-    void allow_lowered_gradients(bool on) {
-        check(cache_.empty(), "conv2d: allow_lowered_gradients before the first forward");
+    /// Turns the lowered form off (on by default), for comparisons.
+    void allow_lowered(bool on) {
+        check(cache_.empty(), "conv2d: allow_lowered before the first forward");
         lowered_ = on;
     }
 
@@ -191,7 +194,7 @@ private:
         std::optional<bwd_data_entry> bwd_data;
         std::optional<bwd_weights_entry> bwd_weights;
         std::optional<onednn_detail::small_map_conv> small;
-        std::optional<onednn_detail::lowered_conv_grads> lowered;
+        std::optional<onednn_detail::lowered_conv> lowered;
     };
     struct key {
         md x;
@@ -221,7 +224,7 @@ private:
             e.fwd = onednn_compat::conv_fwd(e.fwd_pd);
             if (small_maps_ && onednn_detail::small_map_conv::pays(p_, e.x_shape, has_bias))
                 e.small.emplace(ctx, p_, e.x_shape, w_shape, e.y_shape, t);
-            else if (lowered_ && t == dtype::bf16 && onednn_detail::lowered_conv_grads::pays(p_, e.y_shape, has_bias))
+            else if (lowered_ && t == dtype::bf16 && onednn_detail::lowered_conv::pays(p_, e.y_shape, has_bias))
                 e.lowered.emplace(ctx, p_, e.x_shape, w_shape, e.y_shape, t);
             return e;
         });

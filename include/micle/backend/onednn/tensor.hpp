@@ -64,6 +64,11 @@ inline bool cpu_has_bf16(dnnl::cpu_isa isa = dnnl::get_effective_cpu_isa()) {
     const auto bits = static_cast<unsigned>(isa), bf16 = static_cast<unsigned>(dnnl::cpu_isa::avx512_core_bf16);
     return (bits & bf16) == bf16;
 }
+/// Whether oneDNN runs AMX kernels here (bf16 tile matrix multiplies).
+inline bool cpu_has_amx(dnnl::cpu_isa isa = dnnl::get_effective_cpu_isa()) {
+    const auto bits = static_cast<unsigned>(isa), amx = static_cast<unsigned>(dnnl::cpu_isa::avx512_core_amx);
+    return (bits & amx) == amx;
+}
 }  // namespace onednn_detail
 
 /// One CPU engine and one in-order stream. With Debian's OpenMP build of oneDNN the

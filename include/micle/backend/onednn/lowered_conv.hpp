@@ -1,18 +1,21 @@
 #pragma once
-// A convolution's gradients as matrix products over NHWC activations: used by
-// conv2d<onednn> in bf16, where oneDNN 2.6's AMX kernels for the backward passes of 1x1
-// convolutions and of convolutions onto small maps run at 25-110 GFLOP/s, while its AMX
-// matrix product runs the same multiply-adds at 600-1400 GFLOP/s (measured on a 2-vCPU
-// Sapphire Rapids class Xeon; docs/performance.md).
+// A convolution as matrix products over NHWC activations (im2col): used by conv2d<onednn>
+// in bf16 for 1x1 convolutions and convolutions onto small maps, where oneDNN 2.6's AMX
+// convolution kernels run at 20-150 GFLOP/s (the weight gradient) and 120-400 (forward and
+// data gradient), while its AMX matrix product runs the same multiply-adds at 400-1400
+// GFLOP/s (measured on a 2-vCPU Sapphire Rapids class Xeon; bench/bench_conv and
+// docs/performance.md).
 //
-// Weight gradient. With M = N*OH*OW output positions and the input's columns
+// With M = N*OH*OW output positions, the input's columns
 //   col [M, kh*kw*C],  col[(n, oh, ow), (i*kw + j)*C + c] = Xpad[n, oh*sh + i, ow*sw + j, c]
-// (Xpad: the input with its zero border), the weight gradient is one product
-//   dW [O, kh*kw*C] = dY^T [O, M] . col
-// and [O, kh, kw, C] is OIHW's `acdb` layout. dY^T is dY (NHWC, so [M, O] row-major) read
-// through transposed strides, no copy. col is built by one reorder per tap, from a strided
-// view of Xpad into a strided view of col; a 1x1 convolution with stride 1 and no
-// padding reads X itself. For the maps this is used on, col is a few MB.
+// (Xpad: the input with its zero border) and the weights as W [O, kh*kw*C] (OIHW's `acdb`
+// layout, [O, kh, kw, C]):
+//   forward          Y [M, O] = col . W^T           (where forward_pays)
+//   weight gradient  dW [O, kh*kw*C] = dY^T [O, M] . col
+// Y and dY are NHWC, so [M, O] row-major; W^T and dY^T are read through transposed
+// strides, no copy. col is built by one reorder per tap, from a strided view of Xpad into a
+// strided view of col; a 1x1 convolution with stride 1 and no padding reads X itself. For
+// the maps this is used on, col is a few MB.
 //
 // Data gradient. The gradient of col is dcol [M, kh*kw*C] = dY [M, O] . W [O, kh*kw*C]
 // (the weights in [O, kh, kw, C]), and dX is col's transpose applied to it (col2im): each
@@ -22,8 +25,9 @@
 // samples, dX [M, C] = dY [M, O] . W [O, C]; with a stride above 1 the other positions get
 // zero, and the product goes through a dense buffer and a strided reorder.
 //
-// bf16 values are multiplied with fp32 accumulation; dW and the col2im sums are fp32; dX
-// is rounded once to bf16. fp32 inputs work the same way.
+// bf16 values are multiplied with fp32 accumulation; dW and the col2im sums are fp32; Y
+// and dX are rounded once to bf16. The weights' bf16 copy is made in forward and reused by
+// backward_data for the same weights. fp32 inputs work the same way.
 #include <cstdint>
 #include <cstring>
 #include <vector>
@@ -33,19 +37,31 @@
 
 namespace micle::onednn_detail {
 
-class lowered_conv_grads {
+class lowered_conv {
 public:
-    /// Whether the lowered gradients beat oneDNN 2.6's AMX kernels: measured per shape, the
-    /// weight gradient does for every 1x1 convolution (1.7-50x) and for larger kernels onto
-    /// maps of at most 16 positions (3-14x); from 8x8 maps on, the direct kernels win or tie
-    /// for 3x3 kernels. Convolutions with a bias keep oneDNN's kernels.
+    /// Whether the lowered gradients beat oneDNN 2.6's AMX kernels (bench/bench_conv,
+    /// fastest of 5 interleaved runs): the weight gradient does for every 1x1 convolution
+    /// (1.9-14x) and for larger kernels onto maps of at most 16 positions (3-12x); from 8x8
+    /// maps on, the direct kernels win or tie for 3x3 kernels. The data gradient, lowered
+    /// with it, gains 1.2-9x on the same shapes, except 3x3 stride-1 convolutions on 4x4
+    /// maps of a batch of 64 (0.85x). Only measured with AMX: CPUs with AVX512-BF16 and no
+    /// AMX (Zen 4) keep oneDNN's kernels. Convolutions with a bias keep them too.
     static bool pays(const ops::conv2d_params& p, const shape& y, bool has_bias) {
-        return !has_bias && ((p.kernel_h == 1 && p.kernel_w == 1) || y[2] * y[3] <= 16);
+        return cpu_has_amx() && !has_bias && ((p.kernel_h == 1 && p.kernel_w == 1) || y[2] * y[3] <= 16);
     }
 
-    lowered_conv_grads(context<onednn>& ctx, const ops::conv2d_params& p, const shape& x, const shape& w,
+    /// Whether the lowered forward beats oneDNN's AMX forward kernel, which does well on
+    /// stride-1 convolutions onto 4x4 maps and more (1.2-1.7x faster than the lowered form
+    /// there) and on narrow strided ones, but runs at 200-330 GFLOP/s on strided
+    /// convolutions from 256 channels and onto 2x2 maps, where the lowered form is 1.5-3x
+    /// faster.
+    static bool forward_pays(const ops::conv2d_params& p, const shape& x, const shape& y) {
+        return ((p.stride_h > 1 || p.stride_w > 1) && x[1] >= 256) || y[2] * y[3] <= 4;
+    }
+
+    lowered_conv(context<onednn>& ctx, const ops::conv2d_params& p, const shape& x, const shape& w,
                        const shape& y, dtype type)
-        : p_(p), m_(y[0] * y[2] * y[3]), c_(x[1]), o_(w[0]), taps_(w[2] * w[3]) {
+        : p_(p), m_(y[0] * y[2] * y[3]), c_(x[1]), o_(w[0]), taps_(w[2] * w[3]), lowers_forward_(forward_pays(p, x, y)) {
         using tag = dnnl::memory::format_tag;
         using dims = dnnl::memory::dims;
         const auto f32 = dnnl::memory::data_type::f32, t = to_dnnl(type);
@@ -62,6 +78,8 @@ public:
         col2_ = md({m_, taps_ * c_}, t, tag::ab);
         if (!reads_x_) build_columns(ctx, x, y, t);
         weights_ = dnnl::matmul(onednn_compat::matmul_pd(eng, dy_t_, col2_, dw2_));
+        w_t_ = md({taps_ * c_, o_}, t, dims{1, taps_ * c_});  // W^T: a view of W
+        forward_ = dnnl::matmul(onednn_compat::matmul_pd(eng, col2_, w_t_, dy2_));
         if (!is_1x1 || p.pad_h > 0 || p.pad_w > 0) {
             build_col2im(ctx, x, y, t);
         } else {
@@ -77,28 +95,36 @@ public:
         }
     }
 
+    /// Whether forward is lowered too (forward_pays); if not, conv2d runs oneDNN's forward.
+    bool lowers_forward() const noexcept { return lowers_forward_; }
+
+    /// Y (NHWC) for the weights `w` (fp32, any layout; converted to the compute type).
+    void forward(context<onednn>& ctx, const tensor<onednn>& x, const tensor<onednn>& w, tensor<onednn>& y) {
+        const auto& wm = convert(ctx, w);
+        const auto& xm = x_in_.get(ctx, x.memory(), x_nhwc_);
+        y.ensure(ctx, y_nhwc_);
+        forward_.execute(ctx.stream(), {{DNNL_ARG_SRC, columns(ctx, xm)},
+                                        {DNNL_ARG_WEIGHTS, view(ctx, w_t_, wm)},
+                                        {DNNL_ARG_DST, view(ctx, dy2_, y.memory())}});
+    }
+
     /// dW into `dw`, in dw's layout.
     void backward_weights(context<onednn>& ctx, const tensor<onednn>& x, const tensor<onednn>& dy, tensor<onednn>& dw) {
         const auto& xm = x_in_.get(ctx, x.memory(), x_nhwc_);
         const auto& dym = dy_in_.get(ctx, dy.memory(), y_nhwc_);
-        if (!reads_x_) {
-            if (padded_) pad_in_.copy(ctx, xm, interior_);
-            for (std::size_t t = 0; t < tap_.size(); ++t) {
-                if (!padded_) tap_from_[t].set_data_handle(xm.get_data_handle());
-                tap_[t].execute(ctx.stream(), tap_from_[t], tap_to_[t]);
-            }
-        }
+        const auto cols = columns(ctx, xm);
         const auto& dwm = dw_out_.target(ctx, dw.memory(), dw_ohwi_);
         weights_.execute(ctx.stream(), {{DNNL_ARG_SRC, view(ctx, dy_t_, dym)},
-                                        {DNNL_ARG_WEIGHTS, reads_x_ ? view(ctx, col2_, xm) : col_},
+                                        {DNNL_ARG_WEIGHTS, cols},
                                         {DNNL_ARG_DST, view(ctx, dw2_, dwm)}});
         dw_out_.flush(ctx, dwm, dw.memory());
     }
 
-    /// dX for the weights `w` (fp32, any layout; converted to the compute type).
+    /// dX for the weights `w` (fp32, any layout; the bf16 copy forward made of them, or a
+    /// new one for other weights).
     void backward_data(context<onednn>& ctx, const tensor<onednn>& dy, const tensor<onednn>& w, tensor<onednn>& dx) {
         const auto& dym = dy_in_.get(ctx, dy.memory(), y_nhwc_);
-        const auto& wm = w_in_.get(ctx, w.memory(), w_ohwi_);
+        const auto& wm = w.memory().get_data_handle() == converted_from_ ? converted_ : convert(ctx, w);
         dx.ensure(ctx, x_nhwc_);
         const auto w2 = view(ctx, md({o_, taps_ * c_}, w_ohwi_.data_type(), dnnl::memory::format_tag::ab), wm);
         if (dcol_) {
@@ -125,6 +151,24 @@ public:
     }
 
 private:
+    /// The weights as W [O, kh*kw*C] in the compute type.
+    const dnnl::memory& convert(context<onednn>& ctx, const tensor<onednn>& w) {
+        converted_ = w_in_.get(ctx, w.memory(), w_ohwi_);
+        converted_from_ = w.memory().get_data_handle();
+        return converted_;
+    }
+
+    /// col [M, kh*kw*C] of the NHWC input `xm`.
+    dnnl::memory columns(context<onednn>& ctx, const dnnl::memory& xm) {
+        if (reads_x_) return view(ctx, col2_, xm);
+        if (padded_) pad_in_.copy(ctx, xm, interior_);
+        for (std::size_t t = 0; t < tap_.size(); ++t) {
+            if (!padded_) tap_from_[t].set_data_handle(xm.get_data_handle());
+            tap_[t].execute(ctx.stream(), tap_from_[t], tap_to_[t]);
+        }
+        return col_;
+    }
+
     // col's buffer, the zero-bordered input (if padded) and one reorder per tap.
     void build_columns(context<onednn>& ctx, const shape& x, const shape& y, dnnl::memory::data_type t) {
         const auto& eng = ctx.engine();
@@ -186,14 +230,16 @@ private:
 
     ops::conv2d_params p_;
     std::int64_t m_, c_, o_, taps_;
-    bool reads_x_ = false;
-    md x_nhwc_, y_nhwc_, dw_ohwi_, w_ohwi_, dy_t_, dy2_, dw2_, col2_, x2_, scatter_to_;
+    bool lowers_forward_, reads_x_ = false;
+    md x_nhwc_, y_nhwc_, dw_ohwi_, w_ohwi_, w_t_, dy_t_, dy2_, dw2_, col2_, x2_, scatter_to_;
     dnnl::memory col_, padded_, interior_, dense_, dcol_, dxpad_, dxpad_interior_;
     std::vector<dnnl::memory> tap_from_, tap_to_, dcol_from_, dxpad_to_;
     std::vector<dnnl::reorder> tap_, col2im_;
-    dnnl::matmul weights_, data_;
+    dnnl::matmul forward_, weights_, data_;
     dnnl::reorder scatter_;
     stage x_in_, dy_in_, w_in_, dw_out_, pad_in_, dx_out_;
+    dnnl::memory converted_;
+    const void* converted_from_ = nullptr;
 };
 
 }  // namespace micle::onednn_detail
