@@ -98,6 +98,11 @@ TEST_CASE("onednn bf16: convolution forward, data and weight gradients against t
         {"3x3 stride 2 onto a 4x4 map", 2, 16, 8, 8, 24, 3, 2, 1, false, true},
         {"1x1 on a 2x2 map", 2, 32, 2, 2, 48, 1, 1, 0, false, true, true},
         {"1x1 stride 2 from 256 channels", 2, 256, 4, 4, 32, 1, 2, 0, false, true, true},
+        // Odd maps: a stride-2 view needs a frame wider than the map (7x7 -> 4x4).
+        {"1x1 stride 2 on a 7x7 map", 2, 24, 7, 7, 32, 1, 2, 0, false, true},
+        {"1x1 stride 2 on a 3x5 map from 256 channels", 2, 256, 3, 5, 16, 1, 2, 0, false, true, true},
+        {"3x3 stride 2 without padding on a 7x9 map", 2, 16, 7, 9, 24, 3, 2, 0, false, true},
+        {"3x3 stride 2 on a 7x7 map", 2, 16, 7, 7, 24, 3, 2, 1, false, true},
         {"3x3 stride 2 from 256 channels onto a 2x2 map", 2, 256, 4, 4, 16, 3, 2, 1, false, true, true},
         {"3x3 on a 2x2 map", 4, 32, 2, 2, 32, 3, 1, 1},
         {"7x7 stem on fp32 images", 2, 3, 20, 20, 16, 7, 2, 3, true},

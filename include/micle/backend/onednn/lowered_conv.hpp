@@ -14,20 +14,21 @@
 //   weight gradient  dW [O, kh*kw*C] = dY^T [O, M] . col
 // Y and dY are NHWC, so [M, O] row-major; W^T and dY^T are read through transposed
 // strides, no copy. col is built by one reorder per tap, from a strided view of Xpad into a
-// strided view of col; a 1x1 convolution with stride 1 and no padding reads X itself. For
-// the maps this is used on, col is a few MB.
+// strided view of col (Xpad is a zeroed buffer the input is copied into each pass); a 1x1
+// convolution with stride 1 and no padding reads X itself. For the maps this is used on,
+// col is a few MB.
 //
-// Data gradient. The gradient of col is dcol [M, kh*kw*C] = dY [M, O] . W [O, kh*kw*C]
-// (the weights in [O, kh, kw, C]), and dX is col's transpose applied to it (col2im): each
-// tap's C columns are added onto the strided view of dXpad that the tap reads, one
-// accumulating reorder per tap into an fp32 buffer, whose interior is then written to dX
-// in its type. A 1x1 convolution without padding needs no sums: at the input positions it
-// samples, dX [M, C] = dY [M, O] . W [O, C]; with a stride above 1 the other positions get
-// zero, and the product goes through a dense buffer and a strided reorder.
+// Data gradient. The gradient of col is dcol [M, kh*kw*C] = dY [M, O] . W [O, kh*kw*C],
+// and dX is col's transpose applied to it (col2im): each tap's C columns are added onto
+// the strided view of dXpad that the tap reads, one accumulating reorder per tap into an
+// fp32 buffer, whose interior is then written to dX in its type (positions a stride skips
+// get zero). A 1x1 convolution with stride 1 and no padding needs no sums:
+// dX [M, C] = dY [M, O] . W [O, C].
 //
 // bf16 values are multiplied with fp32 accumulation; dW and the col2im sums are fp32; Y
 // and dX are rounded once to bf16. The weights' bf16 copy is made in forward and reused by
 // backward_data for the same weights. fp32 inputs work the same way.
+#include <algorithm>
 #include <cstdint>
 #include <cstring>
 #include <vector>
@@ -80,18 +81,10 @@ public:
         weights_ = dnnl::matmul(onednn_compat::matmul_pd(eng, dy_t_, col2_, dw2_));
         w_t_ = md({taps_ * c_, o_}, t, dims{1, taps_ * c_});  // W^T: a view of W
         forward_ = dnnl::matmul(onednn_compat::matmul_pd(eng, col2_, w_t_, dy2_));
-        if (!is_1x1 || p.pad_h > 0 || p.pad_w > 0) {
-            build_col2im(ctx, x, y, t);
+        if (reads_x_) {
+            data_ = dnnl::matmul(onednn_compat::matmul_pd(eng, dy2_, md({o_, c_}, t, tag::ab), col2_));
         } else {
-            x2_ = md({m_, c_}, t, tag::ab);
-            data_ = dnnl::matmul(onednn_compat::matmul_pd(eng, dy2_, md({o_, c_}, t, tag::ab), x2_));
-            if (!reads_x_) {
-                dense_ = dnnl::memory(md(to_dims(shape{y[0], x[1], y[2], y[3]}), t, tag::nhwc), eng);
-                const md sampled(to_dims(shape{y[0], x[1], y[2], y[3]}), t,
-                                 dims{x[1] * x[2] * x[3], 1, p.stride_h * x[3] * x[1], p.stride_w * x[1]});
-                scatter_to_ = sampled;
-                scatter_ = onednn_compat::make_reorder(eng, dense_.get_desc(), sampled);
-            }
+            build_col2im(ctx, x, y, t);
         }
     }
 
@@ -127,27 +120,17 @@ public:
         const auto& wm = w.memory().get_data_handle() == converted_from_ ? converted_ : convert(ctx, w);
         dx.ensure(ctx, x_nhwc_);
         const auto w2 = view(ctx, md({o_, taps_ * c_}, w_ohwi_.data_type(), dnnl::memory::format_tag::ab), wm);
-        if (dcol_) {
-            data_.execute(ctx.stream(), {{DNNL_ARG_SRC, view(ctx, dy2_, dym)}, {DNNL_ARG_WEIGHTS, w2}, {DNNL_ARG_DST, dcol_}});
-            ctx.synchronize();
-            std::memset(dxpad_.get_data_handle(), 0, dxpad_.get_desc().get_size());
-            for (std::size_t t = 0; t < col2im_.size(); ++t) col2im_[t].execute(ctx.stream(), dcol_from_[t], dxpad_to_[t]);
-            dx_out_.copy(ctx, dxpad_interior_, dx.memory());
-            return;
-        }
         if (reads_x_) {
             data_.execute(ctx.stream(), {{DNNL_ARG_SRC, view(ctx, dy2_, dym)},
                                          {DNNL_ARG_WEIGHTS, w2},
-                                         {DNNL_ARG_DST, view(ctx, x2_, dx.memory())}});
+                                         {DNNL_ARG_DST, view(ctx, col2_, dx.memory())}});
             return;
         }
+        data_.execute(ctx.stream(), {{DNNL_ARG_SRC, view(ctx, dy2_, dym)}, {DNNL_ARG_WEIGHTS, w2}, {DNNL_ARG_DST, dcol_}});
         ctx.synchronize();
-        std::memset(dx.memory().get_data_handle(), 0, x_nhwc_.get_size());  // positions the stride skips
-        data_.execute(ctx.stream(), {{DNNL_ARG_SRC, view(ctx, dy2_, dym)},
-                                     {DNNL_ARG_WEIGHTS, w2},
-                                     {DNNL_ARG_DST, view(ctx, x2_, dense_)}});
-        auto into = view(ctx, scatter_to_, dx.memory());
-        scatter_.execute(ctx.stream(), dense_, into);
+        std::memset(dxpad_.get_data_handle(), 0, dxpad_.get_desc().get_size());
+        for (std::size_t t = 0; t < col2im_.size(); ++t) col2im_[t].execute(ctx.stream(), dcol_from_[t], dxpad_to_[t]);
+        dx_out_.copy(ctx, dxpad_interior_, dx.memory());
     }
 
 private:
@@ -161,30 +144,43 @@ private:
     /// col [M, kh*kw*C] of the NHWC input `xm`.
     dnnl::memory columns(context<onednn>& ctx, const dnnl::memory& xm) {
         if (reads_x_) return view(ctx, col2_, xm);
-        if (padded_) pad_in_.copy(ctx, xm, interior_);
-        for (std::size_t t = 0; t < tap_.size(); ++t) {
-            if (!padded_) tap_from_[t].set_data_handle(xm.get_data_handle());
-            tap_[t].execute(ctx.stream(), tap_from_[t], tap_to_[t]);
-        }
+        pad_in_.copy(ctx, xm, interior_);
+        for (std::size_t t = 0; t < tap_.size(); ++t) tap_[t].execute(ctx.stream(), tap_from_[t], tap_to_[t]);
         return col_;
     }
 
-    // col's buffer, the zero-bordered input (if padded) and one reorder per tap.
+    // col's buffer, the framed input and one reorder per tap.
     void build_columns(context<onednn>& ctx, const shape& x, const shape& y, dnnl::memory::data_type t) {
         const auto& eng = ctx.engine();
         col_ = dnnl::memory(col2_, eng);
-        const std::int64_t hp = x[2] + 2 * p_.pad_h, wp = x[3] + 2 * p_.pad_w, n = x[0], c = x[1];
-        if (p_.pad_h > 0 || p_.pad_w > 0) {
-            padded_ = dnnl::memory(md(to_dims(shape{n, c, hp, wp}), t, dnnl::memory::format_tag::nhwc), eng);
-            std::memset(padded_.get_data_handle(), 0, padded_.get_desc().get_size());  // the border stays zero
-            interior_ = dnnl::memory(padded_.get_desc().submemory_desc(to_dims(x), {0, 0, p_.pad_h, p_.pad_w}), eng,
-                                     padded_.get_data_handle());
-        }
+        padded_ = framed(ctx, x, y, t);
+        interior_ = interior(ctx, padded_, x);
         for_each_tap(x, y, t, [&](const md& from, const md& to) {
-            tap_from_.emplace_back(from, eng, padded_ ? padded_.get_data_handle() : DNNL_MEMORY_NONE);
+            tap_from_.emplace_back(from, eng, padded_.get_data_handle());
             tap_to_.emplace_back(to, eng, col_.get_data_handle());
             tap_.push_back(onednn_compat::make_reorder(eng, from, to));
         });
+    }
+
+    /// The frame around an input: its zero border (the padding), widened where needed so
+    /// that every tap's strided view spans whole rows of it: rows of max(H + 2*ph, OH*sh)
+    /// and columns of max(W + 2*pw, OW*sw). (oneDNN refuses a view of OH rows of stride
+    /// sh*W' into a map of fewer than OH*sh rows, as a 1x1 stride-2 view of a 7x7 map
+    /// would be.)
+    std::int64_t frame_h(const shape& x, const shape& y) const { return std::max(x[2] + 2 * p_.pad_h, y[2] * p_.stride_h); }
+    std::int64_t frame_w(const shape& x, const shape& y) const { return std::max(x[3] + 2 * p_.pad_w, y[3] * p_.stride_w); }
+
+    /// A zeroed NHWC buffer of the framed input's size.
+    dnnl::memory framed(context<onednn>& ctx, const shape& x, const shape& y, dnnl::memory::data_type t) const {
+        dnnl::memory m(md(to_dims(shape{x[0], x[1], frame_h(x, y), frame_w(x, y)}), t, dnnl::memory::format_tag::nhwc),
+                       ctx.engine());
+        std::memset(m.get_data_handle(), 0, m.get_desc().get_size());
+        return m;
+    }
+    /// The input's place in a framed buffer.
+    dnnl::memory interior(context<onednn>& ctx, const dnnl::memory& frame, const shape& x) const {
+        return dnnl::memory(frame.get_desc().submemory_desc(to_dims(x), {0, 0, p_.pad_h, p_.pad_w}), ctx.engine(),
+                            frame.get_data_handle());
     }
 
     // dcol's fp32 buffer, the fp32 zero-bordered dX and one accumulating reorder per tap.
@@ -194,10 +190,8 @@ private:
         dcol_ = dnnl::memory(md({m_, taps_ * c_}, f32, dnnl::memory::format_tag::ab), eng);
         data_ = dnnl::matmul(onednn_compat::matmul_pd(eng, dy2_, md({o_, taps_ * c_}, t, dnnl::memory::format_tag::ab),
                                                       dcol_.get_desc()));
-        const std::int64_t hp = x[2] + 2 * p_.pad_h, wp = x[3] + 2 * p_.pad_w;
-        dxpad_ = dnnl::memory(md(to_dims(shape{x[0], x[1], hp, wp}), f32, dnnl::memory::format_tag::nhwc), eng);
-        dxpad_interior_ = dnnl::memory(dxpad_.get_desc().submemory_desc(to_dims(x), {0, 0, p_.pad_h, p_.pad_w}), eng,
-                                       dxpad_.get_data_handle());
+        dxpad_ = framed(ctx, x, y, f32);
+        dxpad_interior_ = interior(ctx, dxpad_, x);
         for_each_tap(x, y, f32, [&](const md& pad_view, const md& col_view) {
             dcol_from_.emplace_back(col_view, eng, dcol_.get_data_handle());
             dxpad_to_.emplace_back(pad_view, eng, dxpad_.get_data_handle());
@@ -205,13 +199,13 @@ private:
         });
     }
 
-    /// For each tap (i, j): the view of the zero-bordered input it reads,
+    /// For each tap (i, j): the view of the framed input it reads,
     /// Xpad[n, oh*sh + i, ow*sw + j, c], and its columns of col, col[(n, oh, ow), tap*C + c],
     /// both as [N, C, OH, OW].
     template <class F>
     void for_each_tap(const shape& x, const shape& y, dnnl::memory::data_type t, F&& f) const {
         using dims = dnnl::memory::dims;
-        const std::int64_t hp = x[2] + 2 * p_.pad_h, wp = x[3] + 2 * p_.pad_w, c = x[1];
+        const std::int64_t hp = frame_h(x, y), wp = frame_w(x, y), c = x[1];
         const dims out{x[0], c, y[2], y[3]};
         for (std::int64_t i = 0; i < p_.kernel_h; ++i)
             for (std::int64_t j = 0; j < p_.kernel_w; ++j) {
@@ -231,12 +225,11 @@ private:
     ops::conv2d_params p_;
     std::int64_t m_, c_, o_, taps_;
     bool lowers_forward_, reads_x_ = false;
-    md x_nhwc_, y_nhwc_, dw_ohwi_, w_ohwi_, w_t_, dy_t_, dy2_, dw2_, col2_, x2_, scatter_to_;
-    dnnl::memory col_, padded_, interior_, dense_, dcol_, dxpad_, dxpad_interior_;
+    md x_nhwc_, y_nhwc_, dw_ohwi_, w_ohwi_, w_t_, dy_t_, dy2_, dw2_, col2_;
+    dnnl::memory col_, padded_, interior_, dcol_, dxpad_, dxpad_interior_;
     std::vector<dnnl::memory> tap_from_, tap_to_, dcol_from_, dxpad_to_;
     std::vector<dnnl::reorder> tap_, col2im_;
     dnnl::matmul forward_, weights_, data_;
-    dnnl::reorder scatter_;
     stage x_in_, dy_in_, w_in_, dw_out_, pad_in_, dx_out_;
     dnnl::memory converted_;
     const void* converted_from_ = nullptr;
