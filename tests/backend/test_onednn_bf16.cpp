@@ -158,6 +158,18 @@ TEST_CASE("onednn bf16: convolution forward, data and weight gradients against t
             CHECK(direct.weights_gradient_impl() != "lowered matmul");
             testing::expect_close(dxd.to_host(dc), dx2.to_host(dc), bf16_rtol, 1e-3, "data gradient, direct");
             testing::expect_close(dwd.to_host(dc), dw2.to_host(dc), 1e-4, 1e-4, "weight gradient, direct");
+
+            // The next step: the optimizer updates the weights in place, then forward and
+            // the data gradient run again; the data gradient must use the new weights.
+            const auto wv2 = random_values(ws.numel(), 9, -0.2f, 0.2f);
+            wd.assign(dc, wv2);
+            wr = tensor<ref>::from_host(rc, ws, bf16_rounded(wv2));
+            rop.forward(rc, xr, wr, nullptr, yr);
+            dop.forward(dc, xd, wd, nullptr, yd);
+            testing::expect_close(yd.to_host(dc), yr.to_host(rc), bf16_rtol, 1e-3, "forward, next step");
+            rop.backward_data(rc, dy.r, wr, dxr);
+            dop.backward_data(dc, dy.d, wd, dxd);
+            testing::expect_close(dxd.to_host(dc), dxr.to_host(rc), bf16_rtol, 1e-3, "data gradient, next step");
         }
     }
 }

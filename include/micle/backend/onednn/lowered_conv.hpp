@@ -26,8 +26,8 @@
 // dX [M, C] = dY [M, O] . W [O, C].
 //
 // bf16 values are multiplied with fp32 accumulation; dW and the col2im sums are fp32; Y
-// and dX are rounded once to bf16. The weights' bf16 copy is made in forward and reused by
-// backward_data for the same weights. fp32 inputs work the same way.
+// and dX are rounded once to bf16. The weights' bf16 copy made by a lowered forward is
+// reused by the backward_data that follows it. fp32 inputs work the same way.
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
@@ -94,6 +94,7 @@ public:
     /// Y (NHWC) for the weights `w` (fp32, any layout; converted to the compute type).
     void forward(context<onednn>& ctx, const tensor<onednn>& x, const tensor<onednn>& w, tensor<onednn>& y) {
         const auto& wm = convert(ctx, w);
+        converted_by_forward_ = true;
         const auto& xm = x_in_.get(ctx, x.memory(), x_nhwc_);
         y.ensure(ctx, y_nhwc_);
         forward_.execute(ctx.stream(), {{DNNL_ARG_SRC, columns(ctx, xm)},
@@ -117,7 +118,10 @@ public:
     /// new one for other weights).
     void backward_data(context<onednn>& ctx, const tensor<onednn>& dy, const tensor<onednn>& w, tensor<onednn>& dx) {
         const auto& dym = dy_in_.get(ctx, dy.memory(), y_nhwc_);
-        const auto& wm = w.memory().get_data_handle() == converted_from_ ? converted_ : convert(ctx, w);
+        // The copy forward just made, if it ran lowered on these weights; otherwise (oneDNN's
+        // forward, other weights, or weights updated in place since) a new one.
+        const auto& wm = converted_by_forward_ && w.memory().get_data_handle() == converted_from_ ? converted_ : convert(ctx, w);
+        converted_by_forward_ = false;
         dx.ensure(ctx, x_nhwc_);
         const auto w2 = view(ctx, md({o_, taps_ * c_}, w_ohwi_.data_type(), dnnl::memory::format_tag::ab), wm);
         if (reads_x_) {
@@ -233,6 +237,7 @@ private:
     stage x_in_, dy_in_, w_in_, dw_out_, pad_in_, dx_out_;
     dnnl::memory converted_;
     const void* converted_from_ = nullptr;
+    bool converted_by_forward_ = false;
 };
 
 }  // namespace micle::onednn_detail
