@@ -80,6 +80,7 @@ public:
         if (!reads_x_) build_columns(ctx, x, y, t);
         weights_ = dnnl::matmul(onednn_compat::matmul_pd(eng, dy_t_, col2_, dw2_));
         w_t_ = md({taps_ * c_, o_}, t, dims{1, taps_ * c_});  // W^T: a view of W
+        w2_ = md({o_, taps_ * c_}, t, tag::ab);
         forward_ = dnnl::matmul(onednn_compat::matmul_pd(eng, col2_, w_t_, dy2_));
         if (reads_x_) {
             data_ = dnnl::matmul(onednn_compat::matmul_pd(eng, dy2_, md({o_, c_}, t, tag::ab), col2_));
@@ -123,7 +124,7 @@ public:
         const auto& wm = converted_by_forward_ && w.memory().get_data_handle() == converted_from_ ? converted_ : convert(ctx, w);
         converted_by_forward_ = false;
         dx.ensure(ctx, x_nhwc_);
-        const auto w2 = view(ctx, md({o_, taps_ * c_}, w_ohwi_.data_type(), dnnl::memory::format_tag::ab), wm);
+        const auto w2 = view(ctx, w2_, wm);
         if (reads_x_) {
             data_.execute(ctx.stream(), {{DNNL_ARG_SRC, view(ctx, dy2_, dym)},
                                          {DNNL_ARG_WEIGHTS, w2},
@@ -133,7 +134,7 @@ public:
         data_.execute(ctx.stream(), {{DNNL_ARG_SRC, view(ctx, dy2_, dym)}, {DNNL_ARG_WEIGHTS, w2}, {DNNL_ARG_DST, dcol_}});
         ctx.synchronize();
         std::memset(dxpad_.get_data_handle(), 0, dxpad_.get_desc().get_size());
-        for (std::size_t t = 0; t < col2im_.size(); ++t) col2im_[t].execute(ctx.stream(), dcol_from_[t], dxpad_to_[t]);
+        col2im_.run(ctx);
         dx_out_.copy(ctx, dxpad_interior_, dx.memory());
     }
 
@@ -149,7 +150,7 @@ private:
     dnnl::memory columns(context<onednn>& ctx, const dnnl::memory& xm) {
         if (reads_x_) return view(ctx, col2_, xm);
         pad_in_.copy(ctx, xm, interior_);
-        for (std::size_t t = 0; t < tap_.size(); ++t) tap_[t].execute(ctx.stream(), tap_from_[t], tap_to_[t]);
+        im2col_.run(ctx);
         return col_;
     }
 
@@ -160,9 +161,7 @@ private:
         padded_ = framed(ctx, x, y, t);
         interior_ = interior(ctx, padded_, x);
         for_each_tap(x, y, t, [&](const md& from, const md& to) {
-            tap_from_.emplace_back(from, eng, padded_.get_data_handle());
-            tap_to_.emplace_back(to, eng, col_.get_data_handle());
-            tap_.push_back(onednn_compat::make_reorder(eng, from, to));
+            im2col_.add(eng, from, padded_, to, col_, onednn_compat::make_reorder(eng, from, to));
         });
     }
 
@@ -197,9 +196,8 @@ private:
         dxpad_ = framed(ctx, x, y, f32);
         dxpad_interior_ = interior(ctx, dxpad_, x);
         for_each_tap(x, y, f32, [&](const md& pad_view, const md& col_view) {
-            dcol_from_.emplace_back(col_view, eng, dcol_.get_data_handle());
-            dxpad_to_.emplace_back(pad_view, eng, dxpad_.get_data_handle());
-            col2im_.push_back(onednn_compat::make_accumulating_reorder(eng, col_view, pad_view));
+            col2im_.add(eng, col_view, dcol_, pad_view, dxpad_,
+                        onednn_compat::make_accumulating_reorder(eng, col_view, pad_view));
         });
     }
 
@@ -221,18 +219,13 @@ private:
             }
     }
 
-    /// `mem`'s storage under another descriptor of the same size.
-    static dnnl::memory view(context<onednn>& ctx, const md& as, const dnnl::memory& mem) {
-        return dnnl::memory(as, ctx.engine(), mem.get_data_handle());
-    }
 
     ops::conv2d_params p_;
     std::int64_t m_, c_, o_, taps_;
     bool lowers_forward_, reads_x_ = false;
-    md x_nhwc_, y_nhwc_, dw_ohwi_, w_ohwi_, w_t_, dy_t_, dy2_, dw2_, col2_;
+    md x_nhwc_, y_nhwc_, dw_ohwi_, w_ohwi_, w_t_, w2_, dy_t_, dy2_, dw2_, col2_;
     dnnl::memory col_, padded_, interior_, dcol_, dxpad_, dxpad_interior_;
-    std::vector<dnnl::memory> tap_from_, tap_to_, dcol_from_, dxpad_to_;
-    std::vector<dnnl::reorder> tap_, col2im_;
+    reorder_list im2col_, col2im_;
     dnnl::matmul forward_, weights_, data_;
     stage x_in_, dy_in_, w_in_, dw_out_, pad_in_, dx_out_;
     dnnl::memory converted_;

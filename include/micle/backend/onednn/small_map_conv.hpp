@@ -134,11 +134,6 @@ private:
         expanded_from_ = w.memory().get_data_handle();
     }
 
-    /// `mem`'s storage under another descriptor of the same size (a 4-D NHWC tensor as the
-    /// 2-D matrix of its rows).
-    static dnnl::memory view(context<onednn>& ctx, const md& as, const dnnl::memory& mem) {
-        return dnnl::memory(as, ctx.engine(), mem.get_data_handle());
-    }
 
     std::int64_t n_, c_, o_, q_, p_, taps_;
     std::vector<std::int32_t> tap_;  // [q * P + p]: the kernel tap joining input q and output p, or -1

@@ -322,6 +322,30 @@ private:
     dnnl::memory buf_;
 };
 
+/// `mem`'s storage under another descriptor of the same size (a 4-D NHWC tensor as the
+/// 2-D matrix of its rows, a transposed view, ...).
+inline dnnl::memory view(context<onednn>& ctx, const md& as, const dnnl::memory& mem) {
+    return dnnl::memory(as, ctx.engine(), mem.get_data_handle());
+}
+
+/// Reorders between fixed views of fixed buffers, run one after another: the per-tap
+/// copies of an im2col or col2im.
+struct reorder_list {
+    void add(const dnnl::engine& eng, const md& from, const dnnl::memory& from_buf, const md& to,
+             const dnnl::memory& to_buf, dnnl::reorder prim) {
+        from_.emplace_back(from, eng, from_buf.get_data_handle());
+        to_.emplace_back(to, eng, to_buf.get_data_handle());
+        prims_.push_back(std::move(prim));
+    }
+    void run(context<onednn>& ctx) {
+        for (std::size_t i = 0; i < prims_.size(); ++i) prims_[i].execute(ctx.stream(), from_[i], to_[i]);
+    }
+
+private:
+    std::vector<dnnl::memory> from_, to_;
+    std::vector<dnnl::reorder> prims_;
+};
+
 using micle::detail::shape_cache;
 
 }  // namespace onednn_detail
