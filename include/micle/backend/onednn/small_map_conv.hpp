@@ -14,12 +14,13 @@
 //   backward weights G [H*W*C, OH*OW*O] = X^T . dY, and dW at tap t is the sum of G's
 //                    blocks (q, p) joined by t.
 // X and Y are NHWC, so that the rows of these matrices are rows of the tensors. The three
-// products are oneDNN matmul primitives; building W' from the weights and summing G's
-// blocks into dW are copies and additions of contiguous rows of O values.
+// products are oneDNN matmul primitives. The weights are first laid out as [C, kh, kw, O]
+// (one reorder), where a tap's C x O slice is C rows of O values; building W' and summing
+// G's blocks into dW are then one oneDNN reorder per block between such strided views
+// (the sums as accumulating reorders), multithreaded like the products.
 //
-// In mixed precision (type bf16) X, Y, their gradients and W' are bf16 (W' converted from
-// the fp32 weights by a reorder), the products accumulate in fp32, and G and dW are fp32.
-#include <algorithm>
+// In mixed precision (type bf16) X, Y, their gradients and W' are bf16 (the weights
+// converted by the first reorder), the products accumulate in fp32, and G and dW are fp32.
 #include <cstdint>
 #include <cstring>
 #include <vector>
@@ -41,37 +42,64 @@ public:
                    dtype type = dtype::f32)
         : n_(x[0]), c_(x[1]), o_(w[0]), q_(x[2] * x[3]), p_(y[2] * y[3]), taps_(w[2] * w[3]) {
         using tag = dnnl::memory::format_tag;
+        using dims = dnnl::memory::dims;
         const auto f32 = dnnl::memory::data_type::f32, t = to_dnnl(type);
         const auto& eng = ctx.engine();
         x_nhwc_ = md(to_dims(x), t, tag::nhwc);
         y_nhwc_ = md(to_dims(y), t, tag::nhwc);
-        w_io_ = md(to_dims(w), f32, tag::bcda);  // [C, kh, kw, O]: a tap's C x O slice is rows of O
-        tap_.assign(std::size_t(q_ * p_), -1);
+        std::vector<std::int32_t> tap(std::size_t(q_ * p_), -1);  // [q * P + p]: the tap joining input q and output p
         for (std::int64_t oh = 0; oh < y[2]; ++oh)
             for (std::int64_t ow = 0; ow < y[3]; ++ow)
                 for (std::int64_t ih = 0; ih < x[2]; ++ih)
                     for (std::int64_t iw = 0; iw < x[3]; ++iw) {
                         const std::int64_t kh = ih - oh * p.stride_h + p.pad_h, kw = iw - ow * p.stride_w + p.pad_w;
                         if (kh >= 0 && kh < p.kernel_h && kw >= 0 && kw < p.kernel_w)
-                            tap_[std::size_t((ih * x[3] + iw) * p_ + oh * y[3] + ow)] = std::int32_t(kh * p.kernel_w + kw);
+                            tap[std::size_t((ih * x[3] + iw) * p_ + oh * y[3] + ow)] = std::int32_t(kh * p.kernel_w + kw);
                     }
         const std::int64_t rows = q_ * c_, cols = p_ * o_;
         x2_ = md({n_, rows}, t, tag::ab);
         y2_ = md({n_, cols}, t, tag::ab);
         const md big({rows, cols}, f32, tag::ab), big_t({rows, cols}, t, tag::ab);
-        dense32_ = dnnl::memory(big, eng);
-        std::memset(dense32_.get_data_handle(), 0, big.get_size());  // blocks no tap joins stay zero
-        dense_ = type == dtype::f32 ? dense32_ : dnnl::memory(big_t, eng);
+        dense_ = dnnl::memory(big_t, eng);
+        std::memset(dense_.get_data_handle(), 0, big_t.get_size());  // blocks no tap joins stay zero
         grad_ = dnnl::memory(big, eng);
-        w_t_ = dnnl::memory(w_io_, eng);
-        dw_t_ = dnnl::memory(w_io_, eng);
-        const md dense_t({cols, rows}, t, dnnl::memory::dims{1, cols});  // W'^T, a view
-        const md x_t({rows, n_}, t, dnnl::memory::dims{1, rows});       // X^T, a view
+        w_t_ = dnnl::memory(md(to_dims(w), t, tag::bcda), eng);  // [C, kh, kw, O]
+        dw_t_ = dnnl::memory(md(to_dims(w), f32, tag::bcda), eng);
+        std::memset(dw_t_.get_data_handle(), 0, dw_t_.get_desc().get_size());  // taps no block joins stay zero
+        const md dense_t({cols, rows}, t, dims{1, cols});  // W'^T, a view
+        const md x_t({rows, n_}, t, dims{1, rows});       // X^T, a view
         fwd_ = dnnl::matmul(onednn_compat::matmul_pd(eng, x2_, big_t, y2_));
         bwd_data_ = dnnl::matmul(onednn_compat::matmul_pd(eng, y2_, dense_t, x2_));
         bwd_weights_ = dnnl::matmul(onednn_compat::matmul_pd(eng, x_t, y2_, big));
         dense_t_ = dnnl::memory(dense_t, eng, dense_.get_data_handle());
         x_t_ = x_t;
+
+        // Block (q, p) of W' (and of G) is rows q*C.. of columns p*O..; tap t's slice of the
+        // [C, kh, kw, O] weights is rows of stride taps*O from t*O.
+        auto block = [&](dnnl::memory::data_type dt, std::int64_t q, std::int64_t p) {
+            md m({c_, o_}, dt, dims{cols, 1});
+            m.data.offset0 = q * c_ * cols + p * o_;
+            return m;
+        };
+        auto slice = [&](dnnl::memory::data_type dt, std::int64_t tp) {
+            md m({c_, o_}, dt, dims{taps_ * o_, 1});
+            m.data.offset0 = tp * o_;
+            return m;
+        };
+        std::vector<bool> summed(std::size_t(taps_), false);
+        for (std::int64_t q = 0; q < q_; ++q)
+            for (std::int64_t pp = 0; pp < p_; ++pp) {
+                const std::int32_t tp = tap[std::size_t(q * p_ + pp)];
+                if (tp < 0) continue;
+                const md w_slice = slice(t, tp), w_block = block(t, q, pp);
+                expand_.add(eng, w_slice, w_t_, w_block, dense_, onednn_compat::make_reorder(eng, w_slice, w_block));
+                const md g_block = block(f32, q, pp), dw_slice = slice(f32, tp);
+                // The first block of a tap writes its slice, the others add onto it.
+                sum_.add(eng, g_block, grad_, dw_slice, dw_t_,
+                         summed[std::size_t(tp)] ? onednn_compat::make_accumulating_reorder(eng, g_block, dw_slice)
+                                                 : onednn_compat::make_reorder(eng, g_block, dw_slice));
+                summed[std::size_t(tp)] = true;
+            }
     }
 
     void forward(context<onednn>& ctx, const tensor<onednn>& x, const tensor<onednn>& w, tensor<onednn>& y) {
@@ -99,48 +127,24 @@ public:
         bwd_weights_.execute(ctx.stream(), {{DNNL_ARG_SRC, view(ctx, x_t_, xm)},
                                             {DNNL_ARG_WEIGHTS, view(ctx, y2_, dym)},
                                             {DNNL_ARG_DST, grad_}});
-        ctx.synchronize();
-        auto* dwt = static_cast<float*>(dw_t_.get_data_handle());
-        const auto* g = static_cast<const float*>(grad_.get_data_handle());
-        std::fill_n(dwt, c_ * taps_ * o_, 0.0f);
-        for_each_block([&](std::int64_t q, std::int64_t p, std::int32_t t) {
-            for (std::int64_t c = 0; c < c_; ++c) {
-                const float* src = g + ((q * c_ + c) * p_ + p) * o_;
-                float* dst = dwt + (c * taps_ + t) * o_;
-                for (std::int64_t i = 0; i < o_; ++i) dst[i] += src[i];
-            }
-        });
+        sum_.run(ctx);
         dw_out_.copy(ctx, dw_t_, dw.memory());
     }
 
 private:
-    template <class F>
-    void for_each_block(F&& f) const {
-        for (std::int64_t q = 0; q < q_; ++q)
-            for (std::int64_t p = 0; p < p_; ++p)
-                if (const std::int32_t t = tap_[std::size_t(q * p_ + p)]; t >= 0) f(q, p, t);
-    }
-
     void expand(context<onednn>& ctx, const tensor<onednn>& w) {
         w_in_.copy(ctx, w.memory(), w_t_);
-        ctx.synchronize();
-        const auto* wt = static_cast<const float*>(w_t_.get_data_handle());
-        auto* big = static_cast<float*>(dense32_.get_data_handle());
-        for_each_block([&](std::int64_t q, std::int64_t p, std::int32_t t) {
-            for (std::int64_t c = 0; c < c_; ++c)
-                std::memcpy(big + ((q * c_ + c) * p_ + p) * o_, wt + (c * taps_ + t) * o_, std::size_t(o_) * sizeof(float));
-        });
-        if (dense_.get() != dense32_.get()) to_bf16_.copy(ctx, dense32_, dense_);
+        expand_.run(ctx);
         expanded_from_ = w.memory().get_data_handle();
     }
 
 
     std::int64_t n_, c_, o_, q_, p_, taps_;
-    std::vector<std::int32_t> tap_;  // [q * P + p]: the kernel tap joining input q and output p, or -1
-    md x_nhwc_, y_nhwc_, w_io_, x2_, y2_, x_t_;
-    dnnl::memory dense32_, dense_, dense_t_, grad_, w_t_, dw_t_;  // dense_ is dense32_ in fp32
+    md x_nhwc_, y_nhwc_, x2_, y2_, x_t_;
+    dnnl::memory dense_, dense_t_, grad_, w_t_, dw_t_;
     dnnl::matmul fwd_, bwd_data_, bwd_weights_;
-    stage x_in_, dy_in_, w_in_, dw_out_, to_bf16_;
+    reorder_list expand_, sum_;  // W' from the weights' taps; dW's taps from G's blocks
+    stage x_in_, dy_in_, w_in_, dw_out_;
     const void* expanded_from_ = nullptr;
 };
 
