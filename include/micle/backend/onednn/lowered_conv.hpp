@@ -95,7 +95,7 @@ public:
     /// Y (NHWC) for the weights `w` (fp32, any layout; converted to the compute type).
     void forward(context<onednn>& ctx, const tensor<onednn>& x, const tensor<onednn>& w, tensor<onednn>& y) {
         const auto& wm = convert(ctx, w);
-        converted_by_forward_ = true;
+        converted_for_backward_ = w.memory().get_data_handle();
         const auto& xm = x_in_.get(ctx, x.memory(), x_nhwc_);
         y.ensure(ctx, y_nhwc_);
         forward_.execute(ctx.stream(), {{DNNL_ARG_SRC, columns(ctx, xm)},
@@ -121,8 +121,8 @@ public:
         const auto& dym = dy_in_.get(ctx, dy.memory(), y_nhwc_);
         // The copy forward just made, if it ran lowered on these weights; otherwise (oneDNN's
         // forward, other weights, or weights updated in place since) a new one.
-        const auto& wm = converted_by_forward_ && w.memory().get_data_handle() == converted_from_ ? converted_ : convert(ctx, w);
-        converted_by_forward_ = false;
+        const auto& wm = w.memory().get_data_handle() == converted_for_backward_ ? converted_ : convert(ctx, w);
+        converted_for_backward_ = nullptr;
         dx.ensure(ctx, x_nhwc_);
         const auto w2 = view(ctx, w2_, wm);
         if (reads_x_) {
@@ -142,7 +142,6 @@ private:
     /// The weights as W [O, kh*kw*C] in the compute type.
     const dnnl::memory& convert(context<onednn>& ctx, const tensor<onednn>& w) {
         converted_ = w_in_.get(ctx, w.memory(), w_ohwi_);
-        converted_from_ = w.memory().get_data_handle();
         return converted_;
     }
 
@@ -211,11 +210,8 @@ private:
         const dims out{x[0], c, y[2], y[3]};
         for (std::int64_t i = 0; i < p_.kernel_h; ++i)
             for (std::int64_t j = 0; j < p_.kernel_w; ++j) {
-                md pad_view(out, t, dims{hp * wp * c, 1, p_.stride_h * wp * c, p_.stride_w * c});
-                pad_view.data.offset0 = (i * wp + j) * c;
-                md col_view(out, t, dims{y[2] * y[3] * taps_ * c, 1, y[3] * taps_ * c, taps_ * c});
-                col_view.data.offset0 = (i * p_.kernel_w + j) * c;
-                f(pad_view, col_view);
+                f(strided_md(out, t, dims{hp * wp * c, 1, p_.stride_h * wp * c, p_.stride_w * c}, (i * wp + j) * c),
+                  strided_md(out, t, dims{y[2] * y[3] * taps_ * c, 1, y[3] * taps_ * c, taps_ * c}, (i * p_.kernel_w + j) * c));
             }
     }
 
@@ -229,8 +225,9 @@ private:
     dnnl::matmul forward_, weights_, data_;
     stage x_in_, dy_in_, w_in_, dw_out_, pad_in_, dx_out_;
     dnnl::memory converted_;
-    const void* converted_from_ = nullptr;
-    bool converted_by_forward_ = false;
+    // The weights whose copy a lowered forward just made (converted_), for the backward_data
+    // that follows it; cleared there, so that weights updated in place are converted again.
+    const void* converted_for_backward_ = nullptr;
 };
 
 }  // namespace micle::onednn_detail

@@ -47,15 +47,6 @@ public:
         const auto& eng = ctx.engine();
         x_nhwc_ = md(to_dims(x), t, tag::nhwc);
         y_nhwc_ = md(to_dims(y), t, tag::nhwc);
-        std::vector<std::int32_t> tap(std::size_t(q_ * p_), -1);  // [q * P + p]: the tap joining input q and output p
-        for (std::int64_t oh = 0; oh < y[2]; ++oh)
-            for (std::int64_t ow = 0; ow < y[3]; ++ow)
-                for (std::int64_t ih = 0; ih < x[2]; ++ih)
-                    for (std::int64_t iw = 0; iw < x[3]; ++iw) {
-                        const std::int64_t kh = ih - oh * p.stride_h + p.pad_h, kw = iw - ow * p.stride_w + p.pad_w;
-                        if (kh >= 0 && kh < p.kernel_h && kw >= 0 && kw < p.kernel_w)
-                            tap[std::size_t((ih * x[3] + iw) * p_ + oh * y[3] + ow)] = std::int32_t(kh * p.kernel_w + kw);
-                    }
         const std::int64_t rows = q_ * c_, cols = p_ * o_;
         x2_ = md({n_, rows}, t, tag::ab);
         y2_ = md({n_, cols}, t, tag::ab);
@@ -75,25 +66,20 @@ public:
         x_t_ = x_t;
 
         // Block (q, p) of W' (and of G) is rows q*C.. of columns p*O..; tap t's slice of the
-        // [C, kh, kw, O] weights is rows of stride taps*O from t*O.
-        auto block = [&](dnnl::memory::data_type dt, std::int64_t q, std::int64_t p) {
-            md m({c_, o_}, dt, dims{cols, 1});
-            m.data.offset0 = q * c_ * cols + p * o_;
-            return m;
-        };
-        auto slice = [&](dnnl::memory::data_type dt, std::int64_t tp) {
-            md m({c_, o_}, dt, dims{taps_ * o_, 1});
-            m.data.offset0 = tp * o_;
-            return m;
-        };
+        // [C, kh, kw, O] weights is rows of stride taps*O from t*O. Input position q = (ih, iw)
+        // meets output position p = (oh, ow) at tap (ih - oh*sh + ph, iw - ow*sw + pw), if any.
         std::vector<bool> summed(std::size_t(taps_), false);
         for (std::int64_t q = 0; q < q_; ++q)
             for (std::int64_t pp = 0; pp < p_; ++pp) {
-                const std::int32_t tp = tap[std::size_t(q * p_ + pp)];
-                if (tp < 0) continue;
-                const md w_slice = slice(t, tp), w_block = block(t, q, pp);
+                const std::int64_t kh = q / x[3] - pp / y[3] * p.stride_h + p.pad_h,
+                                   kw = q % x[3] - pp % y[3] * p.stride_w + p.pad_w;
+                if (kh < 0 || kh >= p.kernel_h || kw < 0 || kw >= p.kernel_w) continue;
+                const std::int64_t tp = kh * p.kernel_w + kw;
+                const md w_slice = strided_md({c_, o_}, t, dims{taps_ * o_, 1}, tp * o_),
+                         w_block = strided_md({c_, o_}, t, dims{cols, 1}, q * c_ * cols + pp * o_);
                 expand_.add(eng, w_slice, w_t_, w_block, dense_, onednn_compat::make_reorder(eng, w_slice, w_block));
-                const md g_block = block(f32, q, pp), dw_slice = slice(f32, tp);
+                const md g_block = strided_md({c_, o_}, f32, dims{cols, 1}, q * c_ * cols + pp * o_),
+                         dw_slice = strided_md({c_, o_}, f32, dims{taps_ * o_, 1}, tp * o_);
                 // The first block of a tap writes its slice, the others add onto it.
                 sum_.add(eng, g_block, grad_, dw_slice, dw_t_,
                          summed[std::size_t(tp)] ? onednn_compat::make_accumulating_reorder(eng, g_block, dw_slice)

@@ -328,6 +328,15 @@ inline dnnl::memory view(context<onednn>& ctx, const md& as, const dnnl::memory&
     return dnnl::memory(as, ctx.engine(), mem.get_data_handle());
 }
 
+/// A strided view of part of a buffer: `dims` with `strides`, starting `offset` elements in
+/// (a kernel tap's columns of an im2col matrix, a block of a larger matrix).
+inline md strided_md(const dnnl::memory::dims& dims, dnnl::memory::data_type t, const dnnl::memory::dims& strides,
+                     std::int64_t offset) {
+    md m(dims, t, strides);
+    m.data.offset0 = offset;
+    return m;
+}
+
 /// Reorders between fixed views of fixed buffers, run one after another: the per-tap
 /// copies of an im2col or col2im.
 struct reorder_list {
