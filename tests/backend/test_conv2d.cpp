@@ -157,6 +157,20 @@ TEST_CASE("conv2d<onednn>: maps no larger than the kernel run as matrix products
         CHECK(dw.desc() == w.desc());  // the weights' layout, as the direct path
         testing::expect_close(dw.to_host(ctx), dw2.to_host(ctx), 1e-5, 1e-6, "dw");
 
+        // Weights kept in the layout the products read ([C, kh, kw, O], which a layer
+        // adopts) are read, and their gradient written, in place: the same numbers.
+        ops::conv2d<onednn> kept(c.params());
+        auto wk = w.to_layout(ctx, kept.preferred_weights_desc(ctx, x, c.w(), false));
+        CHECK_FALSE(wk.is_plain());
+        tensor<onednn> yk, dxk, dwk;
+        kept.forward(ctx, x, wk, nullptr, yk);
+        CHECK(yk.to_host(ctx) == y.to_host(ctx));
+        kept.backward_data(ctx, dy, wk, dxk);
+        CHECK(dxk.to_host(ctx) == dx.to_host(ctx));
+        kept.backward_weights(ctx, x, dy, dwk, nullptr);
+        CHECK(dwk.desc() == wk.desc());
+        CHECK(dwk.to_host(ctx) == dw.to_host(ctx));
+
         // backward_data with weights other than forward's uses those
         auto w2 = testing::make(ctx, c.w(), random_values(c.w().numel(), 24));
         small.backward_data(ctx, dy, w2, dx);

@@ -14,6 +14,7 @@
 #include <cmath>
 #include <filesystem>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "testing.hpp"
@@ -177,19 +178,42 @@ TEST_CASE("onednn bf16: convolution forward, data and weight gradients against t
 TEST_CASE("onednn bf16: weights kept in the preferred layout stay fp32 and give the same result") {
     MICLE_SKIP_WITHOUT_BF16();
     auto dc = mixed_context();
-    ops::conv2d<dnn> op({3, 3, 1, 1, 1, 1});
-    const shape xs{2, 16, 8, 8}, ws{32, 16, 3, 3};
-    const auto x = tensor<dnn>::from_host(dc, xs, random_values(xs.numel(), 1), dtype::bf16);
-    const auto w = tensor<dnn>::from_host(dc, ws, random_values(ws.numel(), 2));
-    const auto pref = op.preferred_weights_desc(dc, x, ws, false);
-    CHECK(pref.data_type() == dnnl::memory::data_type::f32);
-    const auto wp = w.to_layout(dc, pref);
-    tensor<dnn> y1, y2;
-    op.forward(dc, x, w, nullptr, y1);
-    const auto plain = y1.to_host(dc);
-    op.forward(dc, x, wp, nullptr, y2);
-    CHECK(y2.to_host(dc) == plain);
-    CHECK(wp.to_host(dc) == w.to_host(dc));  // the fp32 values, only laid out differently
+    // oneDNN's kernels (weights blocked), the lowered form where AMX runs it (1x1; weights
+    // [O, kh, kw, C]) and the small-map product (weights [C, kh, kw, O]).
+    for (const auto& [p, xs, o] : {std::tuple{ops::conv2d_params{3, 3, 1, 1, 1, 1}, shape{2, 16, 8, 8}, std::int64_t{32}},
+                                   std::tuple{ops::conv2d_params{1, 1, 1, 1, 0, 0}, shape{2, 16, 8, 8}, std::int64_t{32}},
+                                   std::tuple{ops::conv2d_params{3, 3, 1, 1, 1, 1}, shape{2, 16, 2, 2}, std::int64_t{32}}}) {
+        CAPTURE(xs);
+        CAPTURE(p.kernel_h);
+        const shape ws{o, xs[1], p.kernel_h, p.kernel_w};
+        ops::conv2d<dnn> op(p), kept(p);
+        const auto x = tensor<dnn>::from_host(dc, xs, random_values(xs.numel(), 1), dtype::bf16);
+        auto w = tensor<dnn>::from_host(dc, ws, random_values(ws.numel(), 2));
+        const auto pref = kept.preferred_weights_desc(dc, x, ws, false);
+        CHECK(pref.data_type() == dnnl::memory::data_type::f32);
+        auto wp = w.to_layout(dc, pref);
+        CHECK(wp.to_host(dc) == w.to_host(dc));  // the fp32 values, only laid out differently
+        tensor<dnn> y1, y2, dx1, dx2, dw1, dw2;
+        op.forward(dc, x, w, nullptr, y1);
+        kept.forward(dc, x, wp, nullptr, y2);
+        CHECK(y2.to_host(dc) == y1.to_host(dc));
+        const auto dy = tensor<dnn>::from_host(dc, y1.shape(), random_values(y1.shape().numel(), 3), dtype::bf16);
+        op.backward_data(dc, dy, w, dx1);
+        kept.backward_data(dc, dy, wp, dx2);
+        CHECK(dx2.to_host(dc) == dx1.to_host(dc));
+        op.backward_weights(dc, x, dy, dw1, nullptr);
+        kept.backward_weights(dc, x, dy, dw2, nullptr);
+        CHECK(dw2.desc() == wp.desc());  // fp32, in the weights' layout
+        testing::expect_close(dw2.to_host(dc), dw1.to_host(dc), 1e-6, 1e-7, "weight gradient");
+        // an fp32 master update in place, then the next step sees it
+        auto v = wp.to_host(dc);
+        for (float& e : v) e *= -0.5f;
+        wp.assign(dc, v);
+        w.assign(dc, v);
+        op.forward(dc, x, w, nullptr, y1);
+        kept.forward(dc, x, wp, nullptr, y2);
+        CHECK(y2.to_host(dc) == y1.to_host(dc));
+    }
 }
 
 TEST_CASE("onednn bf16: batch norm (with and without the fused ReLU) against the reference on bf16 inputs") {

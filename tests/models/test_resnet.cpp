@@ -213,6 +213,43 @@ TEST_CASE_TEMPLATE("resnet: forward and all parameter gradients equal the refere
 }
 #endif
 
+#if MICLE_HAS_ONEDNN
+TEST_CASE("resnet<onednn>: convolution weights move to their preferred layout at the first forward, values unchanged") {
+    context<onednn> ctx;
+    resnet_config c;
+    c.depth = 18;
+    c.base_channels = 16;
+    c.num_classes = 5;
+    models::resnet<onednn> m(ctx, c, 3);
+    auto st = m.state();
+    std::vector<std::vector<float>> before;
+    for (auto* p : st.params) {
+        CHECK(p->value.is_plain());  // as built
+        before.push_back(p->value.to_host(ctx));
+    }
+    const auto x = tensor<onednn>::from_host(ctx, {4, 3, 64, 64}, testing::random_values(4 * 3 * 64 * 64, 5));
+    m.forward(ctx, x, true);
+    m.backward(ctx, tensor<onednn>::from_host(ctx, {4, 5}, testing::random_values(20, 6)));
+    std::size_t moved = 0;
+    for (std::size_t i = 0; i < st.params.size(); ++i) {
+        auto* p = st.params[i];
+        CAPTURE(p->name);
+        CHECK(p->value.to_host(ctx) == before[i]);        // what checkpoints and to_host see
+        CHECK(p->grad.desc() == p->value.desc());         // so that optimizers update element by element
+        if (p->value.shape().rank() == 4 && !p->value.is_plain()) ++moved;
+        if (p->value.shape().rank() != 4) CHECK(p->value.is_plain());  // batch norm, fc: no preference
+    }
+    // Every one of the 20 convolutions prefers a layout other than OIHW (oneDNN's blocked
+    // layouts on every ISA; [C, kh, kw, O] for layer4's 3x3 convolutions on 2x2 maps).
+    CHECK(moved == 20);
+    // A second forward keeps them where they are.
+    std::vector<const void*> where;
+    for (auto* p : st.params) where.push_back(p->value.memory().get_data_handle());
+    m.forward(ctx, x, true);
+    for (std::size_t i = 0; i < st.params.size(); ++i) CHECK(st.params[i]->value.memory().get_data_handle() == where[i]);
+}
+#endif
+
 TEST_CASE("resnet: forward FLOPs") {
     // torchvision resnet50 at 224 px: 4.09 GMACs by the usual count (padding taps included,
     // e.g. fvcore/ptflops report 4.09-4.11 G); the useful count is slightly lower.

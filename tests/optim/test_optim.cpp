@@ -1,4 +1,5 @@
 #include <cmath>
+#include <memory>
 
 #include "micle/optim/optimizer.hpp"
 #include "micle/optim/schedule.hpp"
@@ -83,6 +84,73 @@ TEST_CASE("optimizers refuse to step without gradients") {
     optim::sgd<R> opt({}, {&p});
     CHECK_THROWS_WITH_AS(opt.step(ctx, 0.1f), doctest::Contains("parameter layer.weight has no gradient"), shape_error);
 }
+
+#if MICLE_HAS_ONEDNN
+// A conv2d<onednn> layer moves its weights to a blocked layout at its first forward, after
+// the optimizer was made (and perhaps after its state was loaded from a checkpoint).
+TEST_CASE_TEMPLATE("optimizers on oneDNN follow a parameter into a blocked layout; checkpoints hold plain order", O,
+                   optim::sgd<onednn>, optim::lars<onednn>, optim::adamw<onednn>) {
+    using T = tensor<onednn>;
+    context<onednn> ctx;
+    const shape s{20, 12, 3, 3};  // ABcd16b16a pads it to 32 x 16 x 3 x 3
+    const dnnl::memory::desc blocked(onednn_detail::to_dims(s), dnnl::memory::data_type::f32,
+                                     dnnl::memory::format_tag::ABcd16b16a);
+    REQUIRE(blocked.get_size() > std::size_t(s.numel()) * sizeof(float));
+    const auto w0 = testing::random_values(s.numel(), 31);
+    const typename O::config cfg{};
+    struct run_result {
+        std::vector<float> weights;
+        std::vector<std::vector<float>> state;
+    };
+    // Four steps; the values move to the blocked layout before step `move_at` (never if
+    // -1); before step 2 a fresh optimizer takes over the state through the checkpoint
+    // entries (read, in plain order, then write).
+    auto run = [&](int move_at) {
+        nn::parameter<onednn> p{"layer.weight", T::from_host(ctx, s, w0), T{}, nn::param_role::weight};
+        auto opt = std::make_unique<O>(cfg, std::vector<nn::parameter<onednn>*>{&p});
+        for (int k = 0; k < 4; ++k) {
+            if (k == move_at) p.value = p.value.to_layout(ctx, blocked);
+            if (k == 2) {  // a checkpoint: the state through read() into a fresh optimizer's write()
+                auto fresh = std::make_unique<O>(cfg, std::vector<nn::parameter<onednn>*>{&p});
+                auto from = opt->state(), to = fresh->state();
+                REQUIRE(from.size() == to.size());
+                for (std::size_t i = 0; i < from.size(); ++i) {
+                    CHECK(from[i].size == to[i].size);
+                    to[i].write(from[i].read());
+                }
+                opt = std::move(fresh);
+            }
+            p.grad = T::from_host(ctx, s, testing::random_values(s.numel(), 40 + std::uint64_t(k))).to_layout(ctx, p.value.desc());
+            opt->step(ctx, 0.05f);
+        }
+        // blocked padding stays zero: the buffer holds no more than the values
+        const auto all = p.value.host_buffer();
+        const auto vals = p.value.to_host(ctx);
+        CHECK(optim::detail::squared_norm(all) == doctest::Approx(optim::detail::squared_norm(vals)).epsilon(1e-12));
+        run_result r{vals, {}};
+        for (const auto& e : opt->state()) {
+            CHECK((e.name == "step" || e.size == std::size_t(s.numel())));
+            r.state.push_back(e.read());
+        }
+        return r;
+    };
+    // Plain throughout, against moved before the first step, before step 1 (the state is
+    // handed over in blocked order) and before step 3 (handed over in plain order, then moved).
+    const auto a = run(-1), b = run(0), c = run(1), d = run(3);
+    for (const auto* other : {&b, &c, &d}) {
+        testing::expect_close(other->weights, a.weights, 1e-6, 1e-7, "weights");
+        REQUIRE(other->state.size() == a.state.size());
+        for (std::size_t i = 0; i < a.state.size(); ++i) testing::expect_close(other->state[i], a.state[i], 1e-6, 1e-7, "state");
+    }
+
+    // A gradient in another layout than its values is refused, naming the parameter.
+    nn::parameter<onednn> p{"layer.weight", T::from_host(ctx, s, w0).to_layout(ctx, blocked), T{}, nn::param_role::weight};
+    O opt(cfg, {&p});
+    p.grad = T::from_host(ctx, s, w0);
+    CHECK_THROWS_WITH_AS(opt.step(ctx, 0.1f), doctest::Contains("layer.weight has its gradient in another memory layout"),
+                         micle::error);
+}
+#endif
 
 TEST_CASE("schedules: warmup + cosine and batch-size scaling") {
     const optim::warmup_cosine s{1.0f, 10, 110, 0.0f};

@@ -134,10 +134,21 @@ private:
         comm.start_all_reduce_sum(std::span<float>(b.flat));
     }
 
-    /// A gradient's values at the end of `flat`: straight from host memory where the
-    /// backend has it (no copy per parameter per step), else through to_host.
+    /// A gradient's values at the end of `flat`, in plain order: straight from host memory
+    /// where the backend has it, else through to_host. (Each rank chose its weights'
+    /// layouts at its first forward, for its own slice of the batch, so ranks with slices
+    /// of different sizes may hold a gradient in different layouts; plain order is the
+    /// same everywhere.)
     static void append(context<B>& ctx, tensor<B>& g, std::vector<float>& flat) {
-        if constexpr (requires { g.host_buffer(); }) {
+        if constexpr (optim::host_layouts<B>) {
+            const auto h = g.host_buffer();
+            const auto plain = tensor<B>::plain_layout(g.shape());
+            const auto at = flat.size();
+            flat.resize(at + std::size_t(g.numel()));
+            const std::span<float> to(flat.data() + at, std::size_t(g.numel()));
+            if (g.desc() == plain) std::copy(h.begin(), h.end(), to.begin());
+            else tensor<B>::relayout_host(g.desc(), h, plain, to);
+        } else if constexpr (requires { g.host_buffer(); }) {
             const auto h = g.host_buffer();
             flat.insert(flat.end(), h.begin(), h.end());
         } else {
@@ -149,7 +160,14 @@ private:
         std::size_t at = 0;
         for (auto k : b.members) {
             auto& g = params_[k]->grad;
-            if constexpr (requires { g.host_buffer(); }) {
+            if constexpr (optim::host_layouts<B>) {
+                const auto n = std::size_t(g.numel());
+                const std::span<const float> from(b.flat.data() + at, n);
+                const auto plain = tensor<B>::plain_layout(g.shape());
+                if (g.desc() == plain) std::copy(from.begin(), from.end(), g.host_buffer().begin());
+                else tensor<B>::relayout_host(plain, from, g.desc(), g.host_buffer());
+                at += n;
+            } else if constexpr (requires { g.host_buffer(); }) {
                 auto h = g.host_buffer();
                 std::copy_n(b.flat.begin() + std::ptrdiff_t(at), h.size(), h.begin());
                 at += h.size();

@@ -35,7 +35,15 @@ tensor<B> constant(context<B>& ctx, const shape& s, float v) {
 template <class B, class Op>
 class weighted_layer {
 public:
+    /// At the first call the weights move to the layout the op prefers for inputs like
+    /// `x`, where the backend has one (conv2d<onednn>::adopt_preferred_layout): later steps
+    /// then read them, and write their gradient, without reorders. Optimizers follow the
+    /// move; to_host and checkpoints keep seeing the plain (torchvision) order.
     const tensor<B>& forward(context<B>& ctx, const tensor<B>& x) {
+        if constexpr (requires(Op& op, tensor<B>& w) { op.adopt_preferred_layout(ctx, x, w, true); }) {
+            if (!layout_adopted_) op_.adopt_preferred_layout(ctx, x, weight_.value, has_bias_);
+            layout_adopted_ = true;
+        }
         op_.forward(ctx, x, weight_.value, has_bias_ ? &bias_.value : nullptr, y_);
         return y_;
     }
@@ -70,7 +78,7 @@ protected:
 
 private:
     Op op_;
-    bool has_bias_ = false;
+    bool has_bias_ = false, layout_adopted_ = false;
     parameter<B> weight_, bias_;
     tensor<B> y_, dx_;
 };

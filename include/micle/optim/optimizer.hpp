@@ -8,13 +8,20 @@
 //
 // The updates here run on the host for backends whose tensors live in host memory
 // (reference, onednn) over each tensor's whole buffer, which is exact for blocked layouts
-// too since their padding is zero in weights and gradients alike. Device backends
-// specialise each optimizer with fused kernels (micle/backend/cudnn/optim.hpp).
+// too since their padding is zero in weights and gradients alike. A parameter may change
+// layout (conv2d<onednn> layers move their weights to the layout their kernels prefer at
+// the first forward): the optimizer's buffers follow it before each update
+// (detail::param_buffers), and checkpoints hold them in plain order, like the weights.
+// Device backends specialise each optimizer with fused kernels
+// (micle/backend/cudnn/optim.hpp).
 #include <cmath>
 #include <concepts>
 #include <functional>
 #include <span>
 #include <string>
+#include <type_traits>
+#include <utility>
+#include <variant>
 #include <vector>
 
 #include "micle/core/error.hpp"
@@ -48,13 +55,91 @@ inline std::vector<state_entry> prefixed(const std::string& prefix, std::vector<
     return entries;
 }
 
+/// Backends whose host tensors have layouts (oneDNN's blocked ones): a tensor's `desc()`,
+/// the plain layout of a shape, and a copy of host values from one layout to another.
+template <class B>
+concept host_layouts = requires(const tensor<B>& t, std::span<const float> in, std::span<float> out) {
+    tensor<B>::relayout_host(t.desc(), in, tensor<B>::plain_layout(t.shape()), out);
+};
+
 namespace detail {
 template <class B>
 void check_grads(const std::vector<nn::parameter<B>*>& params, const char* who) {
-    for (const auto* p : params)
+    for (const auto* p : params) {
         check(p->grad.defined() && p->grad.shape() == p->value.shape(), who, ": parameter ", p->name,
               " has no gradient of its shape ", p->value.shape(), " (run backward first)");
+        if constexpr (host_layouts<B>)
+            check(p->grad.desc() == p->value.desc(), who, ": parameter ", p->name,
+                  " has its gradient in another memory layout than its values");
+    }
 }
+
+template <class B, bool = host_layouts<B>>
+struct layout_of {
+    using type = std::monostate;
+};
+template <class B>
+struct layout_of<B, true> {
+    using type = decltype(std::declval<const tensor<B>&>().desc());
+};
+
+/// An optimizer's buffers for one parameter (momentum; AdamW's two moments), element for
+/// element with the parameter's storage. `follow()`, before each update, moves them into
+/// the parameter's current layout if it changed since; `entry` reads and writes one of
+/// them in plain row-major order for checkpoints, whatever its layout.
+template <class B>
+class param_buffers {
+public:
+    param_buffers(nn::parameter<B>& p, std::size_t count) : p_(&p), bufs_(count) {
+        const auto n = p.value.host_buffer().size();
+        for (auto& b : bufs_) b.assign(n, 0.0f);
+        if constexpr (host_layouts<B>) layout_ = p.value.desc();
+    }
+    std::vector<float>& operator[](std::size_t i) noexcept { return bufs_[i]; }
+
+    void follow() {
+        if constexpr (host_layouts<B>) {
+            const auto now = p_->value.desc();
+            if (now == layout_) return;
+            for (auto& b : bufs_) {
+                std::vector<float> moved(p_->value.host_buffer().size());
+                tensor<B>::relayout_host(layout_, b, now, moved);
+                b.swap(moved);
+            }
+            layout_ = now;
+        }
+    }
+
+    state_entry entry(std::string name, std::size_t i) {
+        auto& b = bufs_[i];
+        const auto n = std::size_t(p_->value.numel());
+        return {std::move(name), n,
+                [this, &b, n] {
+                    if constexpr (host_layouts<B>) {
+                        const auto plain = tensor<B>::plain_layout(p_->value.shape());
+                        if (layout_ != plain) {
+                            std::vector<float> out(n);
+                            tensor<B>::relayout_host(layout_, b, plain, out);
+                            return out;
+                        }
+                    }
+                    return b;
+                },
+                [this, &b, n](std::span<const float> in) {
+                    check(in.size() == n, "optimizer state: ", in.size(), " values for parameter ", p_->name, " of ", n);
+                    if constexpr (host_layouts<B>) {
+                        const auto plain = tensor<B>::plain_layout(p_->value.shape());
+                        if (layout_ != plain) return tensor<B>::relayout_host(plain, in, layout_, b);
+                    }
+                    b.assign(in.begin(), in.end());
+                }};
+    }
+
+private:
+    nn::parameter<B>* p_;
+    std::vector<std::vector<float>> bufs_;
+    typename layout_of<B>::type layout_{};
+};
 /// AdamW's per-step constants after the step counter was advanced to t: the step size
 /// lr / (1 - beta1^t) and 1 / sqrt(1 - beta2^t).
 struct adam_scales {
@@ -94,7 +179,7 @@ public:
                                           "backend specialises it (include micle/backend/<name>.hpp)");
     sgd(const config& cfg, std::vector<nn::parameter<B>*> params) : cfg_(cfg), params_(std::move(params)) {
         detail::validate(cfg);
-        for (auto* p : params_) buf_.emplace_back(p->value.host_buffer().size(), 0.0f);
+        for (auto* p : params_) buf_.emplace_back(*p, 1);
     }
 
     void step(context<B>& ctx, float lr) {
@@ -102,9 +187,10 @@ public:
         ctx.synchronize();
         for (std::size_t k = 0; k < params_.size(); ++k) {
             auto* p = params_[k];
+            buf_[k].follow();
             auto w = p->value.host_buffer();
             const auto g = p->grad.host_buffer();
-            auto& buf = buf_[k];
+            auto& buf = buf_[k][0];
             const float wd = (cfg_.decay_all || p->decays()) ? cfg_.weight_decay : 0.0f;
             for (std::size_t i = 0; i < w.size(); ++i) {
                 const float gi = g[i] + wd * w[i];
@@ -116,14 +202,14 @@ public:
 
     std::vector<state_entry> state() {
         std::vector<state_entry> s;
-        for (std::size_t k = 0; k < params_.size(); ++k) s.push_back(state_entry::host("momentum." + params_[k]->name, buf_[k]));
+        for (std::size_t k = 0; k < params_.size(); ++k) s.push_back(buf_[k].entry("momentum." + params_[k]->name, 0));
         return s;
     }
 
 private:
     config cfg_;
     std::vector<nn::parameter<B>*> params_;
-    std::vector<std::vector<float>> buf_;
+    std::vector<detail::param_buffers<B>> buf_;
 };
 
 // ---------------------------------------------------------------- LARS
@@ -154,7 +240,7 @@ public:
                                           "backend specialises it (include micle/backend/<name>.hpp)");
     lars(const config& cfg, std::vector<nn::parameter<B>*> params) : cfg_(cfg), params_(std::move(params)) {
         detail::validate(cfg);
-        for (auto* p : params_) v_.emplace_back(p->value.host_buffer().size(), 0.0f);
+        for (auto* p : params_) v_.emplace_back(*p, 1);
     }
 
     void step(context<B>& ctx, float lr) {
@@ -162,9 +248,10 @@ public:
         ctx.synchronize();
         for (std::size_t k = 0; k < params_.size(); ++k) {
             auto* p = params_[k];
+            v_[k].follow();
             auto w = p->value.host_buffer();
             const auto g = p->grad.host_buffer();
-            auto& v = v_[k];
+            auto& v = v_[k][0];
             const bool adapt = cfg_.decay_all || p->decays();
             const float wd = adapt ? cfg_.weight_decay : 0.0f;
             float trust = 1.0f;
@@ -189,14 +276,14 @@ public:
 
     std::vector<state_entry> state() {
         std::vector<state_entry> s;
-        for (std::size_t k = 0; k < params_.size(); ++k) s.push_back(state_entry::host("momentum." + params_[k]->name, v_[k]));
+        for (std::size_t k = 0; k < params_.size(); ++k) s.push_back(v_[k].entry("momentum." + params_[k]->name, 0));
         return s;
     }
 
 private:
     config cfg_;
     std::vector<nn::parameter<B>*> params_;
-    std::vector<std::vector<float>> v_;
+    std::vector<detail::param_buffers<B>> v_;
 };
 
 // ---------------------------------------------------------------- AdamW
@@ -223,10 +310,7 @@ public:
                                           "backend specialises it (include micle/backend/<name>.hpp)");
     adamw(const config& cfg, std::vector<nn::parameter<B>*> params) : cfg_(cfg), params_(std::move(params)) {
         detail::validate(cfg);
-        for (auto* p : params_) {
-            m_.emplace_back(p->value.host_buffer().size(), 0.0f);
-            v_.emplace_back(p->value.host_buffer().size(), 0.0f);
-        }
+        for (auto* p : params_) moments_.emplace_back(*p, 2);
     }
 
     void step(context<B>& ctx, float lr) {
@@ -236,9 +320,10 @@ public:
         const auto [step_size, inv_sqrt_c2] = detail::adam_scale(lr, cfg_.beta1, cfg_.beta2, step_count_[0]);
         for (std::size_t k = 0; k < params_.size(); ++k) {
             auto* p = params_[k];
+            moments_[k].follow();
             auto w = p->value.host_buffer();
             const auto g = p->grad.host_buffer();
-            auto &m = m_[k], &v = v_[k];
+            auto &m = moments_[k][0], &v = moments_[k][1];
             const float decay = 1.0f - lr * ((cfg_.decay_all || p->decays()) ? cfg_.weight_decay : 0.0f);
             for (std::size_t i = 0; i < w.size(); ++i) {
                 w[i] *= decay;
@@ -252,8 +337,8 @@ public:
     std::vector<state_entry> state() {
         std::vector<state_entry> s{state_entry::host("step", step_count_)};
         for (std::size_t k = 0; k < params_.size(); ++k) {
-            s.push_back(state_entry::host("exp_avg." + params_[k]->name, m_[k]));
-            s.push_back(state_entry::host("exp_avg_sq." + params_[k]->name, v_[k]));
+            s.push_back(moments_[k].entry("exp_avg." + params_[k]->name, 0));
+            s.push_back(moments_[k].entry("exp_avg_sq." + params_[k]->name, 1));
         }
         return s;
     }
@@ -261,7 +346,7 @@ public:
 private:
     config cfg_;
     std::vector<nn::parameter<B>*> params_;
-    std::vector<std::vector<float>> m_, v_;
+    std::vector<detail::param_buffers<B>> moments_;
     std::vector<float> step_count_ = {0.0f};
 };
 

@@ -16,8 +16,10 @@ namespace micle::ops {
 /// built once per input descriptor. Source, weights and destination use format `any`, so
 /// oneDNN picks its blocked layouts; inputs in another layout are reordered into cached
 /// buffers. The weight gradient is returned in the layout of the weights passed to
-/// `forward`, so that an optimizer can update weights and gradients element by element;
-/// `preferred_weights_desc` tells a layer which layout saves the per-step weight reorder.
+/// `forward`, so that an optimizer can update weights and gradients element by element.
+/// `preferred_weights_desc` is the layout that saves the per-step weight reorders (of the
+/// oneDNN primitive, or of the matrix-product forms below); nn::conv2d layers move their
+/// weights to it at their first forward (`adopt_preferred_layout`).
 /// Convolutions over maps no larger than the kernel (and no bias) run as one matrix product
 /// per pass instead (onednn_detail::small_map_conv). Where oneDNN's weight gradient for a
 /// padded convolution would be a GEMM per image, the input is padded explicitly so that a
@@ -84,14 +86,9 @@ public:
         checks::same_shape("conv2d backward_weights", "input", x.shape(), "forward input", e.x_shape);
         checks::same_shape("conv2d backward_weights", "dy", dy.shape(), "forward output", e.y_shape);
         check(!dbias || e.has_bias, "conv2d backward_weights: a bias gradient was asked for, but forward had no bias");
-        if (e.small) {
-            if (!(dw.defined() && dw.shape() == e.w_shape)) dw.ensure(ctx, w_desc_);
-            return e.small->backward_weights(ctx, x, dy, dw);
-        }
-        if (e.lowered) {
-            if (!(dw.defined() && dw.shape() == e.w_shape)) dw.ensure(ctx, w_desc_);
-            return e.lowered->backward_weights(ctx, x, dy, dw);
-        }
+        dw.ensure(ctx, w_desc_);
+        if (e.small) return e.small->backward_weights(ctx, x, dy, dw);
+        if (e.lowered) return e.lowered->backward_weights(ctx, x, dy, dw);
         if (!e.bwd_weights) {
             const md db = onednn_detail::plain_md(shape{e.w_shape[0]});
             auto pd = onednn_compat::conv_bwd_weights_pd(
@@ -111,7 +108,6 @@ public:
         if (b.padded) b.pad_in.copy(ctx, x.memory(), b.padded_interior);
         const auto& xm = b.padded ? b.padded : b.x_in.get(ctx, x.memory(), b.pd.src_desc());
         const auto& dym = b.dy_in.get(ctx, dy.memory(), b.pd.diff_dst_desc());
-        if (!(dw.defined() && dw.shape() == e.w_shape)) dw.ensure(ctx, w_desc_);
         const auto& dwm = b.dw_out.target(ctx, dw.memory(), b.pd.diff_weights_desc());
         std::unordered_map<int, dnnl::memory> args{
             {DNNL_ARG_SRC, xm}, {DNNL_ARG_DIFF_DST, dym}, {DNNL_ARG_DIFF_WEIGHTS, dwm}};
@@ -155,11 +151,25 @@ public:
         small_maps_ = on;
     }
 
-    /// The weights layout the forward primitive for inputs like `x` uses, for fp32 weights;
-    /// weights kept in it are never reordered (in mixed precision: only converted).
+    /// The layout of fp32 weights (and so of their gradient) that the convolution for
+    /// inputs like `x` reads without a reorder: the forward primitive's (in mixed precision
+    /// the weights are then only converted), or the one the matrix-product forms read
+    /// (small_map_conv, lowered_conv).
     md preferred_weights_desc(context_t& ctx, const tensor_t& x, const shape& w_shape, bool has_bias) {
         checks::conv2d(p_, x.shape(), w_shape, nullptr);
-        return onednn_detail::with_dtype(lookup(ctx, x.desc(), w_shape, has_bias).fwd_pd.weights_desc(), dtype::f32);
+        const entry& e = lookup(ctx, x.desc(), w_shape, has_bias);
+        if (e.small) return e.small->weights_desc();
+        if (e.lowered) return e.lowered->weights_desc();
+        return onednn_detail::with_dtype(e.fwd_pd.weights_desc(), dtype::f32);
+    }
+
+    /// Moves the weights `w` into preferred_weights_desc for inputs like `x` (values kept,
+    /// blocked padding zero). A layer calls it once, at its first forward, so that each
+    /// step reads its weights and writes their gradient without reorders; checkpoints and
+    /// to_host still see torchvision's OIHW order.
+    void adopt_preferred_layout(context_t& ctx, const tensor_t& x, tensor_t& w, bool has_bias) {
+        const md want = preferred_weights_desc(ctx, x, w.shape(), has_bias);
+        if (w.desc() != want) w = w.to_layout(ctx, want);
     }
 
     /// The element type the convolution computes in for inputs of type `x` under `ctx`.

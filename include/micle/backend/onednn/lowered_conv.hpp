@@ -89,6 +89,11 @@ public:
         }
     }
 
+    /// The layout of fp32 weights (and their gradient) that the matrix products read as
+    /// W [O, kh*kw*C]: `acdb` of OIHW. Weights kept in it are only converted to the
+    /// compute type, and their gradient is written in place.
+    md weights_desc() const { return dw_ohwi_; }
+
     /// Whether forward is lowered too (forward_pays); if not, conv2d runs oneDNN's forward.
     bool lowers_forward() const noexcept { return lowers_forward_; }
 

@@ -17,10 +17,13 @@
 // products are oneDNN matmul primitives. The weights are first laid out as [C, kh, kw, O]
 // (one reorder), where a tap's C x O slice is C rows of O values; building W' and summing
 // G's blocks into dW are then one oneDNN reorder per block between such strided views
-// (the sums as accumulating reorders), multithreaded like the products.
+// (the sums as accumulating reorders), multithreaded like the products. Weights kept in
+// that layout (weights_desc(): conv2d<onednn>::preferred_weights_desc, which a layer
+// adopts) are read and their gradient written in place, without the transposes.
 //
 // In mixed precision (type bf16) X, Y, their gradients and W' are bf16 (the weights
 // converted by the first reorder), the products accumulate in fp32, and G and dW are fp32.
+#include <algorithm>
 #include <cstdint>
 #include <cstring>
 #include <vector>
@@ -86,7 +89,12 @@ public:
                                                  : onednn_compat::make_reorder(eng, g_block, dw_slice));
                 summed[std::size_t(tp)] = true;
             }
+        every_tap_ = std::find(summed.begin(), summed.end(), false) == summed.end();
     }
+
+    /// The layout of fp32 weights (and their gradient) that needs no transposes:
+    /// [C, kh, kw, O], `bcda` of OIHW.
+    md weights_desc() const { return dw_t_.get_desc(); }
 
     void forward(context<onednn>& ctx, const tensor<onednn>& x, const tensor<onednn>& w, tensor<onednn>& y) {
         expand(ctx, w);
@@ -113,13 +121,19 @@ public:
         bwd_weights_.execute(ctx.stream(), {{DNNL_ARG_SRC, view(ctx, x_t_, xm)},
                                             {DNNL_ARG_WEIGHTS, view(ctx, y2_, dym)},
                                             {DNNL_ARG_DST, grad_}});
+        // Straight into dw when it has the [C, kh, kw, O] layout and every tap gets a sum
+        // (else the taps no block joins must stay zero, as in dw_t_).
+        const bool in_place = every_tap_ && dw.desc() == dw_t_.get_desc();
+        sum_.rebind_to(in_place ? dw.memory().get_data_handle() : dw_t_.get_data_handle());
         sum_.run(ctx);
-        dw_out_.copy(ctx, dw_t_, dw.memory());
+        if (!in_place) dw_out_.copy(ctx, dw_t_, dw.memory());
     }
 
 private:
     void expand(context<onednn>& ctx, const tensor<onednn>& w) {
-        w_in_.copy(ctx, w.memory(), w_t_);
+        const bool in_place = w.desc() == w_t_.get_desc();  // fp32 weights in [C, kh, kw, O]
+        if (!in_place) w_in_.copy(ctx, w.memory(), w_t_);
+        expand_.rebind_from(in_place ? w.memory().get_data_handle() : w_t_.get_data_handle());
         expand_.run(ctx);
         expanded_from_ = w.memory().get_data_handle();
     }
@@ -132,6 +146,7 @@ private:
     reorder_list expand_, sum_;  // W' from the weights' taps; dW's taps from G's blocks
     stage x_in_, dy_in_, w_in_, dw_out_;
     const void* expanded_from_ = nullptr;
+    bool every_tap_ = false;  // whether some block of G sums into each tap of dW
 };
 
 }  // namespace micle::onednn_detail

@@ -202,16 +202,41 @@ public:
         onednn_compat::make_reorder(ctx.engine(), src_md, desc()).execute(ctx.stream(), src, mem_);
         ctx.synchronize();
     }
-    /// A copy of this tensor in the layout (and data type) of `want`; dims must agree.
+    /// A copy of this tensor in the layout (and data type) of `want`; dims must agree. The
+    /// padding of a blocked `want` is zero.
     tensor to_layout(context<onednn>& ctx, const md& want) const {
         check(defined() && want.dims() == onednn_detail::to_dims(shape_), "tensor::to_layout: descriptor dims ",
               onednn_compat::describe(want), " do not match shape ", shape_);
         auto r = empty(ctx, want);
+        if (want.get_size() > 0) std::memset(r.mem_.get_data_handle(), 0, want.get_size());
         dnnl::memory src = mem_;
         onednn_compat::make_reorder(ctx.engine(), desc(), want).execute(ctx.stream(), src, r.mem_);
         return r;
     }
     tensor clone(context<onednn>& ctx) const { return to_layout(ctx, desc()); }
+
+    /// The row-major f32 descriptor of shape `s`: what to_host and assign exchange.
+    static md plain_layout(const micle::shape& s) { return onednn_detail::plain_md(s, dtype::f32); }
+    /// Copies f32 host values `in`, laid out as `from`, into `out`, laid out as `to` (same
+    /// dims; `out` is zeroed first, so the padding of a blocked `to` is zero): optimizer
+    /// state following its parameter into another layout, and read or written in plain
+    /// order for checkpoints. Runs on a CPU engine of its own (no context needed).
+    static void relayout_host(const md& from, std::span<const float> in, const md& to, std::span<float> out) {
+        check(from.dims() == to.dims() && from.data_type() == dnnl::memory::data_type::f32 &&
+                  to.data_type() == dnnl::memory::data_type::f32,
+              "tensor::relayout_host: ", onednn_compat::describe(from), " and ", onednn_compat::describe(to),
+              " are not two f32 layouts of one shape");
+        check(in.size() * sizeof(float) == from.get_size() && out.size() * sizeof(float) == to.get_size(),
+              "tensor::relayout_host: ", in.size(), " and ", out.size(), " values for layouts of ", from.get_size(),
+              " and ", to.get_size(), " bytes");
+        std::fill(out.begin(), out.end(), 0.0f);
+        if (out.empty()) return;
+        static dnnl::engine eng(dnnl::engine::kind::cpu, 0);
+        dnnl::stream s(eng);
+        dnnl::memory a(from, eng, const_cast<float*>(in.data())), b(to, eng, out.data());
+        onednn_compat::make_reorder(eng, from, to).execute(s, a, b);
+        s.wait();
+    }
 
     /// Sets every element, padding of blocked layouts included, to v.
     void fill(context<onednn>& ctx, float v) {
@@ -349,8 +374,16 @@ struct reorder_list {
     void run(context<onednn>& ctx) {
         for (std::size_t i = 0; i < prims_.size(); ++i) prims_[i].execute(ctx.stream(), from_[i], to_[i]);
     }
+    /// Makes every reorder read from (write to) `buffer` instead, a buffer of the same
+    /// layout and size as the one given to `add`.
+    void rebind_from(void* buffer) { rebind(from_, buffer); }
+    void rebind_to(void* buffer) { rebind(to_, buffer); }
 
 private:
+    static void rebind(std::vector<dnnl::memory>& views, void* buffer) {
+        for (auto& v : views)
+            if (v.get_data_handle() != buffer) v.set_data_handle(buffer);
+    }
     std::vector<dnnl::memory> from_, to_;
     std::vector<dnnl::reorder> prims_;
 };
