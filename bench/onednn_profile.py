@@ -4,7 +4,11 @@ step and share of the total by primitive kind, propagation and implementation, a
 slowest convolution shapes with their nominal GFLOP/s.
 
     ONEDNN_VERBOSE=1 build/bench/bench_step --benchmark_filter=resnet18_imagenet > v.txt
-    bench/onednn_profile.py v.txt [--steps N] [--top 16]
+    bench/onednn_profile.py v.txt [--steps N] [--top 16] [--reorders]
+
+--reorders adds the reorders by pair of layouts, split into those of weights (a
+convolution's weight shape: the per-step weight reorders that keeping weights in their
+preferred layout removes) and the rest.
 
 --steps defaults to the number of stem-convolution forward passes in the log (one per
 step of a ResNet). Verbose mode itself slows each primitive call slightly.
@@ -19,6 +23,7 @@ def main():
     p.add_argument("log")
     p.add_argument("--steps", type=int, default=0)
     p.add_argument("--top", type=int, default=16)
+    p.add_argument("--reorders", action="store_true")
     a = p.parse_args()
     rows = [line.strip().split(",") for line in open(a.log) if line.startswith("onednn_verbose,exec")]
     if not rows:
@@ -48,6 +53,31 @@ def main():
         d = {k: int(v) for k, v in re.findall(r"([a-z]+)(\d+)", shape.replace("_", ""))}
         flops = 2 * d["mb"] * d["ic"] * d["oc"] * d["kh"] * d["kw"] * d["oh"] * d["ow"]
         print(f"| {prop} | {impl} | {shape} | {ms / n:.2f} | {flops / (ms / n) / 1e6:.0f} |")
+    if a.reorders:
+        reorders(rows, steps, a.top)
+
+
+def reorders(rows, steps, top):
+    weights = set()
+    for f in rows:
+        if f[3] == "convolution":
+            d = {k: int(v) for k, v in re.findall(r"([a-z]+)(\d+)", f[-2].replace("_", ""))}
+            weights.add(f"{d['oc']}x{d['ic']}x{d['kh']}x{d['kw']}")
+    by_pair = collections.defaultdict(lambda: [0, 0.0])
+    for f in rows:
+        if f[3] == "reorder":
+            kind = "weights" if f[-2] in weights else "other"
+            r = by_pair[(kind, f[6].replace(":f0", ""))]
+            r[0] += 1
+            r[1] += float(f[-1])
+    totals = collections.defaultdict(float)
+    for (kind, _), (_, ms) in by_pair.items():
+        totals[kind] += ms
+    print("\nreorders, ms/step: " + ", ".join(f"{k} {v / steps:.1f}" for k, v in sorted(totals.items())))
+    print("\n| reorder of | layouts | ms/step | calls/step |")
+    print("|---|---|---|---|")
+    for (kind, pair), (n, ms) in sorted(by_pair.items(), key=lambda kv: -kv[1][1])[:top]:
+        print(f"| {kind} | {pair} | {ms / steps:.1f} | {n / steps:.1f} |")
 
 
 if __name__ == "__main__":
