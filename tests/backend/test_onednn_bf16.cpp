@@ -14,7 +14,6 @@
 #include <cmath>
 #include <filesystem>
 #include <string>
-#include <tuple>
 #include <vector>
 
 #include "testing.hpp"
@@ -180,12 +179,17 @@ TEST_CASE("onednn bf16: weights kept in the preferred layout stay fp32 and give 
     auto dc = mixed_context();
     // oneDNN's kernels (weights blocked), the lowered form where AMX runs it (1x1; weights
     // [O, kh, kw, C]) and the small-map product (weights [C, kh, kw, O]).
-    for (const auto& [p, xs, o] : {std::tuple{ops::conv2d_params{3, 3, 1, 1, 1, 1}, shape{2, 16, 8, 8}, std::int64_t{32}},
-                                   std::tuple{ops::conv2d_params{1, 1, 1, 1, 0, 0}, shape{2, 16, 8, 8}, std::int64_t{32}},
-                                   std::tuple{ops::conv2d_params{3, 3, 1, 1, 1, 1}, shape{2, 16, 2, 2}, std::int64_t{32}}}) {
-        CAPTURE(xs);
-        CAPTURE(p.kernel_h);
-        const shape ws{o, xs[1], p.kernel_h, p.kernel_w};
+    struct conv {
+        ops::conv2d_params p;
+        shape xs;
+    };
+    for (const conv& c : {conv{{3, 3, 1, 1, 1, 1}, {2, 16, 8, 8}}, conv{{1, 1, 1, 1, 0, 0}, {2, 16, 8, 8}},
+                          conv{{3, 3, 1, 1, 1, 1}, {2, 16, 2, 2}}}) {
+        CAPTURE(c.xs);
+        CAPTURE(c.p.kernel_h);
+        const auto& p = c.p;
+        const auto& xs = c.xs;
+        const shape ws{32, xs[1], p.kernel_h, p.kernel_w};
         ops::conv2d<dnn> op(p), kept(p);
         const auto x = tensor<dnn>::from_host(dc, xs, random_values(xs.numel(), 1), dtype::bf16);
         auto w = tensor<dnn>::from_host(dc, ws, random_values(ws.numel(), 2));
