@@ -13,7 +13,9 @@
 //                reduce-scatter, the batch-norm statistics, the loss sums)
 //   allreduce_MB gradient values all-reduced per step; gather_MB embeddings all-gathered
 //                plus their gradients reduce-scattered; bn_KB batch-norm statistics
-//   collectives  calls per step; overlapped: buckets started while backward still ran
+//   collectives  calls per step; overlapped: buckets started while backward still ran;
+//                as_laid_out: buckets summed in the gradients' own layouts (the ranks
+//                agreed on them; the others go through plain order)
 //
 // The iteration count is fixed: every rank must run the same number of steps (a timing-
 // based count could differ between ranks and leave one waiting in a collective).
@@ -148,6 +150,7 @@ void BM_dist_step(benchmark::State& state, int depth, micle::models::stem_kind s
     state.counters["collectives"] = double(comm.calls) / steps;
     state.counters["overlapped"] = double(overlapped) / steps;
     state.counters["buckets"] = l.gradient_sync() ? double(l.gradient_sync()->buckets()) : 0.0;
+    state.counters["as_laid_out"] = l.gradient_sync() ? double(l.gradient_sync()->buckets_as_laid_out()) : 0.0;
 }
 
 using micle::models::stem_kind;

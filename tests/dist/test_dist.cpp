@@ -107,6 +107,70 @@ TEST_CASE("mpi collectives with rank-dependent data") {
     CHECK(next == 7);
 }
 
+#if MICLE_HAS_ONEDNN
+TEST_CASE("gradient_buckets on oneDNN: layouts alike on every rank are summed as they lie, others in plain order") {
+    // Ranks pick their weights' layouts for their own slice of the batch, so they can
+    // differ. Three parameters, and buckets of {bias, b} and {a}: `a` is blocked
+    // (ABcd16b16a, padded from 20 x 3 to 32 x 16) on every rank; `b` is plain on rank 0,
+    // blocked on rank 1 and [O,kh,kw,I] on rank 2. Rank r's gradient is (r + 1) x a
+    // pattern + r in plain order, so the sum is known; it must come back in each rank's
+    // own layout with the blocked padding still zero, armed (started from grad_written)
+    // and not.
+    using md = dnnl::memory::desc;
+    using tag = dnnl::memory::format_tag;
+    constexpr auto f32 = dnnl::memory::data_type::f32;
+    auto& c = world();
+    context<onednn> ctx;
+    const shape ws{20, 3, 3, 3};
+    const dnnl::memory::dims d{20, 3, 3, 3};
+    const md plain(d, f32, tag::abcd), blocked(d, f32, tag::ABcd16b16a),
+        ohwi(d, f32, tag::acdb);
+    const md mine = c.rank() % 3 == 0 ? plain : c.rank() % 3 == 1 ? blocked : ohwi;
+    auto make = [&](const md& m) {
+        auto t = tensor<onednn>::empty(ctx, m);
+        t.fill(ctx, 0.0f);
+        return t;
+    };
+    nn::parameter<onednn> a{"a", make(blocked), make(blocked)}, b{"b", make(mine), make(mine)},
+        bias{"bias", make(md({20}, f32, tag::a)), make(md({20}, f32, tag::a))};
+    std::vector<nn::parameter<onednn>*> params{&a, &b, &bias};
+    dist::gradient_buckets<onednn> buckets(params, (540 + 10) * sizeof(float));
+    REQUIRE(buckets.buckets() == 2);
+    auto pattern = [](std::size_t n, float scale, float shift) {
+        std::vector<float> v(n);
+        for (std::size_t i = 0; i < n; ++i) v[i] = scale * float(int(i % 17) - 8) * 0.125f + shift;
+        return v;
+    };
+    const float ranks = float(c.size()), rank_sum = ranks * (ranks - 1) / 2, scale_sum = ranks * (ranks + 1) / 2;
+    for (const bool armed : {false, true}) {
+        CAPTURE(armed);
+        if (armed) buckets.arm(ctx, c);
+        for (int step = 0; step < 2; ++step) {
+            for (auto* p : {&bias, &b, &a}) {  // backward's order
+                p->grad.assign(ctx, pattern(std::size_t(p->value.numel()), float(c.rank() + 1), float(c.rank())));
+                p->grad_written();
+            }
+            buckets.all_reduce(ctx, c);
+            CHECK(buckets.buckets_as_laid_out() == (c.size() == 1 ? 2u : 1u));
+            for (auto* p : params) {
+                CAPTURE(p->name);
+                const auto want = pattern(std::size_t(p->value.numel()), scale_sum, rank_sum);
+                CHECK(p->grad.desc() == p->value.desc());
+                const auto got = p->grad.to_host(ctx);
+                REQUIRE(got.size() == want.size());
+                double worst = 0, all = 0, all_want = 0;
+                for (std::size_t i = 0; i < want.size(); ++i) worst = std::max(worst, double(std::abs(got[i] - want[i])));
+                for (float v : p->grad.host_buffer()) all += double(v);  // padding included
+                for (float v : want) all_want += double(v);
+                CHECK(worst == 0.0);  // small multiples of 1/8: exact in any order
+                CHECK(all == doctest::Approx(all_want).epsilon(1e-9));
+            }
+        }
+        buckets.disarm();
+    }
+}
+#endif
+
 TEST_CASE_TEMPLATE("nt_xent over the ranks: the loss and dL/dz of the whole batch, patients across ranks", B, MICLE_ALL_BACKENDS) {
     auto& c = world();
     context<B> ctx;

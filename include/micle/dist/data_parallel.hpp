@@ -80,6 +80,9 @@ public:
             b.started = b.on_device = false;
             b.waiting = b.members.size();
         }
+        as_laid_out_ = 0;
+        for (const auto& b : buckets_) as_laid_out_ += b.raw ? 1 : 0;
+        agreed_ = false;
         values_ = 0;
         for (const auto& b : buckets_) values_ += b.values;
         wait_seconds_ = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
@@ -92,6 +95,9 @@ public:
     /// Of the last step: buckets started while backward still ran, and the seconds
     /// all_reduce() took after backward (the communication that did not overlap).
     std::size_t started_during_backward() const noexcept { return started_early_; }
+    /// Of the last step: buckets summed in the layouts their gradients lie in, because
+    /// every rank held them alike (the rest went through plain order; see agree()).
+    std::size_t buckets_as_laid_out() const noexcept { return as_laid_out_; }
     double wait_seconds() const noexcept { return wait_seconds_; }
 
 private:
@@ -100,6 +106,7 @@ private:
         std::size_t values = 0, waiting = 0;
         std::vector<float> flat;
         bool started = false, on_device = false;
+        bool raw = false;  // summed in the layouts the gradients lie in (every rank agreed on them)
     };
 
     void written(context<B>& ctx, communicator& comm, std::size_t k) {
@@ -128,26 +135,50 @@ private:
             }
         }
         if constexpr (requires(tensor<B>& t) { t.host_buffer(); }) ctx.synchronize();
+        if constexpr (optim::host_layouts<B>)
+            if (!agreed_) agree(comm);
         b.flat.clear();
         b.flat.reserve(b.values);
-        for (auto k : b.members) append(ctx, params_[k]->grad, b.flat);
+        for (auto k : b.members) append(ctx, *params_[k], b.raw, b.flat);
         comm.start_all_reduce_sum(std::span<float>(b.flat));
     }
 
-    /// A gradient's values at the end of `flat`, in plain order: straight from host memory
-    /// where the backend has it, else through to_host. (Each rank chose its weights'
-    /// layouts at its first forward, for its own slice of the batch, so ranks with slices
-    /// of different sizes may hold a gradient in different layouts; plain order is the
-    /// same everywhere.)
-    static void append(context<B>& ctx, tensor<B>& g, std::vector<float>& flat) {
+    /// Where tensors have layouts (oneDNN), each rank chose its weights' layouts at its
+    /// first forward, for its own slice of the batch: ranks with slices of different sizes
+    /// (or other CPUs) may hold a gradient in different layouts. Once a step, before the
+    /// first bucket, the ranks exchange one fingerprint of each bucket's layouts; a bucket
+    /// that is laid out alike everywhere is summed as its buffers lie (padding included,
+    /// which is zero everywhere), the others in plain order (a reorder each way per
+    /// gradient). One small all_gather a step; every rank decides alike.
+    void agree(communicator& comm) {
         if constexpr (optim::host_layouts<B>) {
-            const auto h = g.host_buffer();
-            const auto plain = tensor<B>::plain_layout(g.shape());
-            const auto at = flat.size();
-            flat.resize(at + std::size_t(g.numel()));
-            const std::span<float> to(flat.data() + at, std::size_t(g.numel()));
-            if (g.desc() == plain) std::copy(h.begin(), h.end(), to.begin());
-            else tensor<B>::relayout_host(g.desc(), h, plain, to);
+            std::vector<std::int64_t> mine(buckets_.size()), all(buckets_.size() * std::size_t(comm.size()));
+            for (std::size_t i = 0; i < buckets_.size(); ++i) {
+                std::uint64_t h = 0;
+                for (auto k : buckets_[i].members)
+                    h = (h ^ tensor<B>::layout_id(params_[k]->value.desc())) * 1099511628211ull + k;
+                mine[i] = std::int64_t(h);
+            }
+            comm.all_gather(std::span<const std::int64_t>(mine), std::span<std::int64_t>(all));
+            for (std::size_t i = 0; i < buckets_.size(); ++i) {
+                bool same = true;
+                for (std::size_t r = 0; r < std::size_t(comm.size()); ++r) same = same && all[r * buckets_.size() + i] == mine[i];
+                buckets_[i].raw = same;
+            }
+            agreed_ = true;
+        }
+    }
+
+    /// A parameter's gradient at the end of `flat`: in its values' layout where the ranks
+    /// agreed on it (`raw`), else in plain order; straight from host memory where the
+    /// backend has it, else through to_host.
+    static void append(context<B>& ctx, nn::parameter<B>& p, bool raw, std::vector<float>& flat) {
+        auto& g = p.grad;
+        if constexpr (optim::host_layouts<B>) {
+            const auto to_md = raw ? p.value.desc() : tensor<B>::plain_layout(g.shape());
+            const auto at = flat.size(), n = to_md.get_size() / sizeof(float);
+            flat.resize(at + n);
+            tensor<B>::relayout_host(g.desc(), g.host_buffer(), to_md, std::span<float>(flat.data() + at, n));
         } else if constexpr (requires { g.host_buffer(); }) {
             const auto h = g.host_buffer();
             flat.insert(flat.end(), h.begin(), h.end());
@@ -161,11 +192,9 @@ private:
         for (auto k : b.members) {
             auto& g = params_[k]->grad;
             if constexpr (optim::host_layouts<B>) {
-                const auto n = std::size_t(g.numel());
-                const std::span<const float> from(b.flat.data() + at, n);
-                const auto plain = tensor<B>::plain_layout(g.shape());
-                if (g.desc() == plain) std::copy(from.begin(), from.end(), g.host_buffer().begin());
-                else tensor<B>::relayout_host(plain, from, g.desc(), g.host_buffer());
+                const auto from_md = b.raw ? params_[k]->value.desc() : tensor<B>::plain_layout(g.shape());
+                const auto n = from_md.get_size() / sizeof(float);
+                tensor<B>::relayout_host(from_md, std::span<const float>(b.flat.data() + at, n), g.desc(), g.host_buffer());
                 at += n;
             } else if constexpr (requires { g.host_buffer(); }) {
                 auto h = g.host_buffer();
@@ -182,8 +211,8 @@ private:
     std::vector<nn::parameter<B>*> params_;
     std::vector<std::size_t> slot_;  // the bucket of each parameter
     std::vector<bucket> buckets_;
-    bool armed_ = false;
-    std::size_t values_ = 0, started_during_backward_ = 0, started_early_ = 0;
+    bool armed_ = false, agreed_ = false;
+    std::size_t values_ = 0, started_during_backward_ = 0, started_early_ = 0, as_laid_out_ = 0;
     double wait_seconds_ = 0;
 };
 

@@ -16,6 +16,7 @@
 // (micle/backend/cudnn/optim.hpp).
 #include <cmath>
 #include <concepts>
+#include <cstdint>
 #include <functional>
 #include <span>
 #include <string>
@@ -56,10 +57,12 @@ inline std::vector<state_entry> prefixed(const std::string& prefix, std::vector<
 }
 
 /// Backends whose host tensors have layouts (oneDNN's blocked ones): a tensor's `desc()`,
-/// the plain layout of a shape, and a copy of host values from one layout to another.
+/// the plain layout of a shape, a copy of host values from one layout to another, and a
+/// layout's fingerprint.
 template <class B>
 concept host_layouts = requires(const tensor<B>& t, std::span<const float> in, std::span<float> out) {
     tensor<B>::relayout_host(t.desc(), in, tensor<B>::plain_layout(t.shape()), out);
+    { tensor<B>::layout_id(t.desc()) } -> std::convertible_to<std::uint64_t>;
 };
 
 namespace detail {
@@ -116,22 +119,17 @@ public:
         return {std::move(name), n,
                 [this, &b, n] {
                     if constexpr (host_layouts<B>) {
-                        const auto plain = tensor<B>::plain_layout(p_->value.shape());
-                        if (layout_ != plain) {
-                            std::vector<float> out(n);
-                            tensor<B>::relayout_host(layout_, b, plain, out);
-                            return out;
-                        }
+                        std::vector<float> out(n);
+                        tensor<B>::relayout_host(layout_, b, tensor<B>::plain_layout(p_->value.shape()), out);
+                        return out;
+                    } else {
+                        return b;
                     }
-                    return b;
                 },
                 [this, &b, n](std::span<const float> in) {
                     check(in.size() == n, "optimizer state: ", in.size(), " values for parameter ", p_->name, " of ", n);
-                    if constexpr (host_layouts<B>) {
-                        const auto plain = tensor<B>::plain_layout(p_->value.shape());
-                        if (layout_ != plain) return tensor<B>::relayout_host(plain, in, layout_, b);
-                    }
-                    b.assign(in.begin(), in.end());
+                    if constexpr (host_layouts<B>) tensor<B>::relayout_host(tensor<B>::plain_layout(p_->value.shape()), in, layout_, b);
+                    else b.assign(in.begin(), in.end());
                 }};
     }
 

@@ -8,6 +8,7 @@
 // micle::backend_error naming the op and its memory descriptors.
 #include <dnnl.hpp>
 
+#include <cstdint>
 #include <sstream>
 #include <string>
 
@@ -30,6 +31,40 @@ inline std::string describe(const md& d) {
     for (std::size_t i = 0; i < ds.size(); ++i) os << (i ? ", " : "") << ds[i];
     os << ']';
     return os.str();
+}
+
+/// A 64-bit fingerprint of a memory layout: data type, dims, padding, offset and the
+/// blocking (strides and inner blocks), so two descriptors of one buffer size and one
+/// arrangement of values get one id (FNV-1a over the fields, not over the struct's bytes).
+inline std::uint64_t layout_id(const md& d) {
+    std::uint64_t h = 1469598103934665603ull;
+    auto mix = [&h](std::int64_t v) {
+        for (int i = 0; i < 8; ++i) {
+            h ^= std::uint64_t(v >> (8 * i)) & 0xffu;
+            h *= 1099511628211ull;
+        }
+    };
+    const dnnl_memory_desc_t& c = d.data;
+    mix(c.ndims);
+    mix(c.data_type);
+    mix(c.format_kind);
+    mix(c.offset0);
+    for (int i = 0; i < c.ndims; ++i) {
+        mix(c.dims[i]);
+        mix(c.padded_dims[i]);
+        mix(c.padded_offsets[i]);
+    }
+    if (c.format_kind == dnnl_blocked) {
+        const auto& b = c.format_desc.blocking;
+        for (int i = 0; i < c.ndims; ++i) mix(b.strides[i]);
+        mix(b.inner_nblks);
+        for (int i = 0; i < b.inner_nblks; ++i) {
+            mix(b.inner_blks[i]);
+            mix(b.inner_idxs[i]);
+        }
+    }
+    mix(c.extra.flags);
+    return h;
 }
 
 template <class F>

@@ -217,10 +217,14 @@ public:
 
     /// The row-major f32 descriptor of shape `s`: what to_host and assign exchange.
     static md plain_layout(const micle::shape& s) { return onednn_detail::plain_md(s, dtype::f32); }
+    /// The fingerprint of a layout (onednn_compat::layout_id): data-parallel ranks compare
+    /// their gradients' layouts with it before summing the buffers as they lie.
+    static std::uint64_t layout_id(const md& d) { return onednn_compat::layout_id(d); }
     /// Copies f32 host values `in`, laid out as `from`, into `out`, laid out as `to` (same
-    /// dims; `out` is zeroed first, so the padding of a blocked `to` is zero): optimizer
-    /// state following its parameter into another layout, and read or written in plain
-    /// order for checkpoints. Runs on a CPU engine of its own (no context needed).
+    /// dims): optimizer state following its parameter into another layout, read or written
+    /// in plain order for checkpoints, gradients packed for an all-reduce. One layout: a
+    /// copy. Else a reorder on a CPU engine of its own (no context needed); the padding of
+    /// a blocked `to` comes out zero.
     static void relayout_host(const md& from, std::span<const float> in, const md& to, std::span<float> out) {
         check(from.dims() == to.dims() && from.data_type() == dnnl::memory::data_type::f32 &&
                   to.data_type() == dnnl::memory::data_type::f32,
@@ -229,10 +233,16 @@ public:
         check(in.size() * sizeof(float) == from.get_size() && out.size() * sizeof(float) == to.get_size(),
               "tensor::relayout_host: ", in.size(), " and ", out.size(), " values for layouts of ", from.get_size(),
               " and ", to.get_size(), " bytes");
-        std::fill(out.begin(), out.end(), 0.0f);
         if (out.empty()) return;
+        if (from == to) {
+            std::copy(in.begin(), in.end(), out.begin());
+            return;
+        }
+        std::int64_t n = 1;
+        for (auto d : to.dims()) n *= d;
+        if (std::size_t(n) != out.size()) std::fill(out.begin(), out.end(), 0.0f);  // padded: zero it
         static dnnl::engine eng(dnnl::engine::kind::cpu, 0);
-        dnnl::stream s(eng);
+        thread_local dnnl::stream s(eng);
         dnnl::memory a(from, eng, const_cast<float*>(in.data())), b(to, eng, out.data());
         onednn_compat::make_reorder(eng, from, to).execute(s, a, b);
         s.wait();
