@@ -174,6 +174,79 @@ TEST_CASE("onednn bf16: convolution forward, data and weight gradients against t
     }
 }
 
+TEST_CASE("onednn bf16: the space-to-depth weight gradient of stride-2 convolutions over few channels") {
+    // The stem's weight gradient as a stride-1 convolution over the input rearranged
+    // space-to-depth (onednn_detail::space_to_depth_grad), forced on where AMX is missing:
+    // against the reference on the same bf16 values and against oneDNN's own kernel for the
+    // strided form (the same products summed in another order). Odd and even kernels and
+    // maps, both padding parities, a non-square kernel, rows that feed no output (dropped),
+    // 1 to 4 channels; fp32 and bf16 inputs; plain and blocked weights; and two steps with
+    // other inputs, so the rearranged buffer is refilled and its zero cells stay zero.
+    MICLE_SKIP_WITHOUT_BF16();
+    context<ref> rc;
+    auto dc = mixed_context();
+    struct s2d_case {
+        const char* name;
+        std::int64_t n, c, h, w, o, kh, kw, ph, pw;
+        bool f32_input, blocked_weights;
+    };
+    const s2d_case cases[] = {
+        {"7x7 stem, 3 channels, fp32 images", 2, 3, 20, 20, 16, 7, 7, 3, 3, true, true},
+        {"7x7 stem, grayscale 17x19", 2, 1, 17, 19, 8, 7, 7, 3, 3, false, false},
+        {"5x5 pad 2, 4 channels", 3, 4, 12, 12, 16, 5, 5, 2, 2, false, true},
+        {"5x5 pad 1 (odd padding), 3 channels 11x10", 2, 3, 11, 10, 8, 5, 5, 1, 1, true, false},
+        {"6x6 without padding on 15x15 (a row and a column feed no output)", 2, 2, 15, 15, 8, 6, 6, 0, 0, false, false},
+        {"5x7 kernel, pads 2 and 3, 13x16", 2, 2, 13, 16, 8, 5, 7, 2, 3, false, true},
+    };
+    for (const auto& c : cases) {
+        CAPTURE(c.name);
+        const ops::conv2d_params p{c.kh, c.kw, 2, 2, c.ph, c.pw};
+        const shape xs{c.n, c.c, c.h, c.w}, ws{c.o, c.c, c.kh, c.kw};
+        const auto wv = random_values(ws.numel(), 2, -0.2f, 0.2f);
+        auto wr = tensor<ref>::from_host(rc, ws, bf16_rounded(wv));
+        auto wd = tensor<dnn>::from_host(dc, ws, wv);
+        ops::conv2d<ref> rop(p);
+        ops::conv2d<dnn> dop(p), direct(p);
+        dop.allow_space_to_depth(true, true);
+        direct.allow_space_to_depth(false);
+        for (int step = 0; step < 2; ++step) {
+            CAPTURE(step);
+            const auto xv = random_values(xs.numel(), 10 + std::uint64_t(step));
+            auto xr = tensor<ref>::from_host(rc, xs, bf16_rounded(xv));
+            auto xd = tensor<dnn>::from_host(dc, xs, xv, c.f32_input ? dtype::f32 : dtype::bf16);
+            if (step == 0 && c.blocked_weights) {
+                dop.adopt_preferred_layout(dc, xd, wd, false);
+                CHECK(wd.desc() != tensor<dnn>::plain_layout(ws));
+            }
+            tensor<ref> yr, dwr;
+            tensor<dnn> yd, dwd, y2, dw2;
+            rop.forward(rc, xr, wr, nullptr, yr);
+            dop.forward(dc, xd, wd, nullptr, yd);
+            direct.forward(dc, xd, wd, nullptr, y2);
+            REQUIRE(dop.runs_space_to_depth());
+            CHECK_FALSE(direct.runs_space_to_depth());
+            const auto dyv = random_values(yr.numel(), 20 + std::uint64_t(step));
+            auto dy = both(rc, dc, yr.shape(), dyv);
+            rop.backward_weights(rc, xr, dy.r, dwr, nullptr);
+            dop.backward_weights(dc, xd, dy.d, dwd, nullptr);
+            direct.backward_weights(dc, xd, dy.d, dw2, nullptr);
+            CHECK(dop.weights_gradient_impl().starts_with("space-to-depth "));
+            CHECK(dwd.dtype() == dtype::f32);
+            CHECK(dwd.desc() == wd.desc());  // in the weights' layout, for the optimizer
+            const auto got = dwd.to_host(dc);
+            // fp32 sums of exact bf16 products, in two orders: accumulation error only.
+            testing::expect_close(got, dwr.to_host(rc), 1e-4, 1e-4, "weight gradient");
+            testing::expect_close(got, dw2.to_host(dc), 1e-4, 1e-4, "weight gradient, oneDNN's strided kernel");
+            if (c.blocked_weights) {  // the blocked padding of the gradient is zero
+                double all = 0, plain = 0;
+                for (float v : dwd.host_buffer()) all += double(v);
+                for (float v : got) plain += double(v);
+                CHECK(all == doctest::Approx(plain).epsilon(1e-9));
+            }
+        }
+    }
+}
+
 TEST_CASE("onednn bf16: weights kept in the preferred layout stay fp32 and give the same result") {
     MICLE_SKIP_WITHOUT_BF16();
     auto dc = mixed_context();
