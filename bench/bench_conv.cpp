@@ -3,8 +3,9 @@
 // reads: pass/N/C/H/O/kernel/stride/bf16/lowered. bf16 rows (mixed precision: bf16 NHWC
 // activations, fp32 weights) report an error on CPUs without AVX512-BF16. Each small map
 // shape runs as conv2d chooses (lowered:1), with oneDNN's own convolution kernels only
-// (lowered:0: neither lowered nor the small-map matrix product), and, for maps no larger
-// than the kernel, lowered instead of the small-map matrix product (lowered:2).
+// (lowered:0: neither lowered nor the small-map matrix product nor the space-to-depth
+// weight gradient of the stem), and, for maps no larger than the kernel, lowered instead
+// of the small-map matrix product (lowered:2).
 #include <benchmark/benchmark.h>
 
 #include <micle/micle.hpp>
@@ -28,6 +29,7 @@ struct conv_setup {
                            k = state.range(4);
         op.allow_lowered(state.range(7) != 0);
         op.allow_small_map_matmul(state.range(7) == 1);
+        op.allow_space_to_depth(state.range(7) != 0);
         std::mt19937 gen(1);
         std::uniform_real_distribution<float> d(-1, 1);
         auto rnd = [&](const micle::shape& sh) {
@@ -96,7 +98,9 @@ void BM_conv_backward_weights(benchmark::State& state) {
 // N, C, H=W, O, kernel, stride, bf16, lowered: in fp32 the ResNet-50 stem, a 3x3 and the
 // 1x1 convolutions of a bottleneck at 56x56 (224 px input), and a stage-3 3x3 at 64 px
 // input; in bf16 the convolutions onto small maps of the 64-px ResNet-50 (batch 32x2) and
-// ResNet-18 (64x2) and the 32-px ResNet-18 (128x2), and a 1x1 and a 3x3 on 16x16 maps;
+// ResNet-18 (64x2) and the 32-px ResNet-18 (128x2), a 1x1 and a 3x3 on 16x16 maps, and
+// the 7x7 stem (RGB and grayscale at 64 px, RGB at 224 px; with AMX its weight gradient
+// runs space-to-depth);
 // in both, the 3x3 convolutions on the 2x2 maps of the 64-px ResNet-18's layer4.
 void shapes(benchmark::internal::Benchmark* b) {
     b->ArgNames({"N", "C", "HW", "O", "k", "s", "bf16", "lowered"});
@@ -116,6 +120,9 @@ void shapes(benchmark::internal::Benchmark* b) {
         b->Args({256, 256, 8, 512, 3, 2, 1, lowered});
         b->Args({64, 64, 16, 256, 1, 1, 1, lowered});
         b->Args({64, 64, 16, 64, 3, 1, 1, lowered});
+        b->Args({128, 3, 64, 64, 7, 2, 1, lowered});
+        b->Args({128, 1, 64, 64, 7, 2, 1, lowered});
+        b->Args({32, 3, 224, 64, 7, 2, 1, lowered});
     }
     for (const std::int64_t bf16 : {0, 1})
         for (const std::int64_t lowered : {1, 0, 2}) b->Args({128, 512, 2, 512, 3, 1, bf16, lowered});
