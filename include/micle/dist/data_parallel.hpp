@@ -150,23 +150,21 @@ private:
     /// that is laid out alike everywhere is summed as its buffers lie (padding included,
     /// which is zero everywhere), the others in plain order (a reorder each way per
     /// gradient). One small all_gather a step; every rank decides alike.
+    /// (Called only where optim::host_layouts<B>.)
     void agree(communicator& comm) {
-        if constexpr (optim::host_layouts<B>) {
-            std::vector<std::int64_t> mine(buckets_.size()), all(buckets_.size() * std::size_t(comm.size()));
-            for (std::size_t i = 0; i < buckets_.size(); ++i) {
-                std::uint64_t h = 0;
-                for (auto k : buckets_[i].members)
-                    h = (h ^ tensor<B>::layout_id(params_[k]->value.desc())) * 1099511628211ull + k;
-                mine[i] = std::int64_t(h);
-            }
-            comm.all_gather(std::span<const std::int64_t>(mine), std::span<std::int64_t>(all));
-            for (std::size_t i = 0; i < buckets_.size(); ++i) {
-                bool same = true;
-                for (std::size_t r = 0; r < std::size_t(comm.size()); ++r) same = same && all[r * buckets_.size() + i] == mine[i];
-                buckets_[i].raw = same;
-            }
-            agreed_ = true;
+        std::vector<std::int64_t> mine(buckets_.size()), all(buckets_.size() * std::size_t(comm.size()));
+        for (std::size_t i = 0; i < buckets_.size(); ++i) {
+            std::uint64_t h = 0;
+            for (auto k : buckets_[i].members) h = (h ^ tensor<B>::layout_id(params_[k]->value.desc())) * 1099511628211ull + k;
+            mine[i] = std::int64_t(h);
         }
+        comm.all_gather(std::span<const std::int64_t>(mine), std::span<std::int64_t>(all));
+        for (std::size_t i = 0; i < buckets_.size(); ++i) {
+            bool same = true;
+            for (std::size_t r = 0; r < std::size_t(comm.size()); ++r) same = same && all[r * buckets_.size() + i] == mine[i];
+            buckets_[i].raw = same;
+        }
+        agreed_ = true;
     }
 
     /// A parameter's gradient at the end of `flat`: in its values' layout where the ranks

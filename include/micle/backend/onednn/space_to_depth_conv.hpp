@@ -66,7 +66,9 @@ public:
         const md frame(dims{o, c, 2 * ka, 2 * kb}, f32, tag::abcd);
         frame_ = dnnl::memory(frame, eng);
         frame_corner_ = dnnl::memory(frame.submemory_desc(to_dims(w), dims{0, 0, 0, 0}), eng, frame_.get_data_handle());
-        dnnl::memory dws_plain_buf(dws_plain_, eng);  // a placeholder; rebound per call
+        // The tap reorders read dW' in plain order from wherever dws_in_ leaves it (dws_
+        // itself, or the stage's buffer): bound per call, so built on no buffer here.
+        const dnnl::memory dws_plain_unbound(dws_plain_, eng, DNNL_MEMORY_NONE);
 
         for (std::int64_t dy = 0; dy < 2; ++dy)
             for (std::int64_t dx = 0; dx < 2; ++dx) {
@@ -95,7 +97,7 @@ public:
                 const dims taps{o, c, ka, kb};
                 const md from = strided_md(taps, f32, dims{4 * c * ka * kb, ka * kb, kb, 1}, g * c * ka * kb);
                 const md to = strided_md(taps, f32, dims{c * 4 * ka * kb, 4 * ka * kb, 4 * kb, 2}, dy * 2 * kb + dx);
-                taps_.add(eng, from, dws_plain_buf, to, frame_, onednn_compat::make_reorder(eng, from, to));
+                taps_.add(eng, from, dws_plain_unbound, to, frame_, onednn_compat::make_reorder(eng, from, to));
             }
     }
 
