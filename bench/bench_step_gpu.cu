@@ -26,7 +26,7 @@ using learner = micle::bench::simclr_step_learner<B>;
 enum class precision { tf32, fp32, bf16 };
 
 void BM_step_gpu(benchmark::State& state, int depth, micle::models::stem_kind stem, std::int64_t res, std::int64_t n,
-                 precision p) {
+                 precision p, bool find) {
     if (const auto why = micle::cudnn_detail::no_device_reason(); !why.empty()) {
         state.SkipWithError(why.c_str());
         for (auto _ : state) {
@@ -37,6 +37,7 @@ void BM_step_gpu(benchmark::State& state, int depth, micle::models::stem_kind st
     opts.allow_tf32 = p != precision::fp32;
     opts.bf16 = p == precision::bf16;
     opts.deterministic = false;  // as PyTorch's default: the fastest algorithm cuDNN suggests
+    opts.find_algorithms = find;  // the ".../find" rows: measured choice (PyTorch's cudnn.benchmark = True)
     micle::context<B> ctx(opts);
     const auto cfg = micle::bench::simclr_step_config<B>(depth, stem);
     learner l(ctx, cfg);
@@ -58,17 +59,23 @@ using micle::models::stem_kind;
 // The issue's two settings: ResNet-50 at 224 px with 128 samples (256 views) per step, and
 // ResNet-18 at 64 px with 256 samples; fp32 with TF32 tensor cores, bf16 mixed precision
 // (fp32 master weights), and strict fp32.
-#define MICLE_STEP_GPU(name, depth, res, n, p)                                                            \
-    BENCHMARK_CAPTURE(BM_step_gpu, name, depth, stem_kind::imagenet, res, n, precision::p)               \
+#define MICLE_STEP_GPU(name, depth, res, n, p, find)                                                      \
+    BENCHMARK_CAPTURE(BM_step_gpu, name, depth, stem_kind::imagenet, res, n, precision::p, find)         \
         ->Unit(benchmark::kMillisecond)                                                                   \
-        ->UseRealTime()                                                                                   \
-        ->MinTime(5.0)
-MICLE_STEP_GPU(resnet50_imagenet/224/128x2/tf32, 50, 224, 128, tf32);
-MICLE_STEP_GPU(resnet18_imagenet/64/256x2/tf32, 18, 64, 256, tf32);
-MICLE_STEP_GPU(resnet50_imagenet/224/128x2/bf16, 50, 224, 128, bf16);
-MICLE_STEP_GPU(resnet18_imagenet/64/256x2/bf16, 18, 64, 256, bf16);
-MICLE_STEP_GPU(resnet50_imagenet/224/128x2/fp32, 50, 224, 128, fp32);
-MICLE_STEP_GPU(resnet18_imagenet/64/256x2/fp32, 18, 64, 256, fp32);
+        ->UseRealTime()
+MICLE_STEP_GPU(resnet50_imagenet/224/128x2/tf32, 50, 224, 128, tf32, false);
+MICLE_STEP_GPU(resnet18_imagenet/64/256x2/tf32, 18, 64, 256, tf32, false);
+MICLE_STEP_GPU(resnet50_imagenet/224/128x2/bf16, 50, 224, 128, bf16, false);
+MICLE_STEP_GPU(resnet18_imagenet/64/256x2/bf16, 18, 64, 256, bf16, false);
+MICLE_STEP_GPU(resnet50_imagenet/224/128x2/fp32, 50, 224, 128, fp32, false);
+MICLE_STEP_GPU(resnet18_imagenet/64/256x2/fp32, 18, 64, 256, fp32, false);
+// The same with cudnn_options::find_algorithms (each convolution's algorithms measured).
+MICLE_STEP_GPU(resnet50_imagenet/224/128x2/tf32/find, 50, 224, 128, tf32, true);
+MICLE_STEP_GPU(resnet18_imagenet/64/256x2/tf32/find, 18, 64, 256, tf32, true);
+MICLE_STEP_GPU(resnet50_imagenet/224/128x2/bf16/find, 50, 224, 128, bf16, true);
+MICLE_STEP_GPU(resnet18_imagenet/64/256x2/bf16/find, 18, 64, 256, bf16, true);
+MICLE_STEP_GPU(resnet50_imagenet/224/128x2/fp32/find, 50, 224, 128, fp32, true);
+MICLE_STEP_GPU(resnet18_imagenet/64/256x2/fp32/find, 18, 64, 256, fp32, true);
 
 }  // namespace
 

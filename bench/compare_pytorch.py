@@ -13,6 +13,7 @@ Usage: bench/compare_pytorch.py BUILD_DIR [--threads 2] [--seconds 5] [--repeats
 import argparse
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -41,25 +42,35 @@ GPU_CONFIGS = [  # (arch, stem, resolution, samples per step, precision), as in 
 
 
 def compare_gpu(a, here):
+    configs = [c for c in GPU_CONFIGS if a.filter in "{}_{}/{}/{}x2/{}".format(*c)]
     out = subprocess.run([os.path.join(a.build_dir, "bench", "bench_step_gpu"), "--benchmark_format=json",
-                          f"--benchmark_min_time={a.seconds}"], check=True, capture_output=True, text=True)
+                          f"--benchmark_min_time={a.seconds}", f"--benchmark_filter={re.escape(a.filter) or '.'}"],
+                         check=True, capture_output=True, text=True)
+    if a.save:
+        with open(os.path.join(a.save, "bench_step_gpu.json"), "w") as f:
+            f.write(out.stdout)
     micle = {}
     for b in json.loads(out.stdout)["benchmarks"]:
         if b.get("error_occurred"):
             sys.exit(f"bench_step_gpu: {b['error_message']}")
-        micle[b["name"].split("/min_time")[0].replace("BM_step_gpu/", "")] = b
-    print("| configuration | micle img/s | PyTorch img/s | ratio | micle TFLOP/s |")
-    print("|---|---|---|---|---|")
+        micle[b["name"].split("/min_time")[0].split("/real_time")[0].replace("BM_step_gpu/", "")] = b
+    print("| configuration | micle img/s | PyTorch img/s | ratio | micle TFLOP/s | micle img/s, find_algorithms |")
+    print("|---|---|---|---|---|---|")
     torch_version = device = ""
-    for arch, stem, res, n, precision in GPU_CONFIGS:
+    for arch, stem, res, n, precision in configs:
         r = subprocess.run([sys.executable, os.path.join(here, "pytorch_step.py"), "--arch", arch, "--stem", stem, "--res",
                             str(res), "--n", str(n), "--device", "cuda", "--precision", precision, "--seconds",
                             str(a.seconds)], check=True, capture_output=True, text=True)
         t = json.loads(r.stdout.strip().splitlines()[-1])
+        if a.save:
+            with open(os.path.join(a.save, "pytorch_step_gpu.jsonl"), "a") as f:
+                f.write(json.dumps(t) + "\n")
         m = micle[t["name"]]
         torch_version, device = t["torch"], t["device"]
+        found = micle.get(t["name"] + "/find")
+        found_ips = f"{found['img/s']:.0f}" if found else ""
         print(f"| {t['name']} | {m['img/s']:.0f} | {t['img_per_s']:.0f} | {m['img/s'] / t['img_per_s']:.2f} | "
-              f"{m['TFLOP/s']:.1f} |")
+              f"{m['TFLOP/s']:.1f} | {found_ips} |")
     print(f"\n{device}; PyTorch {torch_version}; micle: {next(iter(micle.values())).get('label', '')}. "
           "img/s counts both views of every sample.")
 
@@ -101,6 +112,7 @@ def main():
     p.add_argument("--no-venv", action="store_true", help="compare with Debian's python3-torch only")
     p.add_argument("--filter", default="", help="only configurations whose name contains this")
     p.add_argument("--gpu", action="store_true", help="bench_step_gpu against PyTorch on the GPU")
+    p.add_argument("--save", help="--gpu: a folder for both sides' raw results (bench_step_gpu.json, pytorch_step_gpu.jsonl)")
     a = p.parse_args()
     here = os.path.dirname(os.path.abspath(__file__))
     if a.gpu:

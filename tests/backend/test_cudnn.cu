@@ -41,7 +41,7 @@ TEST_CASE("cudnn: bf16 conversion rounds to nearest even, as the reference backe
 }
 
 MICLE_CUDNN_LEGACY_BEGIN
-TEST_CASE("cudnn: the convolution algorithm is cuDNN's first suggestion that fits the options") {
+TEST_CASE("cudnn: the convolution math type follows the data type, the algorithm is cuDNN's first suggestion that fits") {
     using perf = cudnnConvolutionFwdAlgoPerf_t;
     auto make = [](cudnnConvolutionFwdAlgo_t algo, cudnnStatus_t status, std::size_t memory, cudnnDeterminism_t det,
                    cudnnMathType_t math) {
@@ -73,6 +73,13 @@ TEST_CASE("cudnn: the convolution algorithm is cuDNN's first suggestion that fit
     CHECK(cudnn_detail::choose_algorithm(ranked, 5, o, false, "forward").algo == CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_GEMM);
     CHECK_THROWS_WITH_AS(cudnn_detail::choose_algorithm(ranked, 4, o, false, "forward"),
                          doctest::Contains("no forward algorithm for this shape"), backend_error);
+    // The descriptors' math type, which the heuristics rank by: tensor ops for bf16 data
+    // whatever the TF32 setting (CUDNN_DEFAULT_MATH put kernels without tensor cores first,
+    // 40-85x slower on an H200), TF32 allowed or not for fp32.
+    CHECK(cudnn_detail::conv_math_type(dtype::bf16, true) == CUDNN_TENSOR_OP_MATH);
+    CHECK(cudnn_detail::conv_math_type(dtype::bf16, false) == CUDNN_TENSOR_OP_MATH);
+    CHECK(cudnn_detail::conv_math_type(dtype::f32, true) == CUDNN_DEFAULT_MATH);
+    CHECK(cudnn_detail::conv_math_type(dtype::f32, false) == CUDNN_FMA_MATH);
 }
 MICLE_CUDNN_LEGACY_END
 

@@ -49,6 +49,7 @@ TEST_CASE("nccl: one rank - collectives on device and host memory, gradient buck
     for (int i = 0; i < 5; ++i) {
         want.push_back(testing::random_values(300 * (i + 1), 10 + std::uint64_t(i)));
         ps[std::size_t(i)].name = "p" + std::to_string(i);
+        ps[std::size_t(i)].value = tensor<cudnn>::zeros(ctx, {300 * (i + 1)});  // buckets are sized by the values
         ps[std::size_t(i)].grad = tensor<cudnn>::from_host(ctx, {300 * (i + 1)}, want.back());
         ptrs.push_back(&ps[std::size_t(i)]);
     }

@@ -35,13 +35,24 @@ public:
         const auto C = x.shape()[1];
         save_mean_.ensure(ctx, shape{C});
         save_invstd_.ensure(ctx, shape{C});
-        reserve_.ensure(ctx, shape{static_cast<std::int64_t>((e.reserve_bytes + 3) / 4) + 1});
-        const float one = 1.0f, zero = 0.0f;
-        MICLE_CUDA_CHECK(cudnnBatchNormalizationForwardTrainingEx(
-            ctx.dnn(), e.train_mode, e.ops(), &one, &zero, e.x, x.raw(), nullptr, nullptr, e.x, y.raw(), e.bn,
-            gamma.f32(), beta.f32(), double(p_.momentum), running_mean.f32(), running_var.f32(), double(p_.eps),
-            save_mean_.f32(), save_invstd_.f32(), e.act(), ctx.workspace(e.fwd_bytes), e.fwd_bytes, reserve_.raw(),
-            e.reserve_bytes));
+        const auto run = [&] {
+            reserve_.ensure(ctx, shape{static_cast<std::int64_t>((e.reserve_bytes + 3) / 4) + 1});
+            const float one = 1.0f, zero = 0.0f;
+            return cudnnBatchNormalizationForwardTrainingEx(
+                ctx.dnn(), e.train_mode, e.ops(), &one, &zero, e.x, x.raw(), nullptr, nullptr, e.x, y.raw(), e.bn,
+                gamma.f32(), beta.f32(), double(p_.momentum), running_mean.f32(), running_var.f32(), double(p_.eps),
+                save_mean_.f32(), save_invstd_.f32(), e.act(), ctx.workspace(e.fwd_bytes), e.fwd_bytes, reserve_.raw(),
+                e.reserve_bytes);
+        };
+        cudnnStatus_t s = run();
+        if (s == CUDNN_STATUS_NOT_SUPPORTED && e.fused) {
+            // cuDNN's size queries accepted the fused form, its kernels refuse this shape:
+            // batch norm alone from now on (nothing was written), the ReLU as our kernel.
+            e.fused = false;
+            MICLE_CUDA_CHECK(e.query(ctx));
+            s = run();
+        }
+        cudnn_detail::check_status(s, "cudnnBatchNormalizationForwardTrainingEx", __FILE__, __LINE__);
         if (p_.fuse_relu) {
             if (!e.fused) relu_in_place(ctx, y);
             saved_y_.ensure(ctx, x.shape(), x.dtype());  // the ReLU's backward reads the output
@@ -104,7 +115,8 @@ private:
         entry_t(context_t& ctx, const shape& xs, dtype t, bool fuse_relu)
             : x(xs, cudnn_detail::data_type(t)), train_mode(xs.rank() == 4 ? CUDNN_BATCHNORM_SPATIAL_PERSISTENT : CUDNN_BATCHNORM_SPATIAL) {
             MICLE_CUDA_CHECK(cudnnDeriveBNTensorDescriptor(bn_raw(), x, CUDNN_BATCHNORM_SPATIAL));
-            fused = fuse_relu && query(ctx) == CUDNN_STATUS_SUCCESS;
+            // cuDNN fuses the activation only in the persistent mode (rank-4 inputs here).
+            fused = fuse_relu && train_mode == CUDNN_BATCHNORM_SPATIAL_PERSISTENT && query(ctx) == CUDNN_STATUS_SUCCESS;
             if (!fused) MICLE_CUDA_CHECK(query(ctx));
         }
         cudnnStatus_t query(context_t& ctx) {

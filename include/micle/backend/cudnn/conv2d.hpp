@@ -33,6 +33,14 @@ const Perf& choose_algorithm(const std::vector<Perf>& perfs, int count, const cu
                                     tensor_cores ? "" : " without TF32"));
 }
 
+/// The math type a convolution descriptor asks for, as PyTorch sets it: tensor ops for
+/// bf16 data (with CUDNN_DEFAULT_MATH cuDNN's heuristics rank kernels without tensor cores
+/// first, 40-85x slower on an H200), the default (TF32 allowed) for fp32 when TF32 is,
+/// FMA only for strict fp32.
+inline cudnnMathType_t conv_math_type(dtype t, bool allow_tf32) {
+    return t == dtype::bf16 ? CUDNN_TENSOR_OP_MATH : allow_tf32 ? CUDNN_DEFAULT_MATH : CUDNN_FMA_MATH;
+}
+
 }  // namespace micle::cudnn_detail
 
 namespace micle::ops {
@@ -119,16 +127,22 @@ private:
         entry_t(context_t& ctx, const conv2d_params& p, const shape& xs, const shape& wsh, dtype t)
             : x(xs, cudnn_detail::data_type(t)), y(checks::conv2d(p, xs, wsh, nullptr), cudnn_detail::data_type(t)),
               b(shape{1, wsh[0], 1, 1}), w(wsh, cudnn_detail::data_type(t)),
-              fwd_conv(p.pad_h, p.pad_w, p.stride_h, p.stride_w, tensor_cores(ctx, t)),
-              data_conv(p.pad_h, p.pad_w, p.stride_h, p.stride_w, tensor_cores(ctx, t)),
-              filter_conv(p.pad_h, p.pad_w, p.stride_h, p.stride_w, tensor_cores(ctx, t)) {
+              fwd_conv(p.pad_h, p.pad_w, p.stride_h, p.stride_w, math_type(ctx, t)),
+              data_conv(p.pad_h, p.pad_w, p.stride_h, p.stride_w, math_type(ctx, t)),
+              filter_conv(p.pad_h, p.pad_w, p.stride_h, p.stride_w, math_type(ctx, t)) {
             const auto& o = ctx.options();
             const bool tc = tensor_cores(ctx, t);
             int max = 0, n = 0;
+            // The ranking: cuDNN's heuristics, or (find_algorithms) each algorithm run once
+            // on scratch buffers cuDNN allocates, fastest first.
             {
                 MICLE_CUDA_CHECK(cudnnGetConvolutionForwardAlgorithmMaxCount(ctx.dnn(), &max));
                 std::vector<cudnnConvolutionFwdAlgoPerf_t> perfs(static_cast<std::size_t>(max));
-                MICLE_CUDA_CHECK(cudnnGetConvolutionForwardAlgorithm_v7(ctx.dnn(), x, w, fwd_conv, y, max, &n, perfs.data()));
+                if (o.find_algorithms)
+                    MICLE_CUDA_CHECK(cudnnFindConvolutionForwardAlgorithm(ctx.dnn(), x, w, fwd_conv, y, max, &n, perfs.data()));
+                else
+                    MICLE_CUDA_CHECK(
+                        cudnnGetConvolutionForwardAlgorithm_v7(ctx.dnn(), x, w, fwd_conv, y, max, &n, perfs.data()));
                 const auto& c = cudnn_detail::choose_algorithm(perfs, n, o, tc, "forward");
                 fwd_algo = c.algo;
                 MICLE_CUDA_CHECK(cudnnSetConvolutionMathType(fwd_conv, c.mathType));
@@ -137,8 +151,12 @@ private:
             {
                 MICLE_CUDA_CHECK(cudnnGetConvolutionBackwardDataAlgorithmMaxCount(ctx.dnn(), &max));
                 std::vector<cudnnConvolutionBwdDataAlgoPerf_t> perfs(static_cast<std::size_t>(max));
-                MICLE_CUDA_CHECK(
-                    cudnnGetConvolutionBackwardDataAlgorithm_v7(ctx.dnn(), w, y, data_conv, x, max, &n, perfs.data()));
+                if (o.find_algorithms)
+                    MICLE_CUDA_CHECK(
+                        cudnnFindConvolutionBackwardDataAlgorithm(ctx.dnn(), w, y, data_conv, x, max, &n, perfs.data()));
+                else
+                    MICLE_CUDA_CHECK(
+                        cudnnGetConvolutionBackwardDataAlgorithm_v7(ctx.dnn(), w, y, data_conv, x, max, &n, perfs.data()));
                 const auto& c = cudnn_detail::choose_algorithm(perfs, n, o, tc, "backward-data");
                 data_algo = c.algo;
                 MICLE_CUDA_CHECK(cudnnSetConvolutionMathType(data_conv, c.mathType));
@@ -148,8 +166,12 @@ private:
             {
                 MICLE_CUDA_CHECK(cudnnGetConvolutionBackwardFilterAlgorithmMaxCount(ctx.dnn(), &max));
                 std::vector<cudnnConvolutionBwdFilterAlgoPerf_t> perfs(static_cast<std::size_t>(max));
-                MICLE_CUDA_CHECK(
-                    cudnnGetConvolutionBackwardFilterAlgorithm_v7(ctx.dnn(), x, y, filter_conv, w, max, &n, perfs.data()));
+                if (o.find_algorithms)
+                    MICLE_CUDA_CHECK(
+                        cudnnFindConvolutionBackwardFilterAlgorithm(ctx.dnn(), x, y, filter_conv, w, max, &n, perfs.data()));
+                else
+                    MICLE_CUDA_CHECK(
+                        cudnnGetConvolutionBackwardFilterAlgorithm_v7(ctx.dnn(), x, y, filter_conv, w, max, &n, perfs.data()));
                 const auto& c = cudnn_detail::choose_algorithm(perfs, n, o, tc, "backward-filter");
                 filter_algo = c.algo;
                 MICLE_CUDA_CHECK(cudnnSetConvolutionMathType(filter_conv, c.mathType));
@@ -159,6 +181,9 @@ private:
         }
         /// Tensor cores allowed: always for bf16 data, for fp32 when TF32 is.
         static bool tensor_cores(context_t& ctx, dtype t) { return t == dtype::bf16 || ctx.options().allow_tf32; }
+        static cudnnMathType_t math_type(context_t& ctx, dtype t) {
+            return cudnn_detail::conv_math_type(t, ctx.options().allow_tf32);
+        }
 
         cudnn_detail::tensor_desc x, y, b;
         cudnn_detail::filter_desc w;

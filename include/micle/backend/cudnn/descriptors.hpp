@@ -79,12 +79,14 @@ private:
 /// cores allowed or not.
 class conv_desc {
 public:
-    conv_desc(std::int64_t pad_h, std::int64_t pad_w, std::int64_t stride_h, std::int64_t stride_w, bool allow_tf32) {
+    /// `math`: CUDNN_TENSOR_OP_MATH for bf16 data, CUDNN_DEFAULT_MATH for fp32 with TF32,
+    /// CUDNN_FMA_MATH for strict fp32 (as PyTorch sets them; the heuristics rank by it).
+    conv_desc(std::int64_t pad_h, std::int64_t pad_w, std::int64_t stride_h, std::int64_t stride_w, cudnnMathType_t math) {
         MICLE_CUDA_CHECK(cudnnCreateConvolutionDescriptor(&d_));
         MICLE_CUDA_CHECK(cudnnSetConvolution2dDescriptor(d_, to_int(pad_h, "padding"), to_int(pad_w, "padding"),
                                                          to_int(stride_h, "stride"), to_int(stride_w, "stride"), 1, 1,
                                                          CUDNN_CROSS_CORRELATION, CUDNN_DATA_FLOAT));
-        MICLE_CUDA_CHECK(cudnnSetConvolutionMathType(d_, allow_tf32 ? CUDNN_DEFAULT_MATH : CUDNN_FMA_MATH));
+        MICLE_CUDA_CHECK(cudnnSetConvolutionMathType(d_, math));
     }
     conv_desc(const conv_desc&) = delete;
     conv_desc& operator=(const conv_desc&) = delete;

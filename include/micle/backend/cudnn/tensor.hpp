@@ -35,6 +35,10 @@ struct cudnn_options {
     /// Only deterministic cuDNN algorithms: the same inputs give bitwise the same results
     /// run after run (a resumed run continues exactly). Off: the fastest algorithm.
     bool deterministic = true;
+    /// Choose each convolution's algorithms by running every candidate once on the first
+    /// call for a shape (cudnnFind*, as PyTorch's cudnn.benchmark = True) instead of by
+    /// cuDNN's heuristics: slower first steps, and the choice may differ from run to run.
+    bool find_algorithms = false;
     /// Largest cuDNN workspace an algorithm may ask for.
     std::size_t workspace_limit = std::size_t(1) << 30;
     /// Mixed precision: the backbone's activations and their gradients are bf16
