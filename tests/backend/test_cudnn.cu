@@ -143,6 +143,43 @@ TEST_CASE("cudnn: TF32 convolutions and products stay within TF32's precision of
     testing::expect_close(run(tf32), run(fp32), 0.0, 5e-3, "TF32 conv2d");
 }
 
+TEST_CASE("cudnn: find_algorithms (each algorithm measured) computes what the reference does, fp32 and bf16") {
+    MICLE_SKIP_WITHOUT_DEVICE(cudnn);
+    const shape xs{4, 16, 11, 11}, ws{8, 16, 3, 3};
+    const ops::conv2d_params p{3, 3, 2, 2, 1, 1};
+    const auto xv = random_values(xs.numel(), 5), wv = random_values(ws.numel(), 6);
+    const shape ys{4, 8, p.out_h(11), p.out_w(11)};
+    const auto dyv = random_values(ys.numel(), 7);
+    // y, dx and dw of one forward and backward pass on backend B
+    auto run = [&]<class B>(context<B>& ctx) {
+        ops::conv2d<B> op(p);
+        auto x = tensor<B>::from_host(ctx, xs, xv), w = tensor<B>::from_host(ctx, ws, wv);
+        auto dy = tensor<B>::from_host(ctx, ys, dyv);
+        tensor<B> y, dx, dw;
+        op.forward(ctx, x, w, nullptr, y);
+        op.backward_data(ctx, dy, w, dx);
+        op.backward_weights(ctx, x, dy, dw, nullptr);
+        return std::vector<std::vector<float>>{y.to_host(ctx), dx.to_host(ctx), dw.to_host(ctx)};
+    };
+    context<reference> rctx;
+    const auto want = run(rctx);
+    for (const bool bf16 : {false, true}) {
+        CAPTURE(bf16);
+        cudnn_options o = cudnn_defaults();  // strict fp32 (device_ready turned TF32 off)
+        o.find_algorithms = true;
+        o.deterministic = false;
+        o.bf16 = bf16;
+        context<cudnn> ctx(o);
+        const auto got = run(ctx);
+        // fp32: summation order alone. bf16: inputs rounded to 8 bits (relative 2^-9 each)
+        // and bf16 outputs, over sums of 144 (y, dx) to 144 (dw) products: a few 2^-8.
+        const double rtol = bf16 ? 2e-2 : 1e-4, atol = bf16 ? 2e-2 : 1e-5;
+        testing::expect_close(got[0], want[0], rtol, atol, "y");
+        testing::expect_close(got[1], want[1], rtol, atol, "dx");
+        testing::expect_close(got[2], want[2], rtol, atol, "dw");
+    }
+}
+
 namespace {
 struct optimizer_case {
     std::vector<shape> shapes{{8, 3, 3, 3}, {8}, {8}, {10, 8}};
