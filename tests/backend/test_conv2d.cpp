@@ -186,6 +186,91 @@ TEST_CASE("conv2d<onednn>: maps no larger than the kernel run as matrix products
     }
 }
 
+TEST_CASE("conv2d<onednn>: fp32 convolutions onto maps of at most 4 positions run as matrix products on AVX-512, equal to the reference") {
+    context<onednn> ctx;
+    context<reference> rctx;
+    const bool avx512 = onednn_detail::cpu_has_avx512();
+    struct lowered_case {
+        conv_case c;
+        bool lowered;
+    };
+    // ResNet's layer4 at 64 px (3x3 stride 2 from 4x4, the 1x1 stride-2 shortcut, the 1x1
+    // convolutions on 2x2 maps), odd maps and channel counts; with a bias, and onto a 3x3
+    // map (9 positions), oneDNN's kernels stay.
+    const lowered_case cases[] = {
+        {{{2, 40, 4, 4}, 24, 3, 2, 1, false}, true}, {{{2, 48, 4, 4}, 40, 1, 2, 0, false}, true},
+        {{{3, 36, 2, 2}, 20, 1, 1, 0, false}, true}, {{{2, 20, 3, 4}, 17, 3, 2, 1, false}, true},
+        {{{2, 24, 1, 3}, 8, 1, 1, 0, false}, true},  {{{2, 24, 4, 4}, 16, 3, 2, 1, true}, false},
+        {{{2, 16, 5, 5}, 8, 3, 2, 1, false}, false},
+    };
+    for (const auto& [c, lowered] : cases) {
+        CAPTURE(c.x);
+        CAPTURE(c.kernel);
+        CAPTURE(c.stride);
+        const auto xv = random_values(c.x.numel(), 31), wv = random_values(c.w().numel(), 32);
+        const auto bv = random_values(c.out_channels, 33);
+        ops::conv2d<onednn> op(c.params()), direct(c.params());
+        ops::conv2d<reference> ref(c.params());
+        direct.allow_lowered(false);
+        auto x = testing::make(ctx, c.x, xv);
+        auto w = testing::make(ctx, c.w(), wv);
+        auto b = testing::make(ctx, shape{c.out_channels}, bv);
+        auto xr = testing::make(rctx, c.x, xv);
+        auto wr = testing::make(rctx, c.w(), wv);
+        auto br = testing::make(rctx, shape{c.out_channels}, bv);
+        tensor<onednn> y, y2, dx, dx2, dw, dw2, db, db2;
+        tensor<reference> yr, dxr, dwr, dbr;
+        op.forward(ctx, x, w, c.bias ? &b : nullptr, y);
+        direct.forward(ctx, x, w, c.bias ? &b : nullptr, y2);
+        ref.forward(rctx, xr, wr, c.bias ? &br : nullptr, yr);
+        CHECK(op.runs_lowered() == (lowered && avx512));
+        CHECK_FALSE(direct.runs_lowered());
+        testing::expect_close(y.to_host(ctx), yr.to_host(rctx), 1e-5, 1e-6, "y");
+        testing::expect_close(y.to_host(ctx), y2.to_host(ctx), 1e-5, 1e-6, "y against oneDNN's kernel");
+        const auto dyv = random_values(y.numel(), 34);
+        auto dy = testing::make(ctx, y.shape(), dyv);
+        auto dyr = testing::make(rctx, y.shape(), dyv);
+        op.backward_data(ctx, dy, w, dx);
+        direct.backward_data(ctx, dy, w, dx2);
+        ref.backward_data(rctx, dyr, wr, dxr);
+        testing::expect_close(dx.to_host(ctx), dxr.to_host(rctx), 1e-5, 1e-6, "dx");
+        testing::expect_close(dx.to_host(ctx), dx2.to_host(ctx), 1e-5, 1e-6, "dx against oneDNN's kernel");
+        op.backward_weights(ctx, x, dy, dw, c.bias ? &db : nullptr);
+        direct.backward_weights(ctx, x, dy, dw2, c.bias ? &db2 : nullptr);
+        ref.backward_weights(rctx, xr, dyr, dwr, c.bias ? &dbr : nullptr);
+        CHECK(dw.desc() == w.desc());  // in the weights' layout, for the optimizer
+        CHECK((op.weights_gradient_impl() == "lowered matmul") == (lowered && avx512));
+        testing::expect_close(dw.to_host(ctx), dwr.to_host(rctx), 1e-5, 1e-6, "dw");
+        testing::expect_close(dw.to_host(ctx), dw2.to_host(ctx), 1e-5, 1e-6, "dw against oneDNN's kernel");
+        if (c.bias) testing::expect_close(db.to_host(ctx), dbr.to_host(rctx), 1e-5, 1e-6, "db");
+
+        // Weights kept in the layout the products read (which a layer adopts): the same
+        // numbers, the gradient written in that layout.
+        ops::conv2d<onednn> kept(c.params());
+        auto wk = w.to_layout(ctx, kept.preferred_weights_desc(ctx, x, c.w(), c.bias));
+        tensor<onednn> yk, dxk, dwk, dbk;
+        kept.forward(ctx, x, wk, c.bias ? &b : nullptr, yk);
+        testing::expect_close(yk.to_host(ctx), y.to_host(ctx), 1e-6, 1e-7, "y, kept layout");
+        kept.backward_data(ctx, dy, wk, dxk);
+        testing::expect_close(dxk.to_host(ctx), dx.to_host(ctx), 1e-6, 1e-7, "dx, kept layout");
+        kept.backward_weights(ctx, x, dy, dwk, c.bias ? &dbk : nullptr);
+        CHECK(dwk.desc() == wk.desc());
+        testing::expect_close(dwk.to_host(ctx), dw.to_host(ctx), 1e-6, 1e-7, "dw, kept layout");
+
+        // The next step: weights updated in place reach forward and the data gradient.
+        auto wv2 = w.to_host(ctx);
+        for (float& v : wv2) v *= -0.5f;
+        w.assign(ctx, wv2);
+        wr = testing::make(rctx, c.w(), wv2);
+        op.forward(ctx, x, w, c.bias ? &b : nullptr, y);
+        ref.forward(rctx, xr, wr, c.bias ? &br : nullptr, yr);
+        testing::expect_close(y.to_host(ctx), yr.to_host(rctx), 1e-5, 1e-6, "y after an update in place");
+        op.backward_data(ctx, dy, w, dx);
+        ref.backward_data(rctx, dyr, wr, dxr);
+        testing::expect_close(dx.to_host(ctx), dxr.to_host(rctx), 1e-5, 1e-6, "dx after an update in place");
+    }
+}
+
 TEST_CASE("conv2d<onednn>: the weight gradient of 3x3 convolutions on 2x2 maps runs a JIT kernel, not a GEMM per image") {
     if (dnnl::get_effective_cpu_isa() < dnnl::cpu_isa::avx2) {
         MESSAGE("skipped: oneDNN has no JIT weight gradient below AVX2 here");
@@ -196,6 +281,7 @@ TEST_CASE("conv2d<onednn>: the weight gradient of 3x3 convolutions on 2x2 maps r
         CAPTURE(c.x);
         ops::conv2d<onednn> op(c.params());
         op.allow_small_map_matmul(false);  // the direct convolution's own weight gradient
+        op.allow_lowered(false);
         auto x = testing::make(ctx, c.x, random_values(c.x.numel(), 5));
         auto w = testing::make(ctx, c.w(), random_values(c.w().numel(), 6));
         auto b = testing::make(ctx, shape{c.out_channels}, random_values(c.out_channels, 7));

@@ -4,7 +4,8 @@
 // convolution kernels run at 20-150 GFLOP/s (the weight gradient) and 120-400 (forward and
 // data gradient), while its AMX matrix product runs the same multiply-adds at 400-1400
 // GFLOP/s (measured on a 2-vCPU Sapphire Rapids class Xeon; bench/bench_conv and
-// docs/performance.md).
+// docs/performance.md). In fp32, on AVX-512 CPUs, for convolutions onto maps of at most 4
+// positions, where oneDNN's fp32 weight gradient is 2x slower than its fp32 matrix product.
 //
 // With M = N*OH*OW output positions, the input's columns
 //   col [M, kh*kw*C],  col[(n, oh, ow), (i*kw + j)*C + c] = Xpad[n, oh*sh + i, ow*sw + j, c]
@@ -49,6 +50,16 @@ public:
     /// AMX (Zen 4) keep oneDNN's kernels. Convolutions with a bias keep them too.
     static bool pays(const ops::conv2d_params& p, const shape& y, bool has_bias) {
         return cpu_has_amx() && !has_bias && ((p.kernel_h == 1 && p.kernel_w == 1) || y[2] * y[3] <= 16);
+    }
+
+    /// The same in fp32, on AVX-512 CPUs: oneDNN 2.6's fp32 kernels run the weight gradient
+    /// of convolutions onto maps of at most 4 positions (ResNet's layer4 at 64 px) at
+    /// 65-95 GFLOP/s, its fp32 matrix product at 160-180; the data gradient gains up to
+    /// 2.25x with it (1x1 stride 2), the forward 1.05-1.1x (bench/bench_conv, bf16:0 rows,
+    /// 2-vCPU Sapphire Rapids class Xeon). From 4x4 maps on oneDNN's kernels run at 160-260
+    /// GFLOP/s and keep those shapes. Not measured on AVX2, which keeps its kernels.
+    static bool pays_fp32(const ops::conv2d_params&, const shape& y, bool has_bias) {
+        return cpu_has_avx512() && !has_bias && y[2] * y[3] <= 4;
     }
 
     /// Whether the lowered forward beats oneDNN's AMX forward kernel, which does well on

@@ -64,6 +64,11 @@ inline bool cpu_has_bf16(dnnl::cpu_isa isa = dnnl::get_effective_cpu_isa()) {
     const auto bits = static_cast<unsigned>(isa), bf16 = static_cast<unsigned>(dnnl::cpu_isa::avx512_core_bf16);
     return (bits & bf16) == bf16;
 }
+/// Whether oneDNN runs AVX-512 kernels here (Skylake-SP and later, Zen 4).
+inline bool cpu_has_avx512(dnnl::cpu_isa isa = dnnl::get_effective_cpu_isa()) {
+    const auto bits = static_cast<unsigned>(isa), avx512 = static_cast<unsigned>(dnnl::cpu_isa::avx512_core);
+    return (bits & avx512) == avx512;
+}
 /// Whether oneDNN runs AMX kernels here (bf16 tile matrix multiplies).
 inline bool cpu_has_amx(dnnl::cpu_isa isa = dnnl::get_effective_cpu_isa()) {
     const auto bits = static_cast<unsigned>(isa), amx = static_cast<unsigned>(dnnl::cpu_isa::avx512_core_amx);
