@@ -203,7 +203,9 @@ TEST_CASE("conv2d<onednn>: fp32 convolutions onto maps of at most 4 positions ru
         {{{2, 24, 1, 3}, 8, 1, 1, 0, false}, true},  {{{2, 24, 4, 4}, 16, 3, 2, 1, true}, false},
         {{{2, 16, 5, 5}, 8, 3, 2, 1, false}, false},
     };
-    for (const auto& [c, lowered] : cases) {
+    for (const auto& one : cases) {
+        const conv_case& c = one.c;  // (not a structured binding: clang 14 cannot capture those)
+        const bool lowered = one.lowered;
         CAPTURE(c.x);
         CAPTURE(c.kernel);
         CAPTURE(c.stride);
