@@ -58,21 +58,23 @@ inline const char* isa_name(dnnl::cpu_isa isa) {
         default: return "unknown";
     }
 }
-/// Whether oneDNN runs bf16 kernels here: its effective ISA includes AVX512-BF16 (the ISA
-/// values are nested bit masks, AMX's containing AVX512-BF16's).
+/// Whether ISA `isa` includes `want` (oneDNN's ISA values are nested bit masks, AMX's
+/// containing AVX512-BF16's, which contains AVX-512's).
+inline bool cpu_isa_includes(dnnl::cpu_isa isa, dnnl::cpu_isa want) {
+    const auto bits = static_cast<unsigned>(isa), w = static_cast<unsigned>(want);
+    return (bits & w) == w;
+}
+/// Whether oneDNN runs bf16 kernels here: its effective ISA includes AVX512-BF16.
 inline bool cpu_has_bf16(dnnl::cpu_isa isa = dnnl::get_effective_cpu_isa()) {
-    const auto bits = static_cast<unsigned>(isa), bf16 = static_cast<unsigned>(dnnl::cpu_isa::avx512_core_bf16);
-    return (bits & bf16) == bf16;
+    return cpu_isa_includes(isa, dnnl::cpu_isa::avx512_core_bf16);
 }
 /// Whether oneDNN runs AVX-512 kernels here (Skylake-SP and later, Zen 4).
 inline bool cpu_has_avx512(dnnl::cpu_isa isa = dnnl::get_effective_cpu_isa()) {
-    const auto bits = static_cast<unsigned>(isa), avx512 = static_cast<unsigned>(dnnl::cpu_isa::avx512_core);
-    return (bits & avx512) == avx512;
+    return cpu_isa_includes(isa, dnnl::cpu_isa::avx512_core);
 }
 /// Whether oneDNN runs AMX kernels here (bf16 tile matrix multiplies).
 inline bool cpu_has_amx(dnnl::cpu_isa isa = dnnl::get_effective_cpu_isa()) {
-    const auto bits = static_cast<unsigned>(isa), amx = static_cast<unsigned>(dnnl::cpu_isa::avx512_core_amx);
-    return (bits & amx) == amx;
+    return cpu_isa_includes(isa, dnnl::cpu_isa::avx512_core_amx);
 }
 }  // namespace onednn_detail
 
