@@ -1,3 +1,4 @@
+#include <algorithm>
 #include <numeric>
 
 #include "testing.hpp"
@@ -120,6 +121,26 @@ TEST_CASE_TEMPLATE("relu, add, pool2d, global_avg_pool equal the reference", B, 
             op.backward(ctx, testing::make(ctx, xs, xv), testing::make(ctx, xs, dyv), dx);
             ref.backward(rctx, testing::make(rctx, xs, xv), testing::make(rctx, xs, dyv), dxr);
             CHECK(dx.to_host(ctx) == dxr.to_host(rctx));
+            tensor<B> dx_from_y;  // the output stands in for the input: same sign
+            op.backward(ctx, y, testing::make(ctx, xs, dyv), dx_from_y);
+            CHECK(dx_from_y.to_host(ctx) == dxr.to_host(rctx));
+        }
+        // add with its ReLU fused (a ResNet block's join): max(a + b, 0) in one pass
+        {
+            tensor<B> y;
+            tensor<reference> yr;
+            ops::add<B>().forward_relu(ctx, testing::make(ctx, xs, xv), testing::make(ctx, xs, x2v), y);
+            ops::add<reference>().forward_relu(rctx, testing::make(rctx, xs, xv), testing::make(rctx, xs, x2v), yr);
+            std::vector<float> want(xv.size());
+            std::size_t zeros = 0;
+            for (std::size_t i = 0; i < want.size(); ++i) {
+                want[i] = std::max(xv[i] + x2v[i], 0.0f);
+                zeros += want[i] == 0.0f;
+            }
+            CHECK(zeros > want.size() / 4);  // both sides of the ReLU are exercised
+            CHECK(zeros < want.size() * 3 / 4);
+            CHECK(yr.to_host(rctx) == want);
+            CHECK(y.to_host(ctx) == want);
         }
         // add, also in place (acc += x)
         {
@@ -220,6 +241,8 @@ TEST_CASE_TEMPLATE("relu, add, pooling: bad input names the op and the shapes", 
     tensor<B> y, dx;
     CHECK_THROWS_WITH_AS(ops::add<B>().forward(ctx, x, x2, y),
                          "add: a [2, 3, 4, 4] and b [2, 3, 4, 5] must have the same shape", shape_error);
+    CHECK_THROWS_WITH_AS(ops::add<B>().forward_relu(ctx, x, x2, y),
+                         "add_relu: a [2, 3, 4, 4] and b [2, 3, 4, 5] must have the same shape", shape_error);
     if constexpr (!std::is_same_v<B, ::micle::reference>) {  // bf16 activations: mixed precision
         CHECK_THROWS_WITH_AS(ops::add<B>().forward(ctx, x, xbf, y), "add: a is f32 but b is bf16", shape_error);
     } else {

@@ -371,6 +371,19 @@ TEST_CASE("onednn bf16: ReLU, the residual add, max pooling and global average p
         auto xf = tensor<dnn>::from_host(dc, xs, random_values(xs.numel(), 8));
         CHECK_THROWS_WITH_AS(ops::add<dnn>().forward(dc, xf, b.d, yd), "add: a is f32 but b is bf16", shape_error);
     }
+    SUBCASE("add with its ReLU rounds once, and its output masks the ReLU's gradient as the sum would") {
+        tensor<ref> yr, dxr;
+        tensor<dnn> yd, dxd;
+        ops::add<ref>().forward_relu(rc, x.r, b.r, yr);
+        ops::add<dnn>().forward_relu(dc, x.d, b.d, yd);
+        CHECK(yd.dtype() == dtype::bf16);
+        CHECK(yd.to_host(dc) == bf16_rounded(yr.to_host(rc)));
+        tensor<ref> sr;
+        ops::add<ref>().forward(rc, x.r, b.r, sr);
+        ops::relu<ref>().backward(rc, sr, x.r, dxr);
+        ops::relu<dnn>().backward(dc, yd, x.d, dxd);
+        CHECK(dxd.to_host(dc) == dxr.to_host(rc));
+    }
     SUBCASE("max pooling (the ImageNet stem's 3x3, stride 2, pad 1)") {
         const ops::pool2d_params p{ops::pool_kind::max, 3, 3, 2, 2, 1, 1};
         ops::pool2d<ref> rop(p);

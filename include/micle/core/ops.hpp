@@ -62,6 +62,7 @@ class batch_norm {
 
 // ---------------------------------------------------------------- elementwise
 /// y = max(x, 0).  void forward(ctx, x, y);  void backward(ctx, x, dy, dx);
+/// backward reads only the sign of x, so the output y may stand in for x.
 template <class B>
 class relu {
     MICLE_MISSING_SPECIALISATION("op relu");
@@ -69,7 +70,11 @@ class relu {
 
 /// y = a + b (same shape; the residual join). The gradient flows unchanged to both inputs,
 /// so there is no backward. `y` may be `a` or `b` (acc += x is forward(ctx, acc, x, acc)).
+/// forward_relu is y = max(a + b, 0) in one pass (the join and the ReLU after it, as in a
+/// ResNet block): its gradient is relu's backward given y for x, as y > 0 exactly where
+/// a + b > 0.
 ///   void forward(ctx, a, b, y);
+///   void forward_relu(ctx, a, b, y);
 template <class B>
 class add {
     MICLE_MISSING_SPECIALISATION("op add");

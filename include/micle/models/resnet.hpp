@@ -250,13 +250,12 @@ private:
             const tensor<B>* h = &x;
             for (auto& u : units_) h = &u.bn->forward(ctx, u.conv->forward(ctx, *h), training);
             const tensor<B>& skip = shortcut_.conv ? shortcut_.bn->forward(ctx, shortcut_.conv->forward(ctx, x), training) : x;
-            add_.forward(ctx, *h, skip, sum_);
-            relu_.forward(ctx, sum_, out_);
+            add_.forward_relu(ctx, *h, skip, out_);  // the join and its ReLU in one pass
             return out_;
         }
 
         const tensor<B>& backward(context<B>& ctx, const tensor<B>& dy) {
-            relu_.backward(ctx, sum_, dy, dsum_);
+            relu_.backward(ctx, out_, dy, dsum_);  // the ReLU's mask from its output: same sign
             const tensor<B>* d = &dsum_;
             for (std::size_t i = units_.size(); i-- > 0;) {
                 auto& u = units_[i];
@@ -292,7 +291,7 @@ private:
         ops::add<B> add_;
         ops::relu<B> relu_;
         const tensor<B>* x_ = nullptr;
-        tensor<B> sum_, out_, dsum_, dx_;
+        tensor<B> out_, dsum_, dx_;
     };
 
     const tensor<B>& stem_conv_out() const { return conv1_->output(); }

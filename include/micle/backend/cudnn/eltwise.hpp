@@ -37,14 +37,22 @@ public:
     using tensor_t = tensor<cudnn>;
     using context_t = context<cudnn>;
 
-    void forward(context_t& ctx, const tensor_t& a, const tensor_t& b, tensor_t& y) {
-        checks::same_shape("add", "a", a.shape(), "b", b.shape());
-        checks::same_dtype("add", "a", a.dtype(), "b", b.dtype());
-        check(a.defined() && !a.shape().has_zero(), "add: empty or zero-sized input ", a.shape());
+    void forward(context_t& ctx, const tensor_t& a, const tensor_t& b, tensor_t& y) { run(ctx, a, b, y, false); }
+    void forward_relu(context_t& ctx, const tensor_t& a, const tensor_t& b, tensor_t& y) { run(ctx, a, b, y, true); }
+
+private:
+    static void run(context_t& ctx, const tensor_t& a, const tensor_t& b, tensor_t& y, bool relu) {
+        const char* op = relu ? "add_relu" : "add";
+        checks::same_shape(op, "a", a.shape(), "b", b.shape());
+        checks::same_dtype(op, "a", a.dtype(), "b", b.dtype());
+        check(a.defined() && !a.shape().has_zero(), op, ": empty or zero-sized input ", a.shape());
         if (&y != &a && &y != &b) y.ensure(ctx, a.shape(), a.dtype());
         cudnn_detail::with_element_type(a.dtype(), [&](auto t) {
             using T = decltype(t);
-            cudnn_detail::kernels::add(ctx.stream(), a.data<T>(), b.data<T>(), y.data<T>(), a.numel());
+            if (relu)
+                cudnn_detail::kernels::add_relu(ctx.stream(), a.data<T>(), b.data<T>(), y.data<T>(), a.numel());
+            else
+                cudnn_detail::kernels::add(ctx.stream(), a.data<T>(), b.data<T>(), y.data<T>(), a.numel());
         });
     }
 };

@@ -97,6 +97,14 @@ template <class T>
 __global__ void add_kernel(const T* a, const T* b, T* y, std::int64_t n) {
     MICLE_GRID_STRIDE(i, n) y[i] = from_f<T>(to_f(a[i]) + to_f(b[i]));
 }
+/// y = max(a + b, 0), rounded once.
+template <class T>
+__global__ void add_relu_kernel(const T* a, const T* b, T* y, std::int64_t n) {
+    MICLE_GRID_STRIDE(i, n) {
+        const float s = to_f(a[i]) + to_f(b[i]);
+        y[i] = from_f<T>(s > 0.0f ? s : 0.0f);
+    }
+}
 /// Element type conversion (float <-> bfloat16, round to nearest even).
 template <class From, class To>
 __global__ void convert_kernel(const From* __restrict__ x, To* __restrict__ y, std::int64_t n) {
@@ -140,6 +148,11 @@ template <class T>
 void add(cudaStream_t s, const T* a, const T* b, T* y, std::int64_t n) {
     add_kernel<T><<<blocks_for(n), threads, 0, s>>>(a, b, y, n);
     check_launch("add_kernel");
+}
+template <class T>
+void add_relu(cudaStream_t s, const T* a, const T* b, T* y, std::int64_t n) {
+    add_relu_kernel<T><<<blocks_for(n), threads, 0, s>>>(a, b, y, n);
+    check_launch("add_relu_kernel");
 }
 template <class From, class To>
 void convert(cudaStream_t s, const From* x, To* y, std::int64_t n) {

@@ -176,9 +176,17 @@ inline dnnl::binary::primitive_desc sub_pd(const dnnl::engine& eng, const md& a,
     });
 }
 
-inline dnnl::binary::primitive_desc add_pd(const dnnl::engine& eng, const md& a, const md& b, const md& dst) {
-    return make("add", {&a, &b}, [&] {
-        return dnnl::binary::primitive_desc(dnnl::binary::desc(dnnl::algorithm::binary_add, a, b, dst), eng);
+/// a + b, or max(a + b, 0) with `relu` (an eltwise post-op: one pass over the data).
+inline dnnl::binary::primitive_desc add_pd(const dnnl::engine& eng, const md& a, const md& b, const md& dst,
+                                           bool relu = false) {
+    return make(relu ? "add_relu" : "add", {&a, &b}, [&] {
+        dnnl::primitive_attr attr;
+        if (relu) {
+            dnnl::post_ops ops;
+            ops.append_eltwise(1.f, dnnl::algorithm::eltwise_relu, 0.f, 0.f);
+            attr.set_post_ops(ops);
+        }
+        return dnnl::binary::primitive_desc(dnnl::binary::desc(dnnl::algorithm::binary_add, a, b, dst), attr, eng);
     });
 }
 

@@ -65,28 +65,31 @@ public:
     using tensor_t = tensor<onednn>;
     using context_t = context<onednn>;
 
-    void forward(context_t& ctx, const tensor_t& a, const tensor_t& b, tensor_t& y) {
-        checks::same_dtype("add", "a", a.dtype(), "b", b.dtype());
-        checks::same_shape("add", "a", a.shape(), "b", b.shape());
-        check(a.defined() && !a.shape().has_zero(), "add: empty or zero-sized input ", a.shape());
+    void forward(context_t& ctx, const tensor_t& a, const tensor_t& b, tensor_t& y) { run(ctx, a, b, y, false); }
+    /// y = max(a + b, 0): the binary primitive with a ReLU post-op, one pass.
+    void forward_relu(context_t& ctx, const tensor_t& a, const tensor_t& b, tensor_t& y) { run(ctx, a, b, y, true); }
+
+private:
+    struct key {
+        md a, b, y;
+        bool relu;
+        bool operator==(const key& o) const { return a == o.a && b == o.b && y == o.y && relu == o.relu; }
+    };
+    void run(context_t& ctx, const tensor_t& a, const tensor_t& b, tensor_t& y, bool relu) {
+        const char* op = relu ? "add_relu" : "add";
+        checks::same_dtype(op, "a", a.dtype(), "b", b.dtype());
+        checks::same_shape(op, "a", a.shape(), "b", b.shape());
+        check(a.defined() && !a.shape().has_zero(), op, ": empty or zero-sized input ", a.shape());
         const md dst = &y == &b ? b.desc() : a.desc();
         if (&y != &a && &y != &b) y.ensure(ctx, dst);
         // oneDNN's JIT binary wants both sources in one layout (NHWC plus blocked runs its
         // reference kernel, 10x slower): the other source is reordered to the output's
         const auto& am = a_in_.get(ctx, a.memory(), dst);
         const auto& bm = b_in_.get(ctx, b.memory(), dst);
-        run(ctx, am, bm, y.memory(), dst);
-    }
-
-private:
-    struct key {
-        md a, b, y;
-        bool operator==(const key& o) const { return a == o.a && b == o.b && y == o.y; }
-    };
-    void run(context_t& ctx, const dnnl::memory& a, const dnnl::memory& b, const dnnl::memory& y, const md& dst) {
-        const md ad = a.get_desc(), bd = b.get_desc();
-        auto& prim = cache_.get(key{ad, bd, dst}, [&] { return dnnl::binary(onednn_compat::add_pd(ctx.engine(), ad, bd, dst)); });
-        prim.execute(ctx.stream(), {{DNNL_ARG_SRC_0, a}, {DNNL_ARG_SRC_1, b}, {DNNL_ARG_DST, y}});
+        const md ad = am.get_desc(), bd = bm.get_desc();
+        auto& prim = cache_.get(key{ad, bd, dst, relu},
+                                [&] { return dnnl::binary(onednn_compat::add_pd(ctx.engine(), ad, bd, dst, relu)); });
+        prim.execute(ctx.stream(), {{DNNL_ARG_SRC_0, am}, {DNNL_ARG_SRC_1, bm}, {DNNL_ARG_DST, y.memory()}});
     }
     onednn_detail::shape_cache<key, dnnl::binary> cache_;
     onednn_detail::stage a_in_, b_in_;

@@ -29,13 +29,21 @@ public:
     using tensor_t = tensor<reference>;
     using context_t = context<reference>;
 
-    void forward(context_t&, const tensor_t& a, const tensor_t& b, tensor_t& y) {
-        checks::f32("add", "a", a.dtype());
-        checks::f32("add", "b", b.dtype());
-        checks::same_shape("add", "a", a.shape(), "b", b.shape());
-        check(a.defined() && !a.shape().has_zero(), "add: empty or zero-sized input ", a.shape());
+    void forward(context_t& ctx, const tensor_t& a, const tensor_t& b, tensor_t& y) { run(ctx, a, b, y, false); }
+    void forward_relu(context_t& ctx, const tensor_t& a, const tensor_t& b, tensor_t& y) { run(ctx, a, b, y, true); }
+
+private:
+    static void run(context_t&, const tensor_t& a, const tensor_t& b, tensor_t& y, bool relu) {
+        const char* op = relu ? "add_relu" : "add";
+        checks::f32(op, "a", a.dtype());
+        checks::f32(op, "b", b.dtype());
+        checks::same_shape(op, "a", a.shape(), "b", b.shape());
+        check(a.defined() && !a.shape().has_zero(), op, ": empty or zero-sized input ", a.shape());
         if (&y != &a && &y != &b) y.ensure(a.shape());
-        for (std::int64_t i = 0; i < a.numel(); ++i) y.data()[i] = a.data()[i] + b.data()[i];
+        for (std::int64_t i = 0; i < a.numel(); ++i) {
+            const float s = a.data()[i] + b.data()[i];
+            y.data()[i] = relu ? (s > 0 ? s : 0.0f) : s;
+        }
     }
 };
 
