@@ -237,7 +237,7 @@ TEST_CASE("resnet<onednn>: convolution weights move to their preferred layout at
         CHECK(p->value.to_host(ctx) == before[i]);        // what checkpoints and to_host see
         CHECK(p->grad.desc() == p->value.desc());         // so that optimizers update element by element
         if (p->value.shape().rank() == 4 && !p->value.is_plain()) ++moved;
-        if (p->value.shape().rank() != 4) CHECK(p->value.is_plain());  // batch norm, fc: no preference
+        if (p->value.shape().rank() != 4) CHECK(p->value.is_plain());  // batch norm; the 5-class fc, which blocks would pad
     }
     // Every one of the 20 convolutions prefers a layout other than OIHW (oneDNN's blocked
     // layouts on every ISA; [C, kh, kw, O] for layer4's 3x3 convolutions on 2x2 maps),

@@ -9,8 +9,9 @@ namespace micle::ops {
 
 /// Fully connected layer on oneDNN's inner_product primitives. Activations are plain
 /// [N,K]/[N,O]; the weights use format `any` (reordered from the caller's layout when it
-/// differs), and the weight gradient comes back in the layout of the weights passed to
-/// `forward`, as for conv2d.
+/// differs; a layer keeps them in the preferred one, adopt_preferred_layout), and the
+/// weight gradient comes back in the layout of the weights passed to `forward`, as for
+/// conv2d.
 template <>
 class linear<onednn> {
     using md = dnnl::memory::desc;
@@ -23,19 +24,7 @@ public:
         checks::f32("linear", "input", x.dtype());
         checks::f32("linear", "weight", w.dtype());
         const shape ys = checks::linear(x.shape(), w.shape(), bias ? &bias->shape() : nullptr);
-        entry& e = cache_.get(key{x.desc(), w.shape(), bias != nullptr}, [&] {
-            entry n;
-            n.x_shape = x.shape();
-            n.w_shape = w.shape();
-            n.y_shape = ys;
-            n.has_bias = bias != nullptr;
-            const md b = onednn_detail::plain_md(shape{w.shape()[0]});
-            n.fwd_pd = onednn_compat::ip_fwd_pd(ctx.engine(), onednn_detail::plain_md(x.shape()),
-                                                onednn_detail::any_md(w.shape()), bias ? &b : nullptr,
-                                                onednn_detail::plain_md(ys));
-            n.fwd = onednn_compat::ip_fwd(n.fwd_pd);
-            return n;
-        });
+        entry& e = lookup(ctx, x, w.shape(), bias != nullptr, ys);
         w_desc_ = w.desc();
         const auto& xm = e.x_in.get(ctx, x.memory(), e.fwd_pd.src_desc());
         const auto& wm = e.w_fwd.get(ctx, w.memory(), e.fwd_pd.weights_desc());
@@ -44,6 +33,19 @@ public:
         if (bias) args.emplace(DNNL_ARG_BIAS, bias->memory());
         e.fwd.execute(ctx.stream(), args);
         last_ = &e;
+    }
+
+    /// Moves fp32 weights to the layout the inner product prefers for inputs like `x`
+    /// (nn::weighted_layer calls it before the first forward), so that later steps read
+    /// them, and write their gradient, without reorders (a projection head's 2048 x 2048
+    /// weights were reordered three times a step). A blocked layout that would pad the
+    /// weights (dimensions not a multiple of its blocks: a 5-class classifier) is not taken.
+    void adopt_preferred_layout(context_t& ctx, const tensor_t& x, tensor_t& w, bool has_bias) {
+        if (x.dtype() != dtype::f32 || w.dtype() != dtype::f32) return;  // forward names the error
+        const shape ys = checks::linear(x.shape(), w.shape(), nullptr);
+        const md want = lookup(ctx, x, w.shape(), has_bias, ys).fwd_pd.weights_desc();
+        if (want.get_size() != onednn_detail::plain_md(w.shape()).get_size()) return;
+        if (w.desc() != want) w = w.to_layout(ctx, want);
     }
 
     void backward_data(context_t& ctx, const tensor_t& dy, const tensor_t& w, tensor_t& dx) {
@@ -107,6 +109,21 @@ private:
         bool bias;
         bool operator==(const key& o) const { return x == o.x && w == o.w && bias == o.bias; }
     };
+    entry& lookup(context_t& ctx, const tensor_t& x, const shape& w, bool has_bias, const shape& ys) {
+        return cache_.get(key{x.desc(), w, has_bias}, [&] {
+            entry n;
+            n.x_shape = x.shape();
+            n.w_shape = w;
+            n.y_shape = ys;
+            n.has_bias = has_bias;
+            const md b = onednn_detail::plain_md(shape{w[0]});
+            n.fwd_pd = onednn_compat::ip_fwd_pd(ctx.engine(), onednn_detail::plain_md(x.shape()),
+                                                onednn_detail::any_md(w), has_bias ? &b : nullptr,
+                                                onednn_detail::plain_md(ys));
+            n.fwd = onednn_compat::ip_fwd(n.fwd_pd);
+            return n;
+        });
+    }
     entry& current(const char* what) {
         check(last_ != nullptr, "linear: ", what, " called before forward");
         return *last_;
