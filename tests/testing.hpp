@@ -130,6 +130,24 @@ inline double project(const std::vector<float>& y, const std::vector<float>& r) 
     return s;
 }
 
+/// After a forward that may have moved parameters to their ops' preferred layouts (oneDNN):
+/// each parameter of `st` still holds `before` (what to_host and checkpoints see) and its
+/// gradient has its layout (so that optimizers update element by element). Returns how
+/// many parameters are no longer in the plain layout.
+template <class Ctx, class State>
+std::size_t moved_params(Ctx& ctx, State& st, const std::vector<std::vector<float>>& before) {
+    REQUIRE(st.params.size() == before.size());
+    std::size_t moved = 0;
+    for (std::size_t i = 0; i < st.params.size(); ++i) {
+        auto* p = st.params[i];
+        CAPTURE(p->name);
+        CHECK(p->value.to_host(ctx) == before[i]);
+        CHECK(p->grad.desc() == p->value.desc());
+        moved += !p->value.is_plain();
+    }
+    return moved;
+}
+
 /// The values rounded to bf16 precision (round to nearest even), as floats.
 inline std::vector<float> bf16_rounded(std::vector<float> v) {
     for (auto& x : v) x = detail::round_to_bf16(x);
