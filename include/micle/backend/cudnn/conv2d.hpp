@@ -3,6 +3,7 @@
 // cores when the context allows them). Descriptors and the three algorithm choices are
 // made once per (input, weight) shape and cached; the context's workspace is reused.
 #include <tuple>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -31,6 +32,31 @@ const Perf& choose_algorithm(const std::vector<Perf>& perfs, int count, const cu
     throw backend_error(detail::cat("conv2d: cuDNN offers no ", what, " algorithm for this shape within a ",
                                     o.workspace_limit, "-byte workspace", o.deterministic ? " that is deterministic" : "",
                                     tensor_cores ? "" : " without TF32"));
+}
+
+/// One pass's algorithm: cuDNN's ranking (its heuristics, or with find_algorithms each
+/// algorithm run once on scratch buffers cuDNN allocates, fastest first), the choice in it
+/// (choose_algorithm), that algorithm's math type set on `conv`, and its workspace size.
+/// The three passes' cuDNN functions share one signature over their descriptors
+/// (a, b, conv, c): forward (x, w, conv, y), backward data (w, dy, conv, dx), backward
+/// filter (x, dy, conv, dw).
+template <class A, class B, class C, class Perf, class Algo>
+void pick_algorithm(cudnnHandle_t h, const cudnn_options& o, bool tensor_cores, const char* what,
+                    cudnnStatus_t (*max_count)(cudnnHandle_t, int*),
+                    cudnnStatus_t (*find)(cudnnHandle_t, A, B, cudnnConvolutionDescriptor_t, C, int, int*, Perf*),
+                    cudnnStatus_t (*heuristic)(cudnnHandle_t, A, B, cudnnConvolutionDescriptor_t, C, int, int*, Perf*),
+                    cudnnStatus_t (*workspace)(cudnnHandle_t, A, B, cudnnConvolutionDescriptor_t, C, Algo, std::size_t*),
+                    std::type_identity_t<A> a, std::type_identity_t<B> b, cudnnConvolutionDescriptor_t conv,
+                    std::type_identity_t<C> c, Algo& algo, std::size_t& bytes) {
+    int max = 0, n = 0;
+    MICLE_CUDA_CHECK(max_count(h, &max));
+    std::vector<Perf> perfs(static_cast<std::size_t>(max));
+    const auto rank = o.find_algorithms ? find : heuristic;
+    MICLE_CUDA_CHECK(rank(h, a, b, conv, c, max, &n, perfs.data()));
+    const Perf& chosen = choose_algorithm(perfs, n, o, tensor_cores, what);
+    algo = chosen.algo;
+    MICLE_CUDA_CHECK(cudnnSetConvolutionMathType(conv, chosen.mathType));
+    MICLE_CUDA_CHECK(workspace(h, a, b, conv, c, algo, &bytes));
 }
 
 /// The math type a convolution descriptor asks for, as PyTorch sets it: tensor ops for
@@ -132,52 +158,20 @@ private:
               filter_conv(p.pad_h, p.pad_w, p.stride_h, p.stride_w, math_type(ctx, t)) {
             const auto& o = ctx.options();
             const bool tc = tensor_cores(ctx, t);
-            int max = 0, n = 0;
-            // The ranking: cuDNN's heuristics, or (find_algorithms) each algorithm run once
-            // on scratch buffers cuDNN allocates, fastest first.
-            {
-                MICLE_CUDA_CHECK(cudnnGetConvolutionForwardAlgorithmMaxCount(ctx.dnn(), &max));
-                std::vector<cudnnConvolutionFwdAlgoPerf_t> perfs(static_cast<std::size_t>(max));
-                if (o.find_algorithms)
-                    MICLE_CUDA_CHECK(cudnnFindConvolutionForwardAlgorithm(ctx.dnn(), x, w, fwd_conv, y, max, &n, perfs.data()));
-                else
-                    MICLE_CUDA_CHECK(
-                        cudnnGetConvolutionForwardAlgorithm_v7(ctx.dnn(), x, w, fwd_conv, y, max, &n, perfs.data()));
-                const auto& c = cudnn_detail::choose_algorithm(perfs, n, o, tc, "forward");
-                fwd_algo = c.algo;
-                MICLE_CUDA_CHECK(cudnnSetConvolutionMathType(fwd_conv, c.mathType));
-                MICLE_CUDA_CHECK(cudnnGetConvolutionForwardWorkspaceSize(ctx.dnn(), x, w, fwd_conv, y, fwd_algo, &fwd_bytes));
-            }
-            {
-                MICLE_CUDA_CHECK(cudnnGetConvolutionBackwardDataAlgorithmMaxCount(ctx.dnn(), &max));
-                std::vector<cudnnConvolutionBwdDataAlgoPerf_t> perfs(static_cast<std::size_t>(max));
-                if (o.find_algorithms)
-                    MICLE_CUDA_CHECK(
-                        cudnnFindConvolutionBackwardDataAlgorithm(ctx.dnn(), w, y, data_conv, x, max, &n, perfs.data()));
-                else
-                    MICLE_CUDA_CHECK(
-                        cudnnGetConvolutionBackwardDataAlgorithm_v7(ctx.dnn(), w, y, data_conv, x, max, &n, perfs.data()));
-                const auto& c = cudnn_detail::choose_algorithm(perfs, n, o, tc, "backward-data");
-                data_algo = c.algo;
-                MICLE_CUDA_CHECK(cudnnSetConvolutionMathType(data_conv, c.mathType));
-                MICLE_CUDA_CHECK(
-                    cudnnGetConvolutionBackwardDataWorkspaceSize(ctx.dnn(), w, y, data_conv, x, data_algo, &data_bytes));
-            }
-            {
-                MICLE_CUDA_CHECK(cudnnGetConvolutionBackwardFilterAlgorithmMaxCount(ctx.dnn(), &max));
-                std::vector<cudnnConvolutionBwdFilterAlgoPerf_t> perfs(static_cast<std::size_t>(max));
-                if (o.find_algorithms)
-                    MICLE_CUDA_CHECK(
-                        cudnnFindConvolutionBackwardFilterAlgorithm(ctx.dnn(), x, y, filter_conv, w, max, &n, perfs.data()));
-                else
-                    MICLE_CUDA_CHECK(
-                        cudnnGetConvolutionBackwardFilterAlgorithm_v7(ctx.dnn(), x, y, filter_conv, w, max, &n, perfs.data()));
-                const auto& c = cudnn_detail::choose_algorithm(perfs, n, o, tc, "backward-filter");
-                filter_algo = c.algo;
-                MICLE_CUDA_CHECK(cudnnSetConvolutionMathType(filter_conv, c.mathType));
-                MICLE_CUDA_CHECK(cudnnGetConvolutionBackwardFilterWorkspaceSize(ctx.dnn(), x, y, filter_conv, w,
-                                                                                filter_algo, &filter_bytes));
-            }
+            const auto h = ctx.dnn();
+            cudnn_detail::pick_algorithm(h, o, tc, "forward", cudnnGetConvolutionForwardAlgorithmMaxCount,
+                                         cudnnFindConvolutionForwardAlgorithm, cudnnGetConvolutionForwardAlgorithm_v7,
+                                         cudnnGetConvolutionForwardWorkspaceSize, x, w, fwd_conv, y, fwd_algo, fwd_bytes);
+            cudnn_detail::pick_algorithm(h, o, tc, "backward-data", cudnnGetConvolutionBackwardDataAlgorithmMaxCount,
+                                         cudnnFindConvolutionBackwardDataAlgorithm,
+                                         cudnnGetConvolutionBackwardDataAlgorithm_v7,
+                                         cudnnGetConvolutionBackwardDataWorkspaceSize, w, y, data_conv, x, data_algo,
+                                         data_bytes);
+            cudnn_detail::pick_algorithm(h, o, tc, "backward-filter", cudnnGetConvolutionBackwardFilterAlgorithmMaxCount,
+                                         cudnnFindConvolutionBackwardFilterAlgorithm,
+                                         cudnnGetConvolutionBackwardFilterAlgorithm_v7,
+                                         cudnnGetConvolutionBackwardFilterWorkspaceSize, x, y, filter_conv, w, filter_algo,
+                                         filter_bytes);
         }
         /// Tensor cores allowed: always for bf16 data, for fp32 when TF32 is.
         static bool tensor_cores(context_t& ctx, dtype t) { return t == dtype::bf16 || ctx.options().allow_tf32; }
