@@ -148,6 +148,16 @@ std::size_t moved_params(Ctx& ctx, State& st, const std::vector<std::vector<floa
     return moved;
 }
 
+/// That running `again` (a second forward) leaves every parameter of `st` in the buffer
+/// where it was: weights move to their preferred layout once, not every step.
+template <class State, class F>
+void check_params_stay(State& st, F&& again) {
+    std::vector<const void*> where;
+    for (auto* p : st.params) where.push_back(p->value.memory().get_data_handle());
+    again();
+    for (std::size_t i = 0; i < st.params.size(); ++i) CHECK(st.params[i]->value.memory().get_data_handle() == where[i]);
+}
+
 /// The values rounded to bf16 precision (round to nearest even), as floats.
 inline std::vector<float> bf16_rounded(std::vector<float> v) {
     for (auto& x : v) x = detail::round_to_bf16(x);

@@ -106,9 +106,6 @@ TEST_CASE("projection head<onednn>: weights move to the inner product's layout a
     // outputs: whole blocks, no padding); the biases stay plain.
     if (onednn_detail::cpu_has_avx512()) CHECK(moved == 2);
     // A second forward keeps them where they are.
-    std::vector<const void*> where;
-    for (auto* p : st.params) where.push_back(p->value.memory().get_data_handle());
-    h.forward(ctx, x, true);
-    for (std::size_t i = 0; i < st.params.size(); ++i) CHECK(st.params[i]->value.memory().get_data_handle() == where[i]);
+    testing::check_params_stay(st, [&] { h.forward(ctx, x, true); });
 }
 #endif

@@ -241,10 +241,7 @@ TEST_CASE("resnet<onednn>: convolution weights move to their preferred layout at
     // (lowered_conv::pays_fp32), whose [O, kh, kw, C] is OIHW itself for a 1x1 kernel.
     CHECK(moved == (onednn_detail::cpu_has_avx512() ? 19u : 20u));
     // A second forward keeps them where they are.
-    std::vector<const void*> where;
-    for (auto* p : st.params) where.push_back(p->value.memory().get_data_handle());
-    m.forward(ctx, x, true);
-    for (std::size_t i = 0; i < st.params.size(); ++i) CHECK(st.params[i]->value.memory().get_data_handle() == where[i]);
+    testing::check_params_stay(st, [&] { m.forward(ctx, x, true); });
 }
 #endif
 
