@@ -4,8 +4,10 @@
 // activations, fp32 weights) report an error on CPUs without AVX512-BF16. Each small map
 // shape runs as conv2d chooses (lowered:1), with oneDNN's own convolution kernels only
 // (lowered:0: neither lowered nor the small-map matrix product nor the space-to-depth
-// weight gradient of the stem), and, for maps no larger than the kernel, lowered instead
-// of the small-map matrix product (lowered:2).
+// weight gradient of the stem nor Winograd: the direct kernels), and, for maps no larger
+// than the kernel, lowered instead of the small-map matrix product (lowered:2); lowered:3
+// runs fp32 3x3 stride-1 shapes with oneDNN's Winograd kernels on any map (where conv2d
+// takes them from 8x8 maps on: conv2d<onednn>::winograd_pays).
 #include <benchmark/benchmark.h>
 
 #include <micle/micle.hpp>
@@ -30,6 +32,7 @@ struct conv_setup {
         op.allow_lowered(state.range(7) != 0);
         op.allow_small_map_matmul(state.range(7) == 1);
         op.allow_space_to_depth(state.range(7) != 0);
+        op.allow_winograd(state.range(7) != 0, state.range(7) == 3);
         std::mt19937 gen(1);
         std::uniform_real_distribution<float> d(-1, 1);
         auto rnd = [&](const micle::shape& sh) {
@@ -110,6 +113,23 @@ void shapes(benchmark::internal::Benchmark* b) {
     b->Args({32, 64, 56, 256, 1, 1, 0, 1});
     b->Args({32, 256, 56, 64, 1, 1, 0, 1});
     b->Args({32, 256, 8, 256, 3, 1, 0, 1});
+    // fp32 3x3 stride-1 convolutions of ResNet-18 (batch 64x2: the 32-px small stem on RGB
+    // and grayscale, its stages, and the 64-px stages) and ResNet-50 (32x2, 64 px), Winograd
+    // (lowered:1, from 8x8 maps on, and lowered:3) against the direct kernels (lowered:0)
+    for (const std::int64_t lowered : {1, 0}) {
+        b->Args({128, 3, 32, 64, 3, 1, 0, lowered});
+        b->Args({128, 1, 32, 64, 3, 1, 0, lowered});
+        b->Args({128, 64, 32, 64, 3, 1, 0, lowered});
+        b->Args({128, 128, 16, 128, 3, 1, 0, lowered});
+        b->Args({128, 64, 16, 64, 3, 1, 0, lowered});
+        b->Args({128, 128, 8, 128, 3, 1, 0, lowered});
+        b->Args({64, 64, 16, 64, 3, 1, 0, lowered});
+        b->Args({64, 128, 8, 128, 3, 1, 0, lowered});
+    }
+    for (const std::int64_t lowered : {3, 0}) {
+        b->Args({128, 256, 4, 256, 3, 1, 0, lowered});
+        b->Args({64, 256, 4, 256, 3, 1, 0, lowered});
+    }
     for (const std::int64_t lowered : {1, 0}) {
         b->Args({64, 512, 4, 512, 3, 2, 0, lowered});
         b->Args({64, 1024, 4, 2048, 1, 2, 0, lowered});

@@ -141,7 +141,7 @@ private:
 };
 
 /// The backend options every training command takes (after its own).
-inline const std::set<std::string> backend_options{"device", "precision"};
+inline const std::set<std::string> backend_options{"device", "precision", "conv-algorithm"};
 /// The options of the commands that read a DATA SPEC, besides --data itself.
 inline const std::set<std::string> data_options{"max-image-pixels"};
 inline std::set<std::string> with_backend_options(std::set<std::string> valued) {
@@ -153,13 +153,19 @@ inline constexpr const char* backend_usage =
     "  --device N             the CUDA device (micle-gpu; 0)\n"
     "  --precision tf32|fp32|bf16   micle-gpu: fp32 data with TF32 tensor cores (default), strict fp32, or bf16\n"
     "                         mixed precision (bf16 activations, fp32 weights); micle: fp32 (tf32 means fp32), or\n"
-    "                         bf16 mixed precision on CPUs with AVX512-BF16 or AMX\n";
+    "                         bf16 mixed precision on CPUs with AVX512-BF16 or AMX\n"
+    "  --conv-algorithm auto|direct   micle: fp32 3x3 stride-1 convolutions onto maps of 8x8 and more run\n"
+    "                         oneDNN's Winograd kernels on AVX-512 CPUs (auto, the default), or only its direct\n"
+    "                         kernels everywhere (direct); micle-gpu refuses it (cuDNN picks its algorithms)\n";
 
-/// The context of the trainer's backend, from --device and --precision.
+/// The context of the trainer's backend, from --device, --precision and --conv-algorithm.
 inline context<backend> make_context(const options& o) {
     const std::string precision = o.str("precision", "tf32");
     if (precision != "tf32" && precision != "fp32" && precision != "bf16")
         throw usage_error("--precision must be tf32, fp32 or bf16, got '" + precision + "'");
+    const std::string conv_algorithm = o.str("conv-algorithm", "auto");
+    if (conv_algorithm != "auto" && conv_algorithm != "direct")
+        throw usage_error("--conv-algorithm must be auto or direct, got '" + conv_algorithm + "'");
 #if MICLE_HAS_CUDNN && defined(__CUDACC__)
     if constexpr (std::is_same_v<backend, cudnn>) {
         cudnn_options c;
@@ -168,6 +174,8 @@ inline context<backend> make_context(const options& o) {
         c.device = static_cast<int>(o.integer("device", world().size() > 1 ? dist::local_rank() % devices : 0));
         c.allow_tf32 = precision != "fp32";
         c.bf16 = precision == "bf16";
+        if (o.has("conv-algorithm"))
+            throw usage_error("--conv-algorithm is for the CPU trainer (micle); cuDNN picks the GPU's algorithms");
         return context<backend>(c);
     }
 #endif
@@ -177,6 +185,7 @@ inline context<backend> make_context(const options& o) {
     if constexpr (std::is_same_v<backend, onednn>) {
         onednn_options c;
         c.bf16 = precision == "bf16";
+        c.winograd = conv_algorithm == "auto";
         try {
             return context<backend>(c);
         } catch (const value_error& e) {  // bf16 on a CPU without bf16 kernels

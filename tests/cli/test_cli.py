@@ -265,6 +265,8 @@ def info_names_backend():
     if "backend: cudnn" in out:  # micle-gpu: the precision is the user's choice
         assert "bf16 mixed precision" in run("info", "--precision", "bf16").stdout
         assert "strict fp32" in run("info", "--precision", "fp32").stdout
+        r = run("info", "--conv-algorithm", "direct", expect=2)  # cuDNN picks the GPU's algorithms
+        assert "--conv-algorithm is for the CPU trainer" in r.stderr, r.stderr
     else:  # the CPU trainer: bf16 where oneDNN has bf16 kernels, a clear refusal elsewhere
         r = run("info", "--device", "0", expect=2)
         assert "micle-gpu" in r.stderr, r.stderr
@@ -277,6 +279,14 @@ def info_names_backend():
         r = run("info", "--precision", "bf16", expect=2, env={"ONEDNN_MAX_CPU_ISA": "AVX512_CORE"})
         assert "needs a CPU with AVX512-BF16 or AMX, but oneDNN runs" in r.stderr, r.stderr
         assert "fp32" in run("info", "--precision", "fp32").stdout
+        # fp32 3x3 convolutions run Winograd kernels where oneDNN has them (AVX-512), and the
+        # direct kernels everywhere with --conv-algorithm direct or below AVX-512
+        assert ("Winograd 3x3 convolutions" in out) == ("backend: onednn (AVX512" in out), out
+        assert "Winograd" not in run("info", "--conv-algorithm", "direct").stdout
+        assert "Winograd" not in run("info", env={"ONEDNN_MAX_CPU_ISA": "AVX2"}).stdout
+        assert "Winograd" not in run("info", "--precision", "bf16", expect=None).stdout
+        r = run("info", "--conv-algorithm", "fft", expect=2)
+        assert "--conv-algorithm must be auto or direct, got 'fft'" in r.stderr, r.stderr
     r = run("info", "--precision", "fp16", expect=2)
     assert "--precision must be tf32, fp32 or bf16" in r.stderr, r.stderr
 

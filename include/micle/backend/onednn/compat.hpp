@@ -9,6 +9,7 @@
 #include <dnnl.hpp>
 
 #include <cstdint>
+#include <optional>
 #include <sstream>
 #include <string>
 
@@ -85,38 +86,65 @@ using conv_fwd = dnnl::convolution_forward;
 using conv_bwd_data = dnnl::convolution_backward_data;
 using conv_bwd_weights = dnnl::convolution_backward_weights;
 
+// `alg` is convolution_direct, or convolution_winograd (F(4x4, 3x3); oneDNN 2.6 has it for
+// fp32 on AVX-512 CPUs only: conv_fwd_pd_if says whether it exists for a shape).
+inline conv_fwd::desc conv_fwd_desc(const md& src, const md& w, const md* bias, const md& dst, const dims& strides,
+                                    const dims& pad, dnnl::algorithm alg) {
+    return bias ? conv_fwd::desc(dnnl::prop_kind::forward_training, alg, src, w, *bias, dst, strides, pad, pad)
+                : conv_fwd::desc(dnnl::prop_kind::forward_training, alg, src, w, dst, strides, pad, pad);
+}
+
 inline conv_fwd::primitive_desc conv_fwd_pd(const dnnl::engine& eng, const md& src, const md& w, const md* bias,
-                                            const md& dst, const dims& strides, const dims& pad) {
-    return make("conv2d", {&src, &w, &dst}, [&] {
-        const auto d = bias ? conv_fwd::desc(dnnl::prop_kind::forward_training, dnnl::algorithm::convolution_direct,
-                                             src, w, *bias, dst, strides, pad, pad)
-                            : conv_fwd::desc(dnnl::prop_kind::forward_training, dnnl::algorithm::convolution_direct,
-                                             src, w, dst, strides, pad, pad);
-        return conv_fwd::primitive_desc(d, eng);
-    });
+                                            const md& dst, const dims& strides, const dims& pad,
+                                            dnnl::algorithm alg = dnnl::algorithm::convolution_direct) {
+    return make("conv2d", {&src, &w, &dst},
+                [&] { return conv_fwd::primitive_desc(conv_fwd_desc(src, w, bias, dst, strides, pad, alg), eng); });
 }
 
 inline conv_bwd_data::primitive_desc conv_bwd_data_pd(const dnnl::engine& eng, const md& diff_src, const md& w,
                                                       const md& diff_dst, const dims& strides, const dims& pad,
-                                                      const conv_fwd::primitive_desc& hint) {
+                                                      const conv_fwd::primitive_desc& hint,
+                                                      dnnl::algorithm alg = dnnl::algorithm::convolution_direct) {
     return make("conv2d backward_data", {&diff_src, &w, &diff_dst}, [&] {
-        return conv_bwd_data::primitive_desc(
-            conv_bwd_data::desc(dnnl::algorithm::convolution_direct, diff_src, w, diff_dst, strides, pad, pad), eng,
-            hint);
+        return conv_bwd_data::primitive_desc(conv_bwd_data::desc(alg, diff_src, w, diff_dst, strides, pad, pad), eng,
+                                             hint);
     });
+}
+
+inline conv_bwd_weights::desc conv_bwd_weights_desc(const md& src, const md& diff_w, const md* diff_bias,
+                                                    const md& diff_dst, const dims& strides, const dims& pad,
+                                                    dnnl::algorithm alg) {
+    return diff_bias ? conv_bwd_weights::desc(alg, src, diff_w, *diff_bias, diff_dst, strides, pad, pad)
+                     : conv_bwd_weights::desc(alg, src, diff_w, diff_dst, strides, pad, pad);
 }
 
 inline conv_bwd_weights::primitive_desc conv_bwd_weights_pd(const dnnl::engine& eng, const md& src, const md& diff_w,
                                                             const md* diff_bias, const md& diff_dst,
                                                             const dims& strides, const dims& pad,
-                                                            const conv_fwd::primitive_desc& hint) {
+                                                            const conv_fwd::primitive_desc& hint,
+                                                            dnnl::algorithm alg = dnnl::algorithm::convolution_direct) {
     return make("conv2d backward_weights", {&src, &diff_w, &diff_dst}, [&] {
-        const auto d = diff_bias ? conv_bwd_weights::desc(dnnl::algorithm::convolution_direct, src, diff_w,
-                                                          *diff_bias, diff_dst, strides, pad, pad)
-                                 : conv_bwd_weights::desc(dnnl::algorithm::convolution_direct, src, diff_w,
-                                                          diff_dst, strides, pad, pad);
-        return conv_bwd_weights::primitive_desc(d, eng, hint);
+        return conv_bwd_weights::primitive_desc(
+            conv_bwd_weights_desc(src, diff_w, diff_bias, diff_dst, strides, pad, alg), eng, hint);
     });
+}
+
+/// The forward primitive descriptor for `alg` when oneDNN has an implementation of it for
+/// these descriptors and of both its gradients (weights gradient in fp32, as conv2d asks
+/// for it), nothing otherwise: for algorithms that exist on some CPUs and shapes only.
+inline std::optional<conv_fwd::primitive_desc> conv_fwd_pd_if(const dnnl::engine& eng, const md& src, const md& w,
+                                                              const md* bias, const md& dst, const md& diff_w,
+                                                              const dims& strides, const dims& pad,
+                                                              dnnl::algorithm alg) {
+    try {
+        conv_fwd::primitive_desc fwd(conv_fwd_desc(src, w, bias, dst, strides, pad, alg), eng);
+        [[maybe_unused]] conv_bwd_data::primitive_desc data(conv_bwd_data::desc(alg, src, w, dst, strides, pad, pad), eng, fwd);
+        [[maybe_unused]] conv_bwd_weights::primitive_desc weights(
+            conv_bwd_weights_desc(src, diff_w, bias, dst, strides, pad, alg), eng, fwd);
+        return fwd;
+    } catch (const dnnl::error&) {
+        return std::nullopt;
+    }
 }
 
 // ---------------------------------------------------------------- matrix product

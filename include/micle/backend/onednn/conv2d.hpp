@@ -1,4 +1,5 @@
 #pragma once
+#include <algorithm>
 #include <cstring>
 #include <optional>
 #include <string>
@@ -75,9 +76,9 @@ public:
         if (e.small) return e.small->backward_data(ctx, dy, w, dx);
         if (e.lowered) return e.lowered->backward_data(ctx, dy, w, dx);
         if (!e.bwd_data) {
-            auto pd = onednn_compat::conv_bwd_data_pd(ctx.engine(), onednn_detail::any_md(e.x_shape, e.type),
-                                                      onednn_detail::any_md(e.w_shape, e.type),
-                                                      onednn_detail::any_md(e.y_shape, e.type), strides(), padding(), e.fwd_pd);
+            auto pd = onednn_compat::conv_bwd_data_pd(
+                ctx.engine(), onednn_detail::any_md(e.x_shape, e.type), onednn_detail::any_md(e.w_shape, e.type),
+                onednn_detail::any_md(e.y_shape, e.type), strides(), padding(), e.fwd_pd, e.algorithm());
             e.bwd_data.emplace(std::move(pd));
         }
         auto& b = *e.bwd_data;
@@ -100,7 +101,8 @@ public:
             const md db = onednn_detail::plain_md(shape{e.w_shape[0]});
             auto pd = onednn_compat::conv_bwd_weights_pd(
                 ctx.engine(), onednn_detail::any_md(e.x_shape, e.type), onednn_detail::any_md(e.w_shape),
-                e.has_bias ? &db : nullptr, onednn_detail::any_md(e.y_shape, e.type), strides(), padding(), e.fwd_pd);
+                e.has_bias ? &db : nullptr, onednn_detail::any_md(e.y_shape, e.type), strides(), padding(), e.fwd_pd,
+                e.algorithm());
             auto unpadded = is_gemm(pd) ? explicitly_padded_pd(ctx, e, e.has_bias ? &db : nullptr) : std::nullopt;
             e.bwd_weights.emplace(unpadded ? std::move(*unpadded) : std::move(pd));
             if (unpadded) {  // the border is zeroed once; the interior is a view for the reorder
@@ -160,6 +162,34 @@ public:
         check(cache_.empty(), "conv2d: allow_space_to_depth before the first forward");
         s2d_ = on;
         s2d_anywhere_ = on && without_amx;
+    }
+
+    /// Whether the last forward's three passes run oneDNN's Winograd kernels
+    /// (winograd_pays; onednn_options::winograd).
+    bool runs_winograd() const { return last_ != nullptr && last_->winograd; }
+
+    /// Turns the Winograd form off (on where onednn_options::winograd is), or on where
+    /// winograd_pays would not take it (any 3x3 stride-1 shape oneDNN has it for), for
+    /// comparisons and tests.
+    void allow_winograd(bool on, bool any_map = false) {
+        check(cache_.empty(), "conv2d: allow_winograd before the first forward");
+        winograd_ = on;
+        winograd_any_map_ = on && any_map;
+    }
+
+    /// Whether oneDNN's Winograd F(4x4, 3x3) kernels pay for a convolution from `x` onto `y`:
+    /// fp32, a 3x3 kernel with stride 1, no bias, at least 32 input and output channels, and
+    /// a map of at least 4x4. There they ran ResNet's convolutions (64-512 channels, batch
+    /// 64-128, 4x4 to 32x32 maps) 1.4-2.7x faster than the direct kernels in each pass
+    /// (fewer multiplies: 36 per 6x6 input tile instead of 144 for its 4x4 outputs), and
+    /// their data gradient reads the forward's weight layout (no per-step reorder). With 16
+    /// channels or fewer they tie or lose (the stem over 1-3 channels 2-8x slower), and onto
+    /// 2x2 maps the matrix-product forms are faster. bench/bench_conv, 2-vCPU Sapphire Rapids
+    /// class Xeon; with a bias not measured. oneDNN 2.6 has the kernels on AVX-512 CPUs only:
+    /// elsewhere the direct kernels stay.
+    static bool winograd_pays(const ops::conv2d_params& p, const shape& x, const shape& y, bool has_bias) {
+        return !has_bias && p.kernel_h == 3 && p.kernel_w == 3 && p.stride_h == 1 && p.stride_w == 1 &&
+               std::min(x[1], y[1]) >= 32 && y[2] >= 4 && y[3] >= 4;
     }
 
     /// Whether the last forward ran as one matrix product (onednn_detail::small_map_conv:
@@ -227,6 +257,10 @@ private:
         std::optional<onednn_detail::small_map_conv> small;
         std::optional<onednn_detail::lowered_conv> lowered;
         std::optional<onednn_detail::space_to_depth_grad> s2d;
+        bool winograd = false;  // all three passes run oneDNN's Winograd kernels
+        dnnl::algorithm algorithm() const {
+            return winograd ? dnnl::algorithm::convolution_winograd : dnnl::algorithm::convolution_direct;
+        }
     };
     struct key {
         md x;
@@ -250,10 +284,19 @@ private:
             e.y_shape = checks::conv2d(p_, e.x_shape, w_shape, nullptr);
             e.has_bias = has_bias;
             const md b = onednn_detail::plain_md(shape{w_shape[0]});
-            e.fwd_pd = onednn_compat::conv_fwd_pd(ctx.engine(), onednn_detail::any_md(e.x_shape, t),
-                                                  onednn_detail::any_md(w_shape, t), has_bias ? &b : nullptr,
-                                                  onednn_detail::any_md(e.y_shape, t), strides(), padding());
+            const md xa = onednn_detail::any_md(e.x_shape, t), wa = onednn_detail::any_md(w_shape, t),
+                     ya = onednn_detail::any_md(e.y_shape, t);
+            std::optional<onednn_compat::conv_fwd::primitive_desc> wino;
+            if (winograd_ && ctx.options().winograd && t == dtype::f32 &&
+                (winograd_any_map_ || winograd_pays(p_, e.x_shape, e.y_shape, has_bias)))
+                wino = onednn_compat::conv_fwd_pd_if(ctx.engine(), xa, wa, has_bias ? &b : nullptr, ya, wa, strides(),
+                                                     padding(), dnnl::algorithm::convolution_winograd);
+            e.winograd = wino.has_value();
+            e.fwd_pd = wino ? std::move(*wino)
+                            : onednn_compat::conv_fwd_pd(ctx.engine(), xa, wa, has_bias ? &b : nullptr, ya, strides(),
+                                                         padding());
             e.fwd = onednn_compat::conv_fwd(e.fwd_pd);
+            if (e.winograd) return e;
             if (small_maps_ && onednn_detail::small_map_conv::pays(p_, e.x_shape, has_bias))
                 e.small.emplace(ctx, p_, e.x_shape, w_shape, e.y_shape, t);
             else if (lowered_ && (t == dtype::bf16 ? onednn_detail::lowered_conv::pays(p_, e.y_shape, has_bias)
@@ -302,6 +345,7 @@ private:
     bool small_maps_ = true;
     bool lowered_ = true;
     bool s2d_ = true, s2d_anywhere_ = false;
+    bool winograd_ = true, winograd_any_map_ = false;
 };
 
 }  // namespace micle::ops

@@ -31,6 +31,13 @@ struct onednn_options {
     /// Needs a CPU with AVX512-BF16 or AMX (Cooper Lake, Sapphire Rapids, Zen 4 and later):
     /// a context refuses it elsewhere, where oneDNN has no bf16 convolutions.
     bool bf16 = false;
+    /// fp32 3x3 stride-1 convolutions over 32 channels or more onto maps of 4x4 and more
+    /// (ResNet's stages at 32-64 px inputs: most of ResNet-18's multiply-adds, half of
+    /// ResNet-50's) run oneDNN's Winograd F(4x4, 3x3) kernels, which oneDNN 2.6 has on
+    /// AVX-512 CPUs: each pass 1.4-2.7x faster than with its direct kernels. Their results
+    /// differ from the direct form's by rounding (1e-6 to 2e-5 of the largest value).
+    /// false keeps the direct kernels everywhere. ops::conv2d<onednn>::winograd_pays.
+    bool winograd = true;
 };
 
 /// The options a default-constructed context<onednn> takes: set them once at start-up,
@@ -99,10 +106,13 @@ public:
     dnnl::stream& stream() noexcept { return stream_; }
     void synchronize() { stream_.wait(); }
 
-    /// "onednn (AVX512_CORE_AMX), bf16 mixed precision", for logs.
+    /// "onednn (AVX512_CORE_AMX), bf16 mixed precision", "onednn (AVX2), fp32", or, where
+    /// fp32 3x3 convolutions may run Winograd kernels (onednn_options::winograd on an
+    /// AVX-512 CPU), "onednn (AVX512_CORE), fp32, Winograd 3x3 convolutions", for logs.
     std::string description() const {
+        const bool winograd = !opts_.bf16 && opts_.winograd && onednn_detail::cpu_has_avx512();
         return detail::cat("onednn (", onednn_detail::isa_name(dnnl::get_effective_cpu_isa()), "), ",
-                           opts_.bf16 ? "bf16 mixed precision" : "fp32");
+                           opts_.bf16 ? "bf16 mixed precision" : "fp32", winograd ? ", Winograd 3x3 convolutions" : "");
     }
 
 private:
