@@ -39,7 +39,9 @@ namespace micle::ops {
 /// convolution over the input rearranged space-to-depth (onednn_detail::space_to_depth_grad),
 /// 2.5-4x faster than oneDNN's kernel for the strided form.
 /// In fp32 on AVX-512 CPUs, convolutions onto maps of at most 4 positions (no bias) run
-/// lowered too (lowered_conv::pays_fp32): their weight gradient 1.9-2.4x faster.
+/// lowered too (lowered_conv::pays_fp32): their weight gradient 1.9-2.4x faster; and 3x3
+/// stride-1 convolutions over 32 channels or more onto maps of 4x4 and more run oneDNN's
+/// Winograd kernels in all three passes (winograd_pays; onednn_options::winograd).
 template <>
 class conv2d<onednn> {
     using md = dnnl::memory::desc;
@@ -180,7 +182,7 @@ public:
     /// Whether oneDNN's Winograd F(4x4, 3x3) kernels pay for a convolution from `x` onto `y`:
     /// fp32, a 3x3 kernel with stride 1, no bias, at least 32 input and output channels, and
     /// a map of at least 4x4. There they ran ResNet's convolutions (64-512 channels, batch
-    /// 64-128, 4x4 to 32x32 maps) 1.4-2.7x faster than the direct kernels in each pass
+    /// 64-128, 4x4 to 32x32 maps) 1.2-3.0x faster than the direct kernels per pass
     /// (fewer multiplies: 36 per 6x6 input tile instead of 144 for its 4x4 outputs), and
     /// their data gradient reads the forward's weight layout (no per-step reorder). With 16
     /// channels or fewer they tie or lose (the stem over 1-3 channels 2-8x slower), and onto

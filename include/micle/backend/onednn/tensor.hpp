@@ -34,7 +34,7 @@ struct onednn_options {
     /// fp32 3x3 stride-1 convolutions over 32 channels or more onto maps of 4x4 and more
     /// (ResNet's stages at 32-64 px inputs: most of ResNet-18's multiply-adds, half of
     /// ResNet-50's) run oneDNN's Winograd F(4x4, 3x3) kernels, which oneDNN 2.6 has on
-    /// AVX-512 CPUs: each pass 1.4-2.7x faster than with its direct kernels. Their results
+    /// AVX-512 CPUs: each pass 1.2-3.0x faster than with its direct kernels. Their results
     /// differ from the direct form's by rounding (1e-6 to 2e-5 of the largest value).
     /// false keeps the direct kernels everywhere. ops::conv2d<onednn>::winograd_pays.
     bool winograd = true;
