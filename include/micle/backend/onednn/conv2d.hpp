@@ -185,7 +185,7 @@ public:
     /// 64-128, 4x4 to 32x32 maps) 1.2-3.0x faster than the direct kernels per pass
     /// (fewer multiplies: 36 per 6x6 input tile instead of 144 for its 4x4 outputs), and
     /// their data gradient reads the forward's weight layout (no per-step reorder). With 16
-    /// channels or fewer they tie or lose (the stem over 1-3 channels 2-8x slower), and onto
+    /// channels or fewer they tie or lose (the stem over 1-3 channels 2-10x slower), and onto
     /// 2x2 maps the matrix-product forms are faster. bench/bench_conv, 2-vCPU Sapphire Rapids
     /// class Xeon; with a bias not measured. oneDNN 2.6 has the kernels on AVX-512 CPUs only:
     /// elsewhere the direct kernels stay.
