@@ -154,8 +154,8 @@ inline constexpr const char* backend_usage =
     "  --precision tf32|fp32|bf16   micle-gpu: fp32 data with TF32 tensor cores (default), strict fp32, or bf16\n"
     "                         mixed precision (bf16 activations, fp32 weights); micle: fp32 (tf32 means fp32), or\n"
     "                         bf16 mixed precision on CPUs with AVX512-BF16 or AMX\n"
-    "  --conv-algorithm auto|direct   micle: fp32 3x3 stride-1 convolutions onto maps of 8x8 and more run\n"
-    "                         oneDNN's Winograd kernels on AVX-512 CPUs (auto, the default), or only its direct\n"
+    "  --conv-algorithm auto|direct   micle: fp32 3x3 stride-1 convolutions over 32+ channels onto maps of 4x4\n"
+    "                         and more run oneDNN's Winograd kernels on AVX-512 CPUs (auto, the default), or only its direct\n"
     "                         kernels everywhere (direct); micle-gpu refuses it (cuDNN picks its algorithms)\n";
 
 /// The context of the trainer's backend, from --device, --precision and --conv-algorithm.
