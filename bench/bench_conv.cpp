@@ -100,8 +100,9 @@ void BM_conv_backward_weights(benchmark::State& state) {
 
 // N, C, H=W, O, kernel, stride, bf16, lowered: in fp32 the ResNet-50 stem, a 3x3 and the
 // 1x1 convolutions of a bottleneck at 56x56 (224 px input), and a stage-3 3x3 at 64 px
-// input, and the convolutions onto the 2x2 maps of the 64-px ResNet-50's layer4 (lowered on
-// AVX-512, and not); in bf16 the convolutions onto small maps of the 64-px ResNet-50 (batch 32x2) and
+// input, and the convolutions onto the 2x2 maps of the 64-px ResNet-50's layer4 and the
+// 64-px ResNet-18's 3x3 stride 2 onto them (lowered on AVX-512, the 3x3 ones on AVX2, and
+// not); in bf16 the convolutions onto small maps of the 64-px ResNet-50 (batch 32x2) and
 // ResNet-18 (64x2) and the 32-px ResNet-18 (128x2), a 1x1 and a 3x3 on 16x16 maps, and
 // the 7x7 stem (RGB and grayscale at 64 px, RGB at 224 px; with AMX its weight gradient
 // runs space-to-depth);
@@ -133,6 +134,7 @@ void shapes(benchmark::internal::Benchmark* b) {
     }
     for (const std::int64_t lowered : {1, 0}) {
         b->Args({64, 512, 4, 512, 3, 2, 0, lowered});
+        b->Args({128, 256, 4, 512, 3, 2, 0, lowered});
         b->Args({64, 1024, 4, 2048, 1, 2, 0, lowered});
         b->Args({64, 512, 2, 2048, 1, 1, 0, lowered});
         b->Args({64, 2048, 2, 512, 1, 1, 0, lowered});

@@ -268,8 +268,9 @@ void check_conv_form(const conv_case& c, ops::conv2d<onednn>& direct, bool expec
 
 }  // namespace
 
-TEST_CASE("conv2d<onednn>: fp32 convolutions onto maps of at most 4 positions run as matrix products on AVX-512, equal to the reference") {
-    const bool avx512 = onednn_detail::cpu_has_avx512();
+TEST_CASE("conv2d<onednn>: fp32 convolutions onto maps of at most 4 positions run as matrix products on AVX-512 (kernels "
+          "larger than 1x1 on AVX2), equal to the reference") {
+    const bool avx512 = onednn_detail::cpu_has_avx512(), avx2 = onednn_detail::cpu_has_avx2();
     struct lowered_case {
         conv_case c;
         bool lowered;
@@ -287,7 +288,8 @@ TEST_CASE("conv2d<onednn>: fp32 convolutions onto maps of at most 4 positions ru
         ops::conv2d<onednn> direct(one.c.params());
         direct.allow_lowered(false);
         check_conv_form(
-            one.c, direct, one.lowered && avx512, [](const ops::conv2d<onednn>& op) { return op.runs_lowered(); },
+            one.c, direct, one.lowered && (avx512 || (avx2 && one.c.kernel > 1)),
+            [](const ops::conv2d<onednn>& op) { return op.runs_lowered(); },
             "lowered matmul", 1e-5, 1e-6, 1e-6);
     }
 }

@@ -52,14 +52,18 @@ public:
         return cpu_has_amx() && !has_bias && ((p.kernel_h == 1 && p.kernel_w == 1) || y[2] * y[3] <= 16);
     }
 
-    /// The same in fp32, on AVX-512 CPUs: oneDNN 2.6's fp32 kernels run the weight gradient
-    /// of convolutions onto maps of at most 4 positions (ResNet's layer4 at 64 px) at
-    /// 65-95 GFLOP/s, its fp32 matrix product at 160-180; the data gradient gains up to
-    /// 2.25x with it (1x1 stride 2), the forward 1.05-1.1x (bench/bench_conv, bf16:0 rows,
-    /// 2-vCPU Sapphire Rapids class Xeon). From 4x4 maps on oneDNN's kernels run at 160-260
-    /// GFLOP/s and keep those shapes. Not measured on AVX2, which keeps its kernels.
-    static bool pays_fp32(const ops::conv2d_params&, const shape& y, bool has_bias) {
-        return cpu_has_avx512() && !has_bias && y[2] * y[3] <= 4;
+    /// The same in fp32, onto maps of at most 4 positions (ResNet's layer4 at 64 px).
+    /// On AVX-512 CPUs oneDNN 2.6's fp32 kernels run the weight gradient of these
+    /// convolutions at 65-95 GFLOP/s, its fp32 matrix product at 160-180; the data gradient
+    /// gains up to 2.25x with it (1x1 stride 2), the forward 1.05-1.1x (bench/bench_conv,
+    /// bf16:0 rows, 2-vCPU Sapphire Rapids class Xeon). On AVX2 CPUs only kernels larger
+    /// than 1x1 pay: the 3x3 stride-2 convolutions onto 2x2 maps (512 -> 512, 256 -> 512)
+    /// ran their three passes 1.6-1.8x faster lowered, while the 1x1 convolutions tied or
+    /// lost (the weight gradient 1.5-2x faster, the forward and data gradient 1.2-1.5x
+    /// slower; 2-vCPU AMD EPYC with AVX2). From 4x4 maps on oneDNN's kernels keep the shapes.
+    static bool pays_fp32(const ops::conv2d_params& p, const shape& y, bool has_bias) {
+        if (has_bias || y[2] * y[3] > 4) return false;
+        return cpu_has_avx512() || (cpu_has_avx2() && (p.kernel_h > 1 || p.kernel_w > 1));
     }
 
     /// Whether the lowered forward beats oneDNN's AMX forward kernel, which does well on

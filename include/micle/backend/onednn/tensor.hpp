@@ -75,6 +75,10 @@ inline bool cpu_isa_includes(dnnl::cpu_isa isa, dnnl::cpu_isa want) {
 inline bool cpu_has_bf16(dnnl::cpu_isa isa = dnnl::get_effective_cpu_isa()) {
     return cpu_isa_includes(isa, dnnl::cpu_isa::avx512_core_bf16);
 }
+/// Whether oneDNN runs AVX2 kernels (or wider) here.
+inline bool cpu_has_avx2(dnnl::cpu_isa isa = dnnl::get_effective_cpu_isa()) {
+    return cpu_isa_includes(isa, dnnl::cpu_isa::avx2);
+}
 /// Whether oneDNN runs AVX-512 kernels here (Skylake-SP and later, Zen 4).
 inline bool cpu_has_avx512(dnnl::cpu_isa isa = dnnl::get_effective_cpu_isa()) {
     return cpu_isa_includes(isa, dnnl::cpu_isa::avx512_core);
