@@ -39,7 +39,8 @@ namespace micle::ops {
 /// convolution over the input rearranged space-to-depth (onednn_detail::space_to_depth_grad),
 /// 2.5-4x faster than oneDNN's kernel for the strided form.
 /// In fp32 on AVX-512 CPUs, convolutions onto maps of at most 4 positions (no bias) run
-/// lowered too (lowered_conv::pays_fp32): their weight gradient 1.9-2.4x faster; and 3x3
+/// lowered too (lowered_conv::pays_fp32): their weight gradient 1.9-2.4x faster; on AVX2
+/// CPUs only those with kernels larger than 1x1 (about 1.8x over the three passes); and 3x3
 /// stride-1 convolutions over 32 channels or more onto maps of 4x4 and more run oneDNN's
 /// Winograd kernels in all three passes (winograd_pays; onednn_options::winograd).
 template <>
@@ -144,7 +145,8 @@ public:
 
     /// Whether the last forward's gradients run as matrix products over NHWC activations
     /// (onednn_detail::lowered_conv: in bf16 with AMX, in fp32 onto maps of at most 4
-    /// positions with AVX-512; its forward where forward_pays).
+    /// positions with AVX-512, and with AVX2 for kernels larger than 1x1; its forward where
+    /// forward_pays).
     bool runs_lowered() const { return last_ != nullptr && last_->lowered.has_value(); }
     bool runs_lowered_forward() const { return runs_lowered() && last_->lowered->lowers_forward(); }
 

@@ -58,7 +58,7 @@ public:
     /// gains up to 2.25x with it (1x1 stride 2), the forward 1.05-1.1x (bench/bench_conv,
     /// bf16:0 rows, 2-vCPU Sapphire Rapids class Xeon). On AVX2 CPUs only kernels larger
     /// than 1x1 pay: the 3x3 stride-2 convolutions onto 2x2 maps (512 -> 512, 256 -> 512)
-    /// ran their three passes 1.6-1.8x faster lowered, while the 1x1 convolutions tied or
+    /// ran their three passes 1.76x and 1.79x faster lowered, while the 1x1 convolutions tied or
     /// lost (the weight gradient 1.5-2x faster, the forward and data gradient 1.2-1.5x
     /// slower; 2-vCPU AMD EPYC with AVX2). From 4x4 maps on oneDNN's kernels keep the shapes.
     static bool pays_fp32(const ops::conv2d_params& p, const shape& y, bool has_bias) {
