@@ -81,6 +81,12 @@ TEST_CASE("onednn bf16: a context refuses bf16 without AVX512-BF16, and names th
     CHECK(onednn_detail::cpu_has_bf16(dnnl::cpu_isa::avx512_core_bf16));
     CHECK_FALSE(onednn_detail::cpu_has_bf16(dnnl::cpu_isa::avx512_core_vnni));
     CHECK_FALSE(onednn_detail::cpu_has_bf16(dnnl::cpu_isa::avx2));
+    // The fp32 rules' ISA checks nest the same way (lowered_conv::pays_fp32).
+    CHECK(onednn_detail::cpu_has_avx2(dnnl::cpu_isa::avx2));
+    CHECK(onednn_detail::cpu_has_avx2(dnnl::cpu_isa::avx512_core));
+    CHECK_FALSE(onednn_detail::cpu_has_avx2(dnnl::cpu_isa::avx));
+    CHECK_FALSE(onednn_detail::cpu_has_avx2(dnnl::cpu_isa::sse41));
+    CHECK_FALSE(onednn_detail::cpu_has_avx512(dnnl::cpu_isa::avx2));
     CHECK(context<dnn>().description().find("fp32") != std::string::npos);
 }
 
