@@ -59,7 +59,7 @@ public:
     /// bf16:0 rows, 2-vCPU Sapphire Rapids class Xeon). On AVX2 CPUs only kernels larger
     /// than 1x1 pay: the 3x3 stride-2 convolutions onto 2x2 maps (512 -> 512, 256 -> 512)
     /// ran their three passes 1.76x and 1.79x faster lowered, while the 1x1 convolutions tied or
-    /// lost (the weight gradient 1.5-2x faster, the forward and data gradient 1.2-1.5x
+    /// lost (the weight gradient 1.5-1.9x faster, the forward and data gradient 1.15-1.5x
     /// slower; 2-vCPU AMD EPYC with AVX2). From 4x4 maps on oneDNN's kernels keep the shapes.
     static bool pays_fp32(const ops::conv2d_params& p, const shape& y, bool has_bias) {
         if (has_bias || y[2] * y[3] > 4) return false;
