@@ -171,6 +171,53 @@ TEST_CASE_TEMPLATE("linear, l2_normalize and the losses equal the reference", B,
 }
 #endif
 
+#if MICLE_HAS_ONEDNN
+TEST_CASE("linear<onednn>: weights kept transposed or in the preferred layout - backward passes read them, and write "
+          "their gradient, in that layout") {
+    std::uint64_t seed = 900;
+    using tag = dnnl::memory::format_tag;
+    // A projection head's shape and a classifier's, with and without a bias; the weights
+    // plain, transposed (`ba`, which oneDNN's AVX2 forward prefers) and in the layout the
+    // layer adopts on this CPU.
+    for (const auto& [xs, out, bias] : {std::tuple{shape{16, 256}, std::int64_t{256}, true},
+                                        std::tuple{shape{9, 64}, std::int64_t{10}, false}}) {
+        const shape input = xs;
+        CAPTURE(input);
+        const shape ws{out, xs[1]};
+        const auto want = run_linear<reference>(xs, out, bias, seed);
+        for (const int layout : {0, 1, 2}) {
+            CAPTURE(layout);
+            context<onednn> ctx;
+            ops::linear<onednn> op;
+            auto x = testing::make(ctx, xs, random_values(xs.numel(), seed));
+            auto w = testing::make(ctx, ws, random_values(ws.numel(), seed + 1));
+            auto b = testing::make(ctx, shape{out}, random_values(out, seed + 2));
+            if (layout == 1) w = w.to_layout(ctx, dnnl::memory::desc(onednn_detail::to_dims(ws), dnnl::memory::data_type::f32, tag::ba));
+            if (layout == 2) op.adopt_preferred_layout(ctx, x, w, bias);
+            const auto w_desc = w.desc();
+            tensor<onednn> y, dx, dw, db;
+            auto dy = testing::make(ctx, shape{xs[0], out}, random_values(xs[0] * out, seed + 3));
+            for (int step = 0; step < 2; ++step) {  // the second step runs the cached primitives
+                op.forward(ctx, x, w, bias ? &b : nullptr, y);
+                const auto before = ctx.layout_reorders();
+                op.backward_data(ctx, dy, w, dx);
+                op.backward_weights(ctx, x, dy, dw, bias ? &db : nullptr);
+                // oneDNN's gemm-based inner products read and write plain and transposed
+                // weights as they are (no transposes a step; the adopted layout may be a
+                // blocked one that only forward has primitives for, on AVX-512).
+                if (layout < 2) CHECK(ctx.layout_reorders() == before);
+                testing::expect_close(y.to_host(ctx), want.y, 1e-4, 1e-5, "y");
+                testing::expect_close(dx.to_host(ctx), want.dx, 1e-4, 1e-5, "dx");
+                testing::expect_close(dw.to_host(ctx), want.dw, 1e-4, 1e-5, "dw");
+                if (bias) testing::expect_close(db.to_host(ctx), want.db, 1e-4, 1e-5, "db");
+                CHECK(w.desc() == w_desc);   // the weights were not moved
+                CHECK(dw.desc() == w_desc);  // and their gradient has their layout
+            }
+        }
+        seed += 10;
+    }
+}
+#endif
 
 TEST_CASE_TEMPLATE("linear and losses: bad input names the op and the values", B, MICLE_ALL_BACKENDS) {
     MICLE_SKIP_WITHOUT_DEVICE(B);

@@ -1,5 +1,7 @@
 #pragma once
 #include <optional>
+#include <string_view>
+#include <type_traits>
 #include <unordered_map>
 
 #include "micle/backend/onednn/tensor.hpp"
@@ -8,10 +10,10 @@
 namespace micle::ops {
 
 /// Fully connected layer on oneDNN's inner_product primitives. Activations are plain
-/// [N,K]/[N,O]; the weights use format `any` (reordered from the caller's layout when it
-/// differs; a layer keeps them in the preferred one, adopt_preferred_layout), and the
-/// weight gradient comes back in the layout of the weights passed to `forward`, as for
-/// conv2d.
+/// [N,K]/[N,O]; the forward takes the weights in format `any` (reordered from the caller's
+/// layout when it differs; a layer keeps them in the preferred one, adopt_preferred_layout),
+/// the backward passes in the layout forward was given, where oneDNN has primitives for it
+/// (in_layout_of), and the weight gradient comes back in that layout, as for conv2d.
 template <>
 class linear<onednn> {
     using md = dnnl::memory::desc;
@@ -53,9 +55,10 @@ public:
         checks::same_shape("linear backward_data", "dy", dy.shape(), "forward output", e.y_shape);
         checks::same_shape("linear backward_data", "weight", w.shape(), "forward weight", e.w_shape);
         if (!e.bwd_data) {
-            e.bwd_data_pd = onednn_compat::ip_bwd_data_pd(ctx.engine(), onednn_detail::plain_md(e.x_shape),
-                                                          onednn_detail::any_md(e.w_shape),
-                                                          onednn_detail::plain_md(e.y_shape), e.fwd_pd);
+            e.bwd_data_pd = in_layout_of(w.desc(), e.w_shape, [&](const md& wd) {
+                return onednn_compat::ip_bwd_data_pd(ctx.engine(), onednn_detail::plain_md(e.x_shape), wd,
+                                                     onednn_detail::plain_md(e.y_shape), e.fwd_pd);
+            });
             e.bwd_data = onednn_compat::ip_bwd_data(e.bwd_data_pd);
         }
         const auto& dym = e.dy_bd.get(ctx, dy.memory(), e.bwd_data_pd.diff_dst_desc());
@@ -71,9 +74,11 @@ public:
         check(!dbias || e.has_bias, "linear backward_weights: a bias gradient was asked for, but forward had no bias");
         const md db = onednn_detail::plain_md(shape{e.w_shape[0]});
         if (!e.bwd_weights) {
-            e.bwd_weights_pd = onednn_compat::ip_bwd_weights_pd(
-                ctx.engine(), onednn_detail::plain_md(e.x_shape), onednn_detail::any_md(e.w_shape),
-                e.has_bias ? &db : nullptr, onednn_detail::plain_md(e.y_shape), e.fwd_pd);
+            e.bwd_weights_pd = in_layout_of(w_desc_, e.w_shape, [&](const md& wd) {
+                return onednn_compat::ip_bwd_weights_pd(ctx.engine(), onednn_detail::plain_md(e.x_shape), wd,
+                                                        e.has_bias ? &db : nullptr, onednn_detail::plain_md(e.y_shape),
+                                                        e.fwd_pd);
+            });
             e.bwd_weights = onednn_compat::ip_bwd_weights(e.bwd_weights_pd);
             if (e.has_bias) e.db_scratch = dnnl::memory(db, ctx.engine());
         }
@@ -91,6 +96,24 @@ public:
     }
 
 private:
+    /// The backward primitive made by `make` for weights (or their gradient) in the layout
+    /// `w` they have, so that they are read and written in place, where oneDNN runs the same
+    /// implementation for it as for its preferred layout (`any`, reordered each call);
+    /// otherwise (no primitive, or a slower one: `ref`) the preferred one. Left to `any`,
+    /// oneDNN's AVX2 inner products read and write the plain `ab` that their forward does
+    /// not prefer: a projection head's 2048 x 2048 weights were transposed twice a step.
+    template <class Make>
+    static std::invoke_result_t<Make&, const md&> in_layout_of(const md& w, const shape& w_shape, Make&& make) {
+        auto preferred = make(onednn_detail::any_md(w_shape));
+        if (preferred.weights_desc() == w || preferred.diff_weights_desc() == w) return preferred;
+        try {
+            auto own = make(w);
+            if (std::string_view(own.impl_info_str()) == preferred.impl_info_str()) return own;
+        } catch (const backend_error&) {
+        }
+        return preferred;
+    }
+
     struct entry {
         shape x_shape, w_shape, y_shape;
         bool has_bias = false;

@@ -119,10 +119,17 @@ public:
                            opts_.bf16 ? "bf16 mixed precision" : "fp32", winograd ? ", Winograd 3x3 convolutions" : "");
     }
 
+    /// How many times ops converted a tensor between its layout and the one their primitive
+    /// reads or writes (onednn_detail::stage's get and flush). Weights and activations kept
+    /// in the layouts the primitives prefer need none in a step; for tests and profiling.
+    std::uint64_t layout_reorders() const noexcept { return layout_reorders_; }
+    void count_layout_reorder() noexcept { ++layout_reorders_; }
+
 private:
     onednn_options opts_;
     dnnl::engine engine_;
     dnnl::stream stream_;
+    std::uint64_t layout_reorders_ = 0;
 };
 
 namespace onednn_detail {
@@ -340,6 +347,7 @@ public:
         if (have == want) return mem;
         prepare(ctx, have, want, want);
         prim_.execute(ctx.stream(), const_cast<dnnl::memory&>(mem), buf_);
+        ctx.count_layout_reorder();
         return buf_;
     }
     const dnnl::memory& target(context<onednn>& ctx, const dnnl::memory& dst, const md& want) {
@@ -351,6 +359,7 @@ public:
     void flush(context<onednn>& ctx, const dnnl::memory& computed, const dnnl::memory& dst) {
         if (computed.get() == dst.get()) return;
         prim_.execute(ctx.stream(), const_cast<dnnl::memory&>(computed), const_cast<dnnl::memory&>(dst));
+        ctx.count_layout_reorder();
     }
 
     /// Reorders `src` into `dst`, which may be a view into a larger buffer (a submemory).
