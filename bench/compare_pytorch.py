@@ -6,7 +6,9 @@ on the same GPU, in TF32, bf16 mixed precision (PyTorch: autocast) and strict fp
 
 On the CPU it compares with current PyTorch 2.x (from PyPI, in the virtual environment
 bench/pytorch_env.sh creates on first use) and with Debian's python3-torch, in interleaved
-rounds, and prints the median of each cell.
+rounds: in each, every configuration runs on both sides back to back, and the ratio shown
+is the median of these side-by-side ratios (this shared machine's speed drifts by 20-30%
+over minutes; pairing keeps the drift out of a ratio more than medians of each side do).
 
 Usage: bench/compare_pytorch.py BUILD_DIR [--threads 2] [--seconds 5] [--repeats 3] [--no-venv] [--gpu]
 """
@@ -122,26 +124,49 @@ def main():
     env = dict(os.environ, OMP_NUM_THREADS=str(a.threads))
     configs = [c for c in CONFIGS if a.filter in config_name(*c)]
     micle, torch_ips, skipped = {}, {}, {}
-    # Interleaved: each round runs micle's step, then each PyTorch's, on every configuration,
-    # so that a slow spell of this shared machine hits all columns alike.
+    # Interleaved and paired: each round runs, configuration by configuration, micle's step
+    # and then each PyTorch's (every other round in the reverse order), so that the two
+    # sides of a ratio are measured within seconds of each other and a slow spell of this
+    # shared machine hits both. The ratio columns are medians of these per-round ratios.
+    bench = os.path.join(a.build_dir, "bench", "bench_step")
     for rnd in range(a.repeats):
-        out = subprocess.run([os.path.join(a.build_dir, "bench", "bench_step"), "--benchmark_format=json",
-                              f"--benchmark_min_time={a.seconds}", f"--benchmark_filter={a.filter or '.'}"], env=env,
-                             check=True, capture_output=True, text=True)
-        for b in json.loads(out.stdout)["benchmarks"]:
-            if b.get("error_occurred"):  # bf16 rows on a CPU without AVX512-BF16
-                skipped[b["name"].split("/min_time")[0].replace("BM_step/", "")] = b["error_message"]
+        for arch, stem, res, n, precision in configs:
+            name = config_name(arch, stem, res, n, precision)
+            if name in skipped:
                 continue
-            micle.setdefault(b["name"].split("/min_time")[0].replace("BM_step/", ""), []).append(b)
-        for version, py in torches:
-            for arch, stem, res, n, precision in configs:
-                if config_name(arch, stem, res, n, precision) in skipped:
-                    continue
+
+            def run_micle():
+                out = subprocess.run([bench, "--benchmark_format=json", f"--benchmark_min_time={a.seconds}",
+                                      f"--benchmark_filter=^BM_step/{re.escape(name)}/min_time"], env=env, check=True,
+                                     capture_output=True, text=True)
+                found = json.loads(out.stdout)["benchmarks"]
+                if len(found) != 1:
+                    sys.exit(f"compare_pytorch.py: bench_step ran {len(found)} benchmarks for {name}, not 1")
+                if found[0].get("error_occurred"):  # bf16 rows on a CPU without AVX512-BF16
+                    skipped[name] = found[0]["error_message"]
+                    return
+                micle.setdefault(name, []).append(found[0])
+
+            def run_torch(py):
                 r = subprocess.run([py, os.path.join(here, "pytorch_step.py"), "--arch", arch, "--stem", stem, "--res",
                                     str(res), "--n", str(n), "--threads", str(a.threads), "--seconds", str(a.seconds),
                                     "--precision", precision], env=env, check=True, capture_output=True, text=True)
                 t = json.loads(r.stdout.strip().splitlines()[-1])
-                torch_ips.setdefault((version, t["name"]), []).append(t["img_per_s"])
+                if t["name"] != name:
+                    sys.exit(f"compare_pytorch.py: pytorch_step.py measured {t['name']}, not {name}")
+                return t["img_per_s"]
+
+            if rnd % 2 == 0:
+                run_micle()
+                if name in skipped:
+                    continue
+                for version, py in torches:
+                    torch_ips.setdefault((version, name), []).append(run_torch(py))
+            else:
+                ips = [run_torch(py) for _, py in reversed(torches)][::-1]
+                run_micle()
+                for (version, _), t in zip(torches, ips):
+                    torch_ips.setdefault((version, name), []).append(t)
         print(f"round {rnd + 1}/{a.repeats} done", file=sys.stderr)
     head = f"| configuration ({a.threads} threads) | micle img/s |"
     rule = "|---|---|"
@@ -159,16 +184,19 @@ def main():
         mi = median([b["img/s"] for b in runs])
         row = f"| {name} | {mi:.1f} |"
         for version, _ in torches:
-            ti = median(torch_ips[(version, name)])
-            row += f" {ti:.1f} | {mi / ti:.2f} |"
+            ts = torch_ips[(version, name)]
+            ratios = [b["img/s"] / t for b, t in zip(runs, ts)]
+            spread = f" ({min(ratios):.2f}-{max(ratios):.2f})" if len(ratios) > 1 else ""
+            row += f" {median(ts):.1f} | {median(ratios):.2f}{spread} |"
         bf16 = c[4] == "bf16"
         fp32_name = config_name(*c[:4], "fp32")
         speedup = f"{mi / median([b['img/s'] for b in micle[fp32_name]]):.2f}" if bf16 and fp32_name in micle else "-"
         peak = "-" if bf16 else f"{median([b['peak_frac'] for b in runs]):.2f}"
         print(row + f" {median([b['GFLOP/s'] for b in runs]):.0f} | {peak} | {speedup} |")
     label = next((b[0].get("label", "").rsplit(",", 1)[0] for b in micle.values() if b), "")  # without the precision
-    print(f"\nMedians of {a.repeats} interleaved rounds; img/s counts both views of every sample; bf16 rows: micle's bf16 "
-          f"mixed precision and PyTorch's CPU autocast(bfloat16). micle: {label}.")
+    print(f"\nMedians of {a.repeats} interleaved rounds; a ratio is the median of the rounds' ratios, each of a "
+          "micle run and a PyTorch run side by side (their range in brackets); img/s counts both views of every "
+          f"sample; bf16 rows: micle's bf16 mixed precision and PyTorch's CPU autocast(bfloat16). micle: {label}.")
 
 
 if __name__ == "__main__":
