@@ -104,6 +104,29 @@ def median(values):
     return v[len(v) // 2] if len(v) % 2 else 0.5 * (v[len(v) // 2 - 1] + v[len(v) // 2])
 
 
+def micle_step(a, env, name):
+    """bench_step's result (Google Benchmark's JSON entry) for one configuration."""
+    out = subprocess.run([os.path.join(a.build_dir, "bench", "bench_step"), "--benchmark_format=json",
+                          f"--benchmark_min_time={a.seconds}", f"--benchmark_filter=^BM_step/{re.escape(name)}/min_time"],
+                         env=env, check=True, capture_output=True, text=True)
+    found = json.loads(out.stdout)["benchmarks"]
+    if len(found) != 1:
+        sys.exit(f"compare_pytorch.py: bench_step ran {len(found)} benchmarks for {name}, not 1")
+    return found[0]
+
+
+def torch_step(a, env, here, py, config):
+    """img/s of pytorch_step.py under the python `py` for one configuration."""
+    arch, stem, res, n, precision = config
+    r = subprocess.run([py, os.path.join(here, "pytorch_step.py"), "--arch", arch, "--stem", stem, "--res", str(res),
+                        "--n", str(n), "--threads", str(a.threads), "--seconds", str(a.seconds), "--precision",
+                        precision], env=env, check=True, capture_output=True, text=True)
+    t = json.loads(r.stdout.strip().splitlines()[-1])
+    if t["name"] != config_name(*config):
+        sys.exit(f"compare_pytorch.py: pytorch_step.py measured {t['name']}, not {config_name(*config)}")
+    return t["img_per_s"]
+
+
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("build_dir")
@@ -128,45 +151,21 @@ def main():
     # and then each PyTorch's (every other round in the reverse order), so that the two
     # sides of a ratio are measured within seconds of each other and a slow spell of this
     # shared machine hits both. The ratio columns are medians of these per-round ratios.
-    bench = os.path.join(a.build_dir, "bench", "bench_step")
     for rnd in range(a.repeats):
-        for arch, stem, res, n, precision in configs:
-            name = config_name(arch, stem, res, n, precision)
-            if name in skipped:
-                continue
-
-            def run_micle():
-                out = subprocess.run([bench, "--benchmark_format=json", f"--benchmark_min_time={a.seconds}",
-                                      f"--benchmark_filter=^BM_step/{re.escape(name)}/min_time"], env=env, check=True,
-                                     capture_output=True, text=True)
-                found = json.loads(out.stdout)["benchmarks"]
-                if len(found) != 1:
-                    sys.exit(f"compare_pytorch.py: bench_step ran {len(found)} benchmarks for {name}, not 1")
-                if found[0].get("error_occurred"):  # bf16 rows on a CPU without AVX512-BF16
-                    skipped[name] = found[0]["error_message"]
-                    return
-                micle.setdefault(name, []).append(found[0])
-
-            def run_torch(py):
-                r = subprocess.run([py, os.path.join(here, "pytorch_step.py"), "--arch", arch, "--stem", stem, "--res",
-                                    str(res), "--n", str(n), "--threads", str(a.threads), "--seconds", str(a.seconds),
-                                    "--precision", precision], env=env, check=True, capture_output=True, text=True)
-                t = json.loads(r.stdout.strip().splitlines()[-1])
-                if t["name"] != name:
-                    sys.exit(f"compare_pytorch.py: pytorch_step.py measured {t['name']}, not {name}")
-                return t["img_per_s"]
-
-            if rnd % 2 == 0:
-                run_micle()
-                if name in skipped:
-                    continue
-                for version, py in torches:
-                    torch_ips.setdefault((version, name), []).append(run_torch(py))
-            else:
-                ips = [run_torch(py) for _, py in reversed(torches)][::-1]
-                run_micle()
-                for (version, _), t in zip(torches, ips):
-                    torch_ips.setdefault((version, name), []).append(t)
+        for c in configs:
+            name = config_name(*c)
+            sides = [None] + [py for _, py in torches]  # None: micle
+            for side in (sides if rnd % 2 == 0 else reversed(sides)):
+                if name in skipped:  # found in round 1, where micle runs first
+                    break
+                if side is None:
+                    b = micle_step(a, env, name)
+                    if b.get("error_occurred"):  # bf16 rows on a CPU without AVX512-BF16
+                        skipped[name] = b["error_message"]
+                    else:
+                        micle.setdefault(name, []).append(b)
+                else:
+                    torch_ips.setdefault((side, name), []).append(torch_step(a, env, here, side, c))
         print(f"round {rnd + 1}/{a.repeats} done", file=sys.stderr)
     head = f"| configuration ({a.threads} threads) | micle img/s |"
     rule = "|---|---|"
@@ -183,8 +182,8 @@ def main():
         runs = micle[name]
         mi = median([b["img/s"] for b in runs])
         row = f"| {name} | {mi:.1f} |"
-        for version, _ in torches:
-            ts = torch_ips[(version, name)]
+        for _, py in torches:
+            ts = torch_ips[(py, name)]
             ratios = [b["img/s"] / t for b, t in zip(runs, ts)]
             spread = f" ({min(ratios):.2f}-{max(ratios):.2f})" if len(ratios) > 1 else ""
             row += f" {median(ts):.1f} | {median(ratios):.2f}{spread} |"
