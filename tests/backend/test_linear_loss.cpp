@@ -172,19 +172,74 @@ TEST_CASE_TEMPLATE("linear, l2_normalize and the losses equal the reference", B,
 #endif
 
 #if MICLE_HAS_ONEDNN
-TEST_CASE("linear<onednn>: weights kept transposed or in the preferred layout - backward passes read them, and write "
-          "their gradient, in that layout") {
+namespace {
+using md = dnnl::memory::desc;
+
+/// The rule linear<onednn> follows, asked of oneDNN directly: a pass reads the weights (or
+/// writes their gradient) in the layout they have when that is its preferred layout or it
+/// runs the same implementation for it as for the preferred one; otherwise it reorders
+/// them, once a call. Returns how many of the three passes of a step reorder, and oneDNN's
+/// choices for the log.
+struct reorder_rule {
+    int n = 0;
+    std::string log;
+};
+reorder_rule expected_weight_reorders(const shape& xs, std::int64_t out, bool bias, const md& w) {
+    const dnnl::engine eng(dnnl::engine::kind::cpu, 0);
+    const shape ws{out, xs[1]};
+    const md x = onednn_detail::plain_md(xs), y = onednn_detail::plain_md(shape{xs[0], out}),
+             b = onednn_detail::plain_md(shape{out}), any = onednn_detail::any_md(ws);
+    const md* bp = bias ? &b : nullptr;
+    reorder_rule r;
+    auto count = [&](const char* pass, auto make, auto weights_of) {
+        const auto preferred = make(any);
+        std::string own = "none";
+        bool in_place = weights_of(preferred) == w;
+        if (!in_place) {
+            try {
+                own = make(w).impl_info_str();
+                in_place = own == preferred.impl_info_str();
+            } catch (const backend_error&) {
+            }
+        }
+        r.n += !in_place;
+        r.log += detail::cat(pass, ": preferred ", preferred.impl_info_str(), ", for these weights ", own,
+                           in_place ? " (in place)" : " (reorders)", "; ");
+    };
+    auto fwd_of = [&](const md& wd) { return onednn_compat::ip_fwd_pd(eng, x, wd, bp, y); };
+    const auto fwd_any = fwd_of(any);
+    count("forward", fwd_of, [](const auto& pd) { return pd.weights_desc(); });
+    // The backward passes are hinted by the forward that runs.
+    const bool fwd_in_place = r.n == 0;
+    const auto hint = fwd_in_place ? fwd_of(w) : fwd_any;
+    count("backward_data", [&](const md& wd) { return onednn_compat::ip_bwd_data_pd(eng, x, wd, y, hint); },
+          [](const auto& pd) { return pd.weights_desc(); });
+    count("backward_weights",
+          [&](const md& wd) { return onednn_compat::ip_bwd_weights_pd(eng, x, wd, bp, y, hint); },
+          [](const auto& pd) { return pd.diff_weights_desc(); });
+    r.log = detail::cat(onednn_detail::isa_name(dnnl::get_effective_cpu_isa()), ": ", r.log);
+    return r;
+}
+}  // namespace
+
+TEST_CASE("linear<onednn>: each pass reads the weights, and writes their gradient, in their layout where oneDNN "
+          "runs its preferred implementation for it; a layer adopts the layout with the fewest reorders a step") {
     std::uint64_t seed = 900;
     using tag = dnnl::memory::format_tag;
-    // A projection head's shape and a classifier's, with and without a bias; the weights
-    // plain, transposed (`ba`, which oneDNN's AVX2 forward prefers) and in the layout the
-    // layer adopts on this CPU.
-    for (const auto& [xs, out, bias] : {std::tuple{shape{16, 256}, std::int64_t{256}, true},
-                                        std::tuple{shape{9, 64}, std::int64_t{10}, false}}) {
+    // A projection head's shapes and a classifier's (whose blocked layouts would pad it),
+    // with and without a bias; the weights plain, transposed (`ba`, which oneDNN's AVX2
+    // forward prefers) and in the layout the layer adopts on this CPU.
+    for (const auto& [xs, out, bias] :
+         {std::tuple{shape{16, 256}, std::int64_t{256}, true}, std::tuple{shape{32, 512}, std::int64_t{128}, false},
+          std::tuple{shape{9, 64}, std::int64_t{10}, false}}) {
         const shape input = xs;
         CAPTURE(input);
         const shape ws{out, xs[1]};
         const auto want = run_linear<reference>(xs, out, bias, seed);
+        const auto plain = onednn_detail::plain_md(ws),
+                   transposed = md(onednn_detail::to_dims(ws), dnnl::memory::data_type::f32, tag::ba);
+        const int plain_reorders = expected_weight_reorders(xs, out, bias, plain).n,
+                  transposed_reorders = expected_weight_reorders(xs, out, bias, transposed).n;
         for (const int layout : {0, 1, 2}) {
             CAPTURE(layout);
             context<onednn> ctx;
@@ -192,20 +247,47 @@ TEST_CASE("linear<onednn>: weights kept transposed or in the preferred layout - 
             auto x = testing::make(ctx, xs, random_values(xs.numel(), seed));
             auto w = testing::make(ctx, ws, random_values(ws.numel(), seed + 1));
             auto b = testing::make(ctx, shape{out}, random_values(out, seed + 2));
-            if (layout == 1) w = w.to_layout(ctx, dnnl::memory::desc(onednn_detail::to_dims(ws), dnnl::memory::data_type::f32, tag::ba));
+            if (layout == 1) w = w.to_layout(ctx, transposed);
             if (layout == 2) op.adopt_preferred_layout(ctx, x, w, bias);
             const auto w_desc = w.desc();
+            const auto rule = expected_weight_reorders(xs, out, bias, w_desc);
+            const int expected = rule.n;
+            INFO(rule.log);
+            CHECK(ops::linear<onednn>::weight_reorders_per_step(ctx, x.desc(), w_desc, bias) == expected);
+            if (layout == 2) {
+                // The adopted layout is never worse than the plain or transposed one, keeps
+                // the weights unpadded, and needs no reorder where oneDNN's three passes
+                // agree on one unpadded layout.
+                CHECK(expected <= plain_reorders);
+                CHECK(expected <= transposed_reorders);
+                CHECK(w_desc.get_size() == plain.get_size());
+                const auto adopted_elsewhere = [&](const md& c) {
+                    return c.get_size() == plain.get_size() ? expected_weight_reorders(xs, out, bias, c).n : 99;
+                };
+                const dnnl::engine eng(dnnl::engine::kind::cpu, 0);
+                const md xm = onednn_detail::plain_md(xs), ym = onednn_detail::plain_md(shape{xs[0], out}),
+                         bm = onednn_detail::plain_md(shape{out}), any = onednn_detail::any_md(ws);
+                const auto fwd = onednn_compat::ip_fwd_pd(eng, xm, any, bias ? &bm : nullptr, ym);
+                const md fwd_pref = fwd.weights_desc();
+                const md bwd_data_pref = onednn_compat::ip_bwd_data_pd(eng, xm, any, ym, fwd).weights_desc();
+                const md bwd_w_pref =
+                    onednn_compat::ip_bwd_weights_pd(eng, xm, any, bias ? &bm : nullptr, ym, fwd).diff_weights_desc();
+                CHECK(expected <= adopted_elsewhere(fwd_pref));
+                CHECK(expected <= adopted_elsewhere(bwd_data_pref));
+                CHECK(expected <= adopted_elsewhere(bwd_w_pref));
+                if (fwd_pref == bwd_data_pref && fwd_pref == bwd_w_pref && fwd_pref.get_size() == plain.get_size())
+                    CHECK(expected == 0);
+            }
             tensor<onednn> y, dx, dw, db;
             auto dy = testing::make(ctx, shape{xs[0], out}, random_values(xs[0] * out, seed + 3));
             for (int step = 0; step < 2; ++step) {  // the second step runs the cached primitives
-                op.forward(ctx, x, w, bias ? &b : nullptr, y);
                 const auto before = ctx.layout_reorders();
+                op.forward(ctx, x, w, bias ? &b : nullptr, y);
                 op.backward_data(ctx, dy, w, dx);
                 op.backward_weights(ctx, x, dy, dw, bias ? &db : nullptr);
-                // oneDNN's gemm-based inner products read and write plain and transposed
-                // weights as they are (no transposes a step; the adopted layout may be a
-                // blocked one that only forward has primitives for, on AVX-512).
-                if (layout < 2) CHECK(ctx.layout_reorders() == before);
+                // Inputs and output gradients are plain, as the passes read them: every
+                // reorder counted is one of the weights or their gradient.
+                CHECK(ctx.layout_reorders() - before == std::uint64_t(expected));
                 testing::expect_close(y.to_host(ctx), want.y, 1e-4, 1e-5, "y");
                 testing::expect_close(dx.to_host(ctx), want.dx, 1e-4, 1e-5, "dx");
                 testing::expect_close(dw.to_host(ctx), want.dw, 1e-4, 1e-5, "dw");
