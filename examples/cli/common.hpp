@@ -256,10 +256,30 @@ inline train::optimizer_choice optimizer_from(const options& o, const char* fall
     return {o.str("optimizer", fallback), o.number("lr", -1), o.number("weight-decay", -1)};
 }
 
-/// The trainer's callbacks: a progress line, metrics.jsonl and --stop-after.
+/// The trainer's callbacks: a progress line, metrics.jsonl, --stop-after, and a stop with
+/// a checkpoint on SIGTERM, SIGINT or SIGUSR1.
 inline auto cli_callbacks(const options& o, const train::fit_options& fo) {
     return std::tuple(train::progress(), train::jsonl(fo.run_dir / "metrics.jsonl"),
-                      train::stop_after_epoch{o.integer("stop-after", fo.epochs)});
+                      train::stop_on_signal(), train::stop_after_epoch{o.integer("stop-after", fo.epochs)});
+}
+
+/// The exit code of a training command that a signal stopped (checkpointed at the step it
+/// reached; --resume continues): EX_TEMPFAIL, "try again later", for a job script that
+/// requeues on it. Every rank returns it when any rank's signal stopped the run.
+inline constexpr int exit_stopped_by_signal = 75;
+
+/// exit_stopped_by_signal, after a line naming the checkpoint on rank 0, when a signal
+/// stopped the run that `comm`'s ranks just trained; otherwise 0.
+inline int stopped_by_signal(dist::communicator& comm, const char* cmd, const std::filesystem::path& run_dir) {
+    const int sig = train::stop_on_signal::received();
+    if (comm.sum(sig != 0 ? 1.0 : 0.0) == 0) return 0;
+    if (comm.rank() == 0) {
+        const auto latest = train::latest_checkpoint(run_dir);
+        std::fprintf(stderr, "micle %s: stopped by %s, checkpointed at %s; run it again with --resume to continue (exit code %d)\n",
+                     cmd, sig ? train::stop_on_signal::name(sig) : "a signal on another rank", latest.c_str(),
+                     exit_stopped_by_signal);
+    }
+    return exit_stopped_by_signal;
 }
 
 /// Split `split` of --data when `flag` asks for it (a usage error naming `flag` when the

@@ -56,6 +56,7 @@ int finetune(int argc, char** argv) {
     if (lead) std::fprintf(stderr, "micle: running on %s%s\n", describe(ctx).c_str(), ranks.text().c_str());
     const auto f = std::apply([&](auto&&... cb) { return train::finetune(ctx, pool, split_for(o, "val", "--val-every"), r, cb...); },
                               cli_callbacks(o, r.fit));
+    if (const int code = stopped_by_signal(*r.comm, "finetune", r.fit.run_dir)) return code;
     if (lead)
         std::printf("fine-tuned on %lld labelled images (fraction %.2f%s) in %.1f s: %s\n", (long long)f.labelled, r.label_fraction,
                 r.linear_probe ? ", linear probe" : "", f.seconds, f.selected.c_str());

@@ -65,6 +65,7 @@ int pretrain(int argc, char** argv) {
     if (lead) std::fprintf(stderr, "micle: running on %s%s\n", describe(ctx).c_str(), ranks.text().c_str());
     std::apply([&](auto&&... cb) { train::pretrain(ctx, images, split_for(o, "val", "--knn-every"), r, cb...); },
                cli_callbacks(o, r.fit));
+    if (const int code = stopped_by_signal(*r.comm, "pretrain", r.fit.run_dir)) return code;
     if (lead) std::printf("pretrained %s: %s\n", r.pairs.c_str(), (r.fit.run_dir / "latest").c_str());
     return 0;
 }

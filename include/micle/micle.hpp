@@ -44,6 +44,7 @@
 #include "micle/train/knn.hpp"
 #include "micle/train/metrics.hpp"
 #include "micle/train/safetensors.hpp"
+#include "micle/train/signals.hpp"
 #include "micle/train/supervised_learner.hpp"
 #if defined(MICLE_HAS_DATA) && MICLE_HAS_DATA
 #include "micle/data/readers.hpp"

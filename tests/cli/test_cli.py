@@ -9,6 +9,7 @@ Usage: test_cli.py MICLE_BINARY WORK_DIR [MICLE_PRETRAIN_FIT_BINARY]"""
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 
@@ -50,6 +51,7 @@ def check(name, fn):
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "interop"))
 from torchvision_interop import read_safetensors  # noqa: E402  (the same reader, no torch needed at import)
+import interrupt  # noqa: E402  (tests/cli/interrupt.py)
 
 
 # A CSV dataset: 24 patients with 1-3 PNG images each, 3 classes, some 16-bit.
@@ -137,6 +139,38 @@ def exact_resume():
     sa = read_safetensors(f"{work}/straight/ckpt-000003/state.safetensors")
     sb = read_safetensors(f"{work}/resumed/ckpt-000003/state.safetensors")
     assert max(float((sa[k].double() - sb[k].double()).abs().max()) for k in sa) <= 1e-5, "optimizer state differs"
+
+
+def signal_stops_with_checkpoint():
+    # 64 images in batches of 8: 8 steps an epoch, a checkpoint every 2 steps. The signal
+    # comes after the first checkpoint (step 2); the runs are compared at epoch 4.
+    args = ["pretrain", "--data", f"{work}/tiny.npz", "--epochs", "100", "--batch-size", "8", "--checkpoint-every", "2",
+            *MODEL]
+    run(*args, "--out", f"{work}/sig-straight", "--stop-after", "4")
+    want = read_safetensors(f"{work}/sig-straight/ckpt-000004/model.safetensors")
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        out = f"{work}/sig-{sig.name}"
+        code, err = interrupt.run_until_signal([micle, *args, "--out", out], None, out, [sig])
+        assert code == interrupt.STOPPED_BY_SIGNAL, f"{sig.name}: exit code {code}:\n{err[-2000:]}"
+        latest = interrupt.check_stopped_at_step(out, err, 8)
+        step = interrupt.step_of(out, latest, 8)
+        assert f"stopped by signal {int(sig)} ({sig.name}) at step {step}" in err, err[-2000:]
+        assert 2 <= step < 32, f"{sig.name} arrived at step {step}, not within the 4 epochs compared"
+        r = run(*args, "--out", out, "--resume", "--stop-after", "4")
+        assert f"resuming {out}/{latest}" in r.stderr, r.stderr[-2000:]
+        got = read_safetensors(f"{out}/ckpt-000004/model.safetensors")
+        worst = interrupt.max_difference({k: v.numpy() for k, v in want.items()}, {k: v.numpy() for k, v in got.items()})
+        assert worst <= 1e-5, f"{sig.name}: the resumed run's weights differ from the uninterrupted run's by {worst}"
+        print(f"     {sig.name}: stopped at step {step}; resumed weights within {worst:.2g} of the uninterrupted run's")
+    # A second signal while the first is pending ends the run at once, with the signal's
+    # own status, and writes nothing: `latest` stays a periodic checkpoint (an even step).
+    out = f"{work}/sig-twice"
+    code, err = interrupt.run_until_signal([micle, *args, "--out", out], None, out, [signal.SIGINT, signal.SIGTERM])
+    assert code == -signal.SIGTERM, f"exit code {code} after SIGINT then SIGTERM:\n{err[-2000:]}"
+    assert "a second signal: stopping at once, without a checkpoint" in err, err[-2000:]
+    latest = open(f"{out}/latest").read().strip()
+    assert interrupt.step_of(out, latest, 8) % 2 == 0, latest
+    assert os.path.exists(f"{out}/{latest}/state.safetensors"), latest
 
 
 def bad_input():
@@ -295,6 +329,8 @@ check("CSV manifest: MICLe pretrain, fine-tune on 50% of labels, patient-level e
 check("MedMNIST .npz (multi-label): SimCLR/AdamW pretrain, linear probe, evaluation", npz_pipeline)
 check("IDX Fashion-MNIST: supervised fine-tuning from random init, evaluation", idx_pipeline)
 check("pretraining interrupted after epoch 1 and resumed ends with the same weights", exact_resume)
+check("SIGTERM or SIGINT: the step finishes, a checkpoint there, exit 75; --resume ends as an uninterrupted run",
+      signal_stops_with_checkpoint)
 check("bad input: missing files, unknown options, impossible splits", bad_input)
 check("a diverging run stops with exit code 3 and keeps its last good checkpoint", nan_stops)
 check("info names the version and the backend", info_names_backend)

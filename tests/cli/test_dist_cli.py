@@ -18,6 +18,9 @@ import time
 
 import numpy as np
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import interrupt  # noqa: E402  (tests/cli/interrupt.py)
+
 micle, mpiexec, work = sys.argv[1], sys.argv[2], sys.argv[3]
 shutil.rmtree(work, ignore_errors=True)
 os.makedirs(work)
@@ -140,9 +143,51 @@ def killed_rank_then_resume_in_one_process():
     assert open(f"{out}/latest").read().strip() == "ckpt-000060"
 
 
+def rank_pid(job, rank):
+    """The pid of rank `rank` of the job that mpirun `job` started."""
+    for pid in subprocess.run(["pgrep", "-f", "-P", str(job.pid), micle], capture_output=True, text=True).stdout.split():
+        environ = open(f"/proc/{pid}/environ", "rb").read().split(b"\0")
+        if f"OMPI_COMM_WORLD_RANK={rank}".encode() in environ:
+            return int(pid)
+    raise AssertionError(f"no rank {rank} under mpirun (pid {job.pid})")
+
+
+def signal_to_one_rank_stops_all():
+    # SIGTERM to rank 1 alone (Slurm signals every task; one is enough): both ranks stop
+    # after the same step, rank 0 writes the one checkpoint there, the job exits 75, and
+    # the run resumed at 2 ranks ends where an uninterrupted 2-rank run ends.
+    args = ["pretrain", "--data", f"{work}/tiny.npz", "--epochs", "100", "--batch-size", "8", "--checkpoint-every", "2",
+            "--keep-last", "100", *MODEL]
+    run(args + ["--out", f"{work}/sig-straight", "--stop-after", "3"], ranks=2)
+    out = f"{work}/sig"
+    code, err = interrupt.run_until_signal(mpi + ["-np", "2", micle, *args, "--out", out], env, out, [signal.SIGTERM],
+                                           target=lambda job: rank_pid(job, 1))
+    assert code == interrupt.STOPPED_BY_SIGNAL, f"exit code {code}:\n{err[-3000:]}"
+    latest = interrupt.check_stopped_at_step(out, err, 8)
+    step = interrupt.step_of(out, latest, 8)
+    assert 2 <= step < 24, f"the signal arrived at step {step}, not within the 3 epochs compared"
+    assert "micle: stopped: another rank stopped training" in err, err[-3000:]  # rank 0 heard of it from rank 1
+    assert "stopped by a signal on another rank, checkpointed at" in err, err[-3000:]
+    steps = [json.loads(x)["step"] for x in open(f"{out}/metrics.jsonl") if '"step"' in x]
+    assert steps == list(range(step)), "one writer, every step once, up to the signal's"
+    # Only the periodic checkpoints and the signal's, each written once (rank 0's).
+    names = sorted(os.path.basename(p) for p in glob.glob(f"{out}/ckpt-*"))
+    def name(k):  # the checkpoint after k steps: an epoch's end, or k % 8 batches into epoch k // 8
+        return f"ckpt-{k // 8:06d}" + (f"-b{k % 8:06d}" if k % 8 else "")
+    assert names == sorted({name(k) for k in [*range(2, step + 1, 2), step]}), names
+    r = run(args + ["--out", out, "--resume", "--stop-after", "3"], ranks=2)
+    assert f"resuming {out}/{latest}" in r.stderr, r.stderr[-2000:]
+    worst = interrupt.max_difference(safetensors(f"{work}/sig-straight/ckpt-000003/model.safetensors"),
+                                     safetensors(f"{out}/ckpt-000003/model.safetensors"))
+    assert worst <= 1e-5, f"the resumed run's weights differ from the uninterrupted run's by {worst}"
+    print(f"     stopped at step {step}; resumed weights within {worst:.2g} of the uninterrupted run's")
+
+
 case("micle info names every rank; one-process commands refuse several", info_names_ranks)
 case("pretrain at 2 ranks: one writer, global batch split, uneven batch refused", pretrain_two_ranks)
 case("finetune at 2 ranks: one writer, the weights one process trains", finetune_two_ranks)
 case("a killed rank ends the job; the run resumes in one process from `latest`", killed_rank_then_resume_in_one_process)
+case("SIGTERM to one rank: every rank stops after the same step, one checkpoint, exit 75; resume matches",
+     signal_to_one_rank_stops_all)
 print(f"dist-cli: {passed} passed, {failed} failed")
 sys.exit(1 if failed else 0)

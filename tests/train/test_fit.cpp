@@ -12,6 +12,7 @@
 #include "micle/train/callbacks.hpp"
 #include "micle/train/fit.hpp"
 #include "micle/train/knn.hpp"
+#include "micle/train/signals.hpp"
 
 using namespace micle;
 namespace fs = std::filesystem;
@@ -174,6 +175,51 @@ TEST_CASE("fit: a callback stops training with a checkpoint - resuming finishes 
     const auto rb = train::fit(b, pairs, tiny_fit(d2.path), train::time_budget{0.0});
     CHECK(rb.steps_done == 1);
     CHECK(train::latest_checkpoint(d2.path).filename() == "ckpt-000000-b000001");
+}
+
+TEST_CASE("fit: SIGTERM, SIGINT or SIGUSR1 stops the run after the step it arrives in, checkpointed there; resume ends "
+          "bitwise where an uninterrupted run ends") {
+    tiny_run run;
+    auto& [ctx, images, pairs] = run;
+    temp_dir full_dir;
+    simclr_lars<reference> full(ctx, tiny_learner_config<reference>());
+    train::fit(full, pairs, tiny_fit(full_dir.path));
+    for (const int sig : {SIGTERM, SIGINT, SIGUSR1}) {
+        CAPTURE(sig);
+        temp_dir dir;
+        struct sigaction before {};
+        ::sigaction(sig, nullptr, &before);
+        simclr_lars<reference> first(ctx, tiny_learner_config<reference>());
+        std::int64_t steps_seen = 0;
+        // The signal comes from the process itself during step 1 (the second), as it
+        // would from Slurm or a terminal; the callback before stop_on_signal raises it.
+        const auto r = train::fit(
+            first, pairs, tiny_fit(dir.path),
+            [&](train::step_info& s) {
+                ++steps_seen;
+                if (s.step == 1) std::raise(sig);
+            },
+            train::stop_on_signal());
+        CHECK(r.stopped_early);
+        CHECK(r.stop_reason == detail::cat("stopped by signal ", sig, " (", train::stop_on_signal::name(sig), ") at step 2"));
+        CHECK(train::stop_on_signal::received() == sig);
+        CHECK(steps_seen == 2);
+        CHECK(r.steps_done == 2);
+        CHECK(train::latest_checkpoint(dir.path).filename() == "ckpt-000000-b000002");
+        // The handler is gone again: the disposition is the one before fit.
+        struct sigaction after {};
+        ::sigaction(sig, nullptr, &after);
+        CHECK(reinterpret_cast<std::uintptr_t>(after.sa_handler) == reinterpret_cast<std::uintptr_t>(before.sa_handler));
+
+        auto resume = tiny_fit(dir.path);
+        resume.resume = true;
+        simclr_lars<reference> second(ctx, tiny_learner_config<reference>());
+        const auto r2 = train::fit(second, pairs, resume, train::stop_on_signal());
+        CHECK_FALSE(r2.stopped_early);
+        CHECK(train::stop_on_signal::received() == 0);
+        CHECK(r2.steps_done == 6);
+        CHECK(weights(second) == weights(full));  // the reference backend is exact
+    }
 }
 
 TEST_CASE("fit: a non-finite loss stops the run, names the last good checkpoint and changes nothing") {

@@ -288,7 +288,11 @@ fit_result fit(Learner& learner, const Source& source, const fit_options& opt, C
                         double(images) / std::max(dt, 1e-9), elapsed(), steps_this_run,
                         steps_in_run - steps_this_run, false, {}};
             each([&](auto& c) { detail::on_step(c, s); });
-            if (ranks > 1) s.stop = comm.sum(s.stop ? 1.0 : 0.0) > 0;  // one rank's stop stops all
+            if (ranks > 1) {  // one rank's stop stops all
+                const bool mine = s.stop;
+                s.stop = comm.sum(mine ? 1.0 : 0.0) > 0;
+                if (s.stop && !mine) s.stop_reason = "another rank stopped training";
+            }
             loss_sum += loss;
             ++steps_in_epoch;
             const bool last_batch = b + 1 == batches;
