@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """The `micle` trainer under mpirun: data-parallel pretraining at 2 ranks; a rank killed
-mid-run makes the job exit non-zero within a bounded time with `latest` naming a complete
-checkpoint; the run resumes in one process (same global batch) and finishes; fine-tuning
+mid-run makes the job exit non-zero with `latest` naming a complete checkpoint; SIGTERM to
+one rank stops both after the same step with one checkpoint there; the run resumes in one process (same global batch) and finishes; fine-tuning
 at 2 ranks trains the weights one process trains; `micle info` names each rank; the
 one-process commands refuse several ranks.
 
@@ -33,9 +33,9 @@ MODEL = ["--arch", "resnet18", "--stem", "small", "--base-channels", "4", "--ima
 passed = failed = 0
 
 
-def run(args, expect=0, ranks=0, timeout=300, threads=None):
+def run(args, expect=0, ranks=0, threads=None):
     cmd = (mpi + ["-np", str(ranks)] if ranks else []) + [micle] + args
-    r = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout,
+    r = subprocess.run(cmd, capture_output=True, text=True,
                        env=env if threads is None else {**env, "OMP_NUM_THREADS": str(threads)})
     if r.returncode != expect:
         raise AssertionError(f"{' '.join(cmd)} exited {r.returncode} (expected {expect}):\n{r.stderr[-3000:]}")
@@ -118,27 +118,22 @@ def killed_rank_then_resume_in_one_process():
     cmd = mpi + ["-np", "2", micle, "pretrain", "--data", f"{work}/tiny.npz", "--out", out, "--epochs", "200",
                  "--batch-size", "8", "--checkpoint-every", "3", "--keep-last", "2", *MODEL]
     job = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-    deadline = time.time() + 240
-    while not os.path.exists(f"{out}/latest") and time.time() < deadline and job.poll() is None:
-        time.sleep(0.2)
-    assert os.path.exists(f"{out}/latest"), "no checkpoint before the deadline"
-    time.sleep(1.0)
+    interrupt.wait_for_checkpoint(job, out)
+    time.sleep(1.0)  # a few more steps and checkpoints: the kill lands mid-run
     ranks = subprocess.run(["pgrep", "-f", "-P", str(job.pid), micle], capture_output=True, text=True).stdout.split()
     assert len(ranks) == 2, f"expected 2 rank processes under mpirun, found {ranks}"
     os.kill(int(ranks[1]), signal.SIGKILL)
     t0 = time.time()
-    try:
-        _, err = job.communicate(timeout=60)
-    except subprocess.TimeoutExpired:
-        job.kill()
-        raise AssertionError("the surviving rank did not exit within 60 s of its peer's death")
+    # A surviving rank left waiting in a collective would hang here: ctest's TIMEOUT for
+    # this script is the bound, not a clock in the test.
+    _, err = job.communicate()
     assert job.returncode != 0, "a job with a killed rank must fail"
     print(f"     the job ended {time.time() - t0:.1f} s after a rank was killed, exit code {job.returncode}")
     latest = open(f"{out}/latest").read().strip()
     assert os.path.exists(f"{out}/{latest}/model.safetensors") and os.path.exists(f"{out}/{latest}/state.safetensors"), latest
     # The same run in one process, the same global batch of 8 pairs: it goes on from `latest`.
     r = run(["pretrain", "--data", f"{work}/tiny.npz", "--out", out, "--epochs", "200", "--batch-size", "8",
-             "--checkpoint-every", "3", "--keep-last", "2", "--resume", "--stop-after", "60", *MODEL], timeout=600)
+             "--checkpoint-every", "3", "--keep-last", "2", "--resume", "--stop-after", "60", *MODEL])
     assert f"resuming {out}/{latest}" in r.stderr, r.stderr[-2000:]
     assert open(f"{out}/latest").read().strip() == "ckpt-000060"
 
