@@ -162,7 +162,7 @@ def main():
     pool = np.load(data)
     env = dict(os.environ, OMP_NUM_THREADS=str(a.threads))
     model = ["--arch", "resnet18", "--stem", "small", "--base-channels", str(a.base), "--channels", "1",
-             "--image-size", "28"]
+             "--image-size", "28", "--precision", "fp32"]  # lightly trains in fp32 (auto is bf16 on AMX)
     results = []
     if a.append and os.path.exists(os.path.join(a.out, "results.json")):
         saved = json.load(open(os.path.join(a.out, "results.json")))

@@ -151,18 +151,20 @@ inline std::set<std::string> with_backend_options(std::set<std::string> valued) 
 }
 inline constexpr const char* backend_usage =
     "  --device N             the CUDA device (micle-gpu; 0)\n"
-    "  --precision tf32|fp32|bf16   micle-gpu: fp32 data with TF32 tensor cores (default), strict fp32, or bf16\n"
-    "                         mixed precision (bf16 activations, fp32 weights); micle: fp32 (tf32 means fp32), or\n"
-    "                         bf16 mixed precision on CPUs with AVX512-BF16 or AMX\n"
+    "  --precision auto|tf32|fp32|bf16   the faster mode for this machine (auto, the default): micle-gpu\n"
+    "                         tf32; micle bf16 mixed precision on CPUs with AMX, fp32 elsewhere. micle-gpu: fp32\n"
+    "                         data with TF32 tensor cores, strict fp32, or bf16 mixed precision (bf16 activations,\n"
+    "                         fp32 weights); micle: fp32 (tf32 means fp32), or bf16 mixed precision, only on CPUs\n"
+    "                         with AMX (refused on AVX512-BF16 without AMX, where it trains 2-3x slower than fp32)\n"
     "  --conv-algorithm auto|direct   micle: fp32 3x3 stride-1 convolutions over 32+ channels onto maps of 4x4\n"
     "                         and more run oneDNN's Winograd kernels on AVX-512 CPUs (auto, the default), or only its direct\n"
     "                         kernels everywhere (direct); micle-gpu refuses it (cuDNN picks its algorithms)\n";
 
 /// The context of the trainer's backend, from --device, --precision and --conv-algorithm.
 inline context<backend> make_context(const options& o) {
-    const std::string precision = o.str("precision", "tf32");
-    if (precision != "tf32" && precision != "fp32" && precision != "bf16")
-        throw usage_error("--precision must be tf32, fp32 or bf16, got '" + precision + "'");
+    std::string precision = o.str("precision", "auto");
+    if (precision != "auto" && precision != "tf32" && precision != "fp32" && precision != "bf16")
+        throw usage_error("--precision must be auto, tf32, fp32 or bf16, got '" + precision + "'");
     const std::string conv_algorithm = o.str("conv-algorithm", "auto");
     if (conv_algorithm != "auto" && conv_algorithm != "direct")
         throw usage_error("--conv-algorithm must be auto or direct, got '" + conv_algorithm + "'");
@@ -172,6 +174,7 @@ inline context<backend> make_context(const options& o) {
         // Under mpirun with several ranks, one GPU per rank: the rank's index on its machine.
         const int devices = std::max(1, cudnn_detail::device_count());
         c.device = static_cast<int>(o.integer("device", world().size() > 1 ? dist::local_rank() % devices : 0));
+        if (precision == "auto") precision = "tf32";
         c.allow_tf32 = precision != "fp32";
         c.bf16 = precision == "bf16";
         if (o.has("conv-algorithm"))
@@ -184,6 +187,13 @@ inline context<backend> make_context(const options& o) {
 #if MICLE_HAS_ONEDNN
     if constexpr (std::is_same_v<backend, onednn>) {
         onednn_options c;
+        const auto isa = dnnl::get_effective_cpu_isa();
+        if (precision == "auto") precision = onednn_detail::bf16_pays(isa) ? "bf16" : "fp32";
+        if (precision == "bf16" && onednn_detail::cpu_has_bf16(isa) && !onednn_detail::bf16_pays(isa))
+            throw usage_error(micle::detail::cat(
+                "--precision bf16: oneDNN runs ", onednn_detail::isa_name(isa),
+                " kernels here, bf16 without AMX, where bf16 mixed precision trains 2-3x slower than fp32 (a ResNet-18 "
+                "step measured at 0.38-0.52x the fp32 rate); use --precision auto or fp32"));
         c.bf16 = precision == "bf16";
         c.winograd = conv_algorithm == "auto";
         try {
@@ -193,6 +203,7 @@ inline context<backend> make_context(const options& o) {
         }
     }
 #endif
+    if (precision == "auto") precision = "fp32";
     if (precision == "bf16")
         throw usage_error("--precision bf16 needs the oneDNN or the GPU backend; this trainer runs on " + std::string(backend::name));
     return context<backend>();

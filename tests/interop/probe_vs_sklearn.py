@@ -51,7 +51,8 @@ def run(*args):
     return r
 
 
-MODEL = ["--arch", "resnet18", "--stem", "small", "--base-channels", "8", "--image-size", "28", "--workers", "2"]
+MODEL = ["--arch", "resnet18", "--stem", "small", "--base-channels", "8", "--image-size", "28", "--workers", "2",
+         "--precision", "fp32"]  # the same arithmetic on every CPU (auto is bf16 on AMX)
 run("finetune", "--data", data, "--out", f"{work}/probe", "--linear-probe", "--batch-size", "64", "--seed", "1", *MODEL)
 run("evaluate", "--data", data, "--model", f"{work}/probe", "--report", f"{work}/report.json")
 micle_acc = json.load(open(f"{work}/report.json"))["accuracy"]

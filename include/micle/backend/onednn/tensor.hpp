@@ -87,6 +87,12 @@ inline bool cpu_has_avx512(dnnl::cpu_isa isa = dnnl::get_effective_cpu_isa()) {
 inline bool cpu_has_amx(dnnl::cpu_isa isa = dnnl::get_effective_cpu_isa()) {
     return cpu_isa_includes(isa, dnnl::cpu_isa::avx512_core_amx);
 }
+/// Whether bf16 mixed precision trains faster than fp32 here: on AMX only. With
+/// AVX512-BF16 but no AMX, oneDNN 2.6's bf16 convolutions and their conversions are slower
+/// than its fp32 (Winograd and direct) kernels: a ResNet-18 SimCLR step at 0.38-0.52x the
+/// fp32 rate, measured on a Sapphire Rapids Xeon held to AVX512_CORE_BF16 and on one
+/// without AMX (docs/performance.md). The trainer's `--precision auto` follows this.
+inline bool bf16_pays(dnnl::cpu_isa isa = dnnl::get_effective_cpu_isa()) { return cpu_has_amx(isa); }
 }  // namespace onednn_detail
 
 /// One CPU engine and one in-order stream. With Debian's OpenMP build of oneDNN the
@@ -113,10 +119,13 @@ public:
     /// "onednn (AVX512_CORE_AMX), bf16 mixed precision", "onednn (AVX2), fp32", or, where
     /// fp32 3x3 convolutions may run Winograd kernels (onednn_options::winograd on an
     /// AVX-512 CPU), "onednn (AVX512_CORE), fp32, Winograd 3x3 convolutions", for logs.
+    /// bf16 where it does not pay (onednn_detail::bf16_pays) says so.
     std::string description() const {
         const bool winograd = !opts_.bf16 && opts_.winograd && onednn_detail::cpu_has_avx512();
+        const bool slow_bf16 = opts_.bf16 && !onednn_detail::bf16_pays();
         return detail::cat("onednn (", onednn_detail::isa_name(dnnl::get_effective_cpu_isa()), "), ",
-                           opts_.bf16 ? "bf16 mixed precision" : "fp32", winograd ? ", Winograd 3x3 convolutions" : "");
+                           opts_.bf16 ? "bf16 mixed precision" : "fp32", winograd ? ", Winograd 3x3 convolutions" : "",
+                           slow_bf16 ? " (slower than fp32 on a CPU without AMX)" : "");
     }
 
     /// How many times ops converted a tensor between its layout and the one their primitive
