@@ -29,7 +29,8 @@ struct onednn_options {
     /// convert them per call), and weight gradients, batch-norm statistics, the head, the
     /// loss and the optimizer stay fp32 - the GPU backend's cudnn_options::bf16 on the CPU.
     /// Needs a CPU with AVX512-BF16 or AMX (Cooper Lake, Sapphire Rapids, Zen 4 and later):
-    /// a context refuses it elsewhere, where oneDNN has no bf16 convolutions.
+    /// a context refuses it elsewhere, where oneDNN has no bf16 convolutions. It is faster
+    /// than fp32 only with AMX (onednn_detail::bf16_pays; the description says so elsewhere).
     bool bf16 = false;
     /// fp32 3x3 stride-1 convolutions over 32 channels or more onto maps of 4x4 and more
     /// (ResNet's stages at 32-64 px inputs: most of ResNet-18's multiply-adds, half of
