@@ -129,12 +129,25 @@ TEST_CASE("augment: each operation does what it says") {
         CHECK(red.pixels[0] == doctest::Approx(0.1f));
         CHECK(red.pixels[1] == doctest::Approx(0.8f));
         CHECK(red.pixels[2] == doctest::Approx(0.1f));
-        (void)h1;
+        adjust_hue(h1, 0.5f);  // two half turns: a full one
+        adjust_hue(h1, 0.5f);
+        testing::expect_close(h1.pixels, img.pixels, 1e-5, 1e-5, "hue, a full turn");
+        image half = img;  // a half turn alone does move the colours
+        adjust_hue(half, 0.5f);
+        double moved = 0;
+        for (std::size_t i = 0; i < half.pixels.size(); ++i) moved += std::abs(half.pixels[i] - img.pixels[i]);
+        CHECK(moved > 0.1);
     }
     SUBCASE("brightness scales and clamps, contrast keeps the mean gray level") {
         image b = img;
         adjust_brightness(b, 2.0f);
         CHECK(b.at(0, 0, 5) == doctest::Approx(std::min(1.0f, 2 * img.at(0, 0, 5))));
+        image hi(1, 1, 3);  // doubled: one stays below 1, two must clamp to exactly 1
+        hi.pixels = {0.3f, 0.6f, 0.95f};
+        adjust_brightness(hi, 2.0f);
+        CHECK(hi.pixels[0] == doctest::Approx(0.6f));
+        CHECK(hi.pixels[1] == 1.0f);
+        CHECK(hi.pixels[2] == 1.0f);
         image flat(1, 4, 4);
         std::fill(flat.pixels.begin(), flat.pixels.end(), 0.3f);
         adjust_contrast(flat, 0.1f);
