@@ -175,6 +175,9 @@ TEST_CASE("CSV manifests: multi-class with names and splits, multi-label, and li
                          doctest::Contains("bad.csv:2: unterminated quoted field"), data_error);
     CHECK_THROWS_WITH_AS(read_csv_manifest(bad("patient,label\nP,1\n")), doctest::Contains("bad.csv:1: no path column"),
                          data_error);
+    // A path the system cannot look up (a name over NAME_MAX; found by the fuzzer) is the line's error too.
+    CHECK_THROWS_WITH_AS(read_csv_manifest(bad("path,label\n" + std::string(5000, 'x') + ".png,1\n")),
+                         doctest::Contains("bad.csv:2: image"), data_error);
     CHECK_THROWS_WITH_AS(read_csv_manifest(s.dir / "none.csv"), doctest::Contains("cannot open manifest"), data_error);
 }
 

@@ -1,6 +1,9 @@
 // libFuzzer entry points for every parser of untrusted input. Each target feeds the bytes
-// to one reader; a micle error (std::exception) is the expected answer to bad input, and
-// anything else - a crash, a sanitizer report, a hang - is a bug.
+// to one reader; a micle error (micle::error and what derives from it) is the expected
+// answer to bad input, and anything else - another exception (bad_alloc, out_of_range,
+// length_error: they escape and abort), a crash, a sanitizer report, a hang - is a bug.
+// What a reader accepted is summarised (shape, depth, a checksum of the values), so that
+// ctest can check that the corpus's valid files decode to what they hold.
 //
 // Built twice: with clang -fsanitize=fuzzer,address,undefined as fuzz_<format> (cmake
 // -DMICLE_BUILD_FUZZERS=ON -DCMAKE_CXX_COMPILER=clang++; MICLE_FUZZ_FORMAT picks the
@@ -10,6 +13,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <numeric>
 #include <sstream>
 #include <string>
 #include <unistd.h>
@@ -37,46 +41,92 @@ void with_file(const char* ext, const std::uint8_t* data, std::size_t size, F&& 
     } cleanup{p};
     read(p);
 }
+
+/// The directory CSV manifests are read against: it holds the images the corpus's
+/// manifests name (empty files; a manifest's images are decoded only when read), so that
+/// a manifest gets past the existence check to the rest of the parser. Removed at exit.
+const std::filesystem::path& csv_root() {
+    static const struct root {
+        std::filesystem::path p = scratch_file("-csv-root");
+        root() {
+            std::filesystem::create_directories(p);
+            for (const char* name : {"a.png", "b.png", "q.png", "x.png", "y.png"}) std::ofstream(p / name).put('\n');
+        }
+        ~root() { std::filesystem::remove_all(p); }
+    } r;
+    return r.p;
+}
+
+std::string join_shape(const std::vector<std::int64_t>& shape) {
+    std::string s = "[";
+    for (std::size_t i = 0; i < shape.size(); ++i) s += (i ? "," : "") + std::to_string(shape[i]);
+    return s + "]";
+}
+std::string summary(const micle::data::image& im) {
+    const double sum = std::accumulate(im.pixels.begin(), im.pixels.end(), 0.0);
+    char buf[128];
+    std::snprintf(buf, sizeof buf, "%lldx%lldx%lld %d-bit, pixel sum %.4f", static_cast<long long>(im.channels),
+                  static_cast<long long>(im.height), static_cast<long long>(im.width), im.bits, sum);
+    return buf;
+}
+template <class Bytes>
+std::string byte_sum(const Bytes& bytes) {
+    std::uint64_t s = 0;
+    for (auto b : bytes) s += std::uint64_t(std::uint8_t(b));
+    return std::to_string(s);
+}
 }  // namespace
 
-/// Feeds one input to the reader of `format` (png, jpeg, dicom, npz, csv, idx, safetensors);
-/// the reader's error message, if any, goes to `*rejected`.
+/// Feeds one input to the reader of `format` (png, jpeg, dicom, npz, csv, idx, safetensors).
+/// `*outcome` gets "accepted: <summary>" or "rejected: <the reader's error>".
 int micle_fuzz_one(const std::string& format, const std::uint8_t* data, std::size_t size,
-                   std::string* rejected = nullptr) {
+                   std::string* outcome = nullptr) {
     using namespace micle;
+    std::string got;
     try {
         if (format == "png") {
-            data::decode_png(data, size, "fuzz.png");
+            got = summary(data::decode_png(data, size, "fuzz.png"));
         } else if (format == "jpeg") {
-            data::decode_jpeg(data, size, "fuzz.jpg");
+            got = summary(data::decode_jpeg(data, size, "fuzz.jpg"));
         } else if (format == "npz") {
-            data::parse_npz(std::vector<std::uint8_t>(data, data + size), "fuzz.npz");
+            for (const auto& [name, a] : data::parse_npz(std::vector<std::uint8_t>(data, data + size), "fuzz.npz"))
+                got += (got.empty() ? "" : "; ") + name + " " + a.descr + " " + join_shape(a.shape) + " byte sum " + byte_sum(a.bytes);
         } else if (format == "csv") {
             std::istringstream in(std::string(reinterpret_cast<const char*>(data), size));
-            data::parse_csv_manifest(in, "/nonexistent-micle-fuzz", "fuzz.csv");
+            const auto d = data::parse_csv_manifest(in, csv_root(), "fuzz.csv");
+            got = std::to_string(d.size()) + " images, " + std::to_string(d.num_classes) + " classes (" +
+                  (d.task == data::task_kind::multilabel ? "multilabel" : "multiclass") + "), " +
+                  std::to_string(d.splits.size()) + " splits";
         } else if (format == "dicom") {
-            with_file(".dcm", data, size, [](const std::filesystem::path& p) { data::decode_dicom(p); });
+            with_file(".dcm", data, size, [&](const std::filesystem::path& p) { got = summary(data::decode_dicom(p)); });
         } else if (format == "idx") {
-            with_file(".idx", data, size, [](const std::filesystem::path& p) { data::read_idx(p); });
+            with_file(".idx", data, size, [&](const std::filesystem::path& p) {
+                const auto a = data::read_idx(p);
+                got = join_shape(a.dims) + " byte sum " + byte_sum(a.data);
+            });
         } else if (format == "safetensors") {
-            with_file(".safetensors", data, size, [](const std::filesystem::path& p) {
+            with_file(".safetensors", data, size, [&](const std::filesystem::path& p) {
                 safetensors::reader r(p);
                 for (const auto& n : r.names()) {
                     const auto t = r.at(n).type;
+                    double sum = 0;
                     if (t == safetensors::dtype::i64 || t == safetensors::dtype::i32 || t == safetensors::dtype::u8)
-                        r.integers(n);
+                        for (auto v : r.integers(n)) sum += double(v);
                     else
-                        r.floats(n);
+                        for (auto v : r.floats(n)) sum += double(v);
+                    got += (got.empty() ? "" : "; ") + n + " " + join_shape(r.at(n).shape) + " sum " + std::to_string(sum);
                 }
             });
         } else {
             std::fprintf(stderr, "micle_fuzz_one: unknown format %s\n", format.c_str());
             return -1;
         }
-    } catch (const std::exception& e) {
-        // a clear error is the right answer to bad input
-        if (rejected) *rejected = e.what();
+        got = "accepted: " + got;
+    } catch (const micle::error& e) {
+        // a clear error is the right answer to bad input; any other exception escapes
+        got = std::string("rejected: ") + e.what();
     }
+    if (outcome) *outcome = std::move(got);
     return 0;
 }
 

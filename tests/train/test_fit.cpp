@@ -5,6 +5,7 @@
 #include <map>
 #include <numeric>
 
+#include "knn_oracle.hpp"
 #include "learners.hpp"
 #include "run_fixtures.hpp"
 #include "micle/contrastive/pairs.hpp"
@@ -16,6 +17,7 @@
 
 using namespace micle;
 namespace fs = std::filesystem;
+using testing::brute_force_knn;
 using testing::simclr_lars;
 using testing::tiny_config;
 using testing::temp_dir;
@@ -246,34 +248,6 @@ TEST_CASE("fit: a non-finite loss stops the run, names the last good checkpoint 
     CHECK(train::latest_checkpoint(dir.path).filename() == "ckpt-000001");
 }
 
-namespace {
-/// kNN by brute force: every bank row's cosine similarity, all sorted, the top k vote
-/// with exp(sim / T) weights; ties broken by the lower index.
-std::vector<int> brute_force_knn(const std::vector<float>& bank, const std::vector<int>& labels, const std::vector<float>& q,
-                                 std::int64_t dim, std::int64_t classes, std::int64_t k, double t) {
-    auto norm = [&](const float* x) {
-        double s = 0;
-        for (std::int64_t d = 0; d < dim; ++d) s += double(x[d]) * x[d];
-        return std::sqrt(s);
-    };
-    std::vector<int> out;
-    for (std::size_t i = 0; i * std::size_t(dim) < q.size(); ++i) {
-        std::vector<std::pair<double, std::size_t>> sims;
-        for (std::size_t j = 0; j < labels.size(); ++j) {
-            double dot = 0;
-            for (std::int64_t d = 0; d < dim; ++d) dot += double(q[i * std::size_t(dim) + std::size_t(d)]) * bank[j * std::size_t(dim) + std::size_t(d)];
-            sims.emplace_back(-dot / (norm(&q[i * std::size_t(dim)]) * norm(&bank[j * std::size_t(dim)])), j);
-        }
-        std::sort(sims.begin(), sims.end());
-        std::vector<double> votes(std::size_t(classes), 0.0);
-        for (std::int64_t r = 0; r < std::min<std::int64_t>(k, std::int64_t(sims.size())); ++r)
-            votes[std::size_t(labels[sims[std::size_t(r)].second])] += std::exp(-sims[std::size_t(r)].first / t);
-        out.push_back(int(std::max_element(votes.begin(), votes.end()) - votes.begin()));
-    }
-    return out;
-}
-}  // namespace
-
 TEST_CASE("knn_predict and the kNN monitor equal a brute-force kNN") {
     const std::int64_t dim = 16, n = 200, nq = 50, classes = 4;
     const auto bank = testing::random_values(std::size_t(n * dim), 3), queries = testing::random_values(std::size_t(nq * dim), 4);
@@ -302,9 +276,7 @@ TEST_CASE("knn_predict and the kNN monitor equal a brute-force kNN") {
     std::int64_t fdim = 0;
     const auto fb = train::embed_all(learner, bank_images, 5, 1, &fdim), fq = train::embed_all(learner, val_images, 3, 1);
     const auto pred = brute_force_knn(fb, bank_images.data().labels, fq, fdim, 3, 5, 0.1);
-    double right = 0;
-    for (std::size_t i = 0; i < pred.size(); ++i) right += pred[i] == val_images.data().labels[i];
     train::epoch_info e{1, 1, 0.0, {}, {}, false, 0.0, false, {}};
     monitor.on_validate(e);
-    CHECK(e.metrics.at("knn_accuracy") == doctest::Approx(right / double(pred.size())));
+    CHECK(e.metrics.at("knn_accuracy") == doctest::Approx(testing::share_right(pred, val_images.data().labels)));
 }

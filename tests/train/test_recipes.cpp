@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "knn_oracle.hpp"
 #include "learners.hpp"
 #include "run_fixtures.hpp"
 #include "micle/data/split.hpp"
@@ -42,6 +43,21 @@ std::vector<std::vector<float>> all_values(Learner& l) {
     return out;
 }
 
+/// The learner tiny_recipe builds, by hand.
+using recipe_learner = testing::simclr_lars<reference>;
+recipe_learner::config recipe_learner_config() {
+    recipe_learner::config cfg;
+    cfg.backbone.depth = 18;
+    cfg.backbone.stem = models::stem_kind::small;
+    cfg.backbone.base_channels = 4;
+    cfg.backbone.in_channels = 1;  // the data's
+    cfg.head = heads::projection_config::simclr_v1();
+    cfg.loss.temperature = 0.1f;
+    cfg.optimizer.weight_decay = 1e-6f;
+    cfg.seed = 5;
+    return cfg;
+}
+
 /// Every epoch's metrics, as a callback sees them.
 struct epoch_log {
     std::vector<std::map<std::string, double>>* out;
@@ -58,16 +74,8 @@ TEST_CASE("pretrain recipe: bitwise the weights of a hand-built learner trained 
     const auto r = train::pretrain(ctx, images, std::nullopt, tiny_recipe(a.path, &log));
     CHECK(r.steps_done == 6);
 
-    using learner = testing::simclr_lars<reference>;
-    learner::config cfg;
-    cfg.backbone.depth = 18;
-    cfg.backbone.stem = models::stem_kind::small;
-    cfg.backbone.base_channels = 4;
-    cfg.backbone.in_channels = 1;  // the data's
-    cfg.head = heads::projection_config::simclr_v1();
-    cfg.loss.temperature = 0.1f;
-    cfg.optimizer.weight_decay = 1e-6f;
-    cfg.seed = 5;
+    using learner = recipe_learner;
+    const auto cfg = recipe_learner_config();
     learner by_hand(ctx, cfg);
     train::fit_options fo;
     fo.epochs = 2;
@@ -97,15 +105,28 @@ TEST_CASE("pretrain recipe: MICLe bags from patient ids, the kNN monitor every e
     recipe.knn_every = 1;
     recipe.knn_samples = 10;
     recipe.fit.batch = 3;  // 3 bags a step, 2 steps an epoch
+    recipe.fit.keep_last = 2;  // both epochs' checkpoints, for the kNN oracle
     std::vector<std::map<std::string, double>> epochs;
-    const auto r = train::pretrain(ctx, images, tiny_images(9), recipe, epoch_log{&epochs});
+    const auto val = tiny_images(9);
+    const auto r = train::pretrain(ctx, images, val, recipe, epoch_log{&epochs});
     CHECK(r.steps_done == 4);
     CHECK(std::find(log.begin(), log.end(), "6 patient bags, 6 with two or more images") != log.end());
     REQUIRE(epochs.size() == 2);
-    for (const auto& m : epochs) {
+    // Each epoch's kNN accuracy is a brute-force kNN (k 20, T 0.1) over the features of that
+    // epoch's checkpoint: 10 of the 12 training images, unaugmented, vote for the 9 val images.
+    const auto bank = train::detail::unaugmented(images, 8, 1, 10), queries = train::detail::unaugmented(val, 8, 1, 10);
+    REQUIRE(bank.data().size() == 10);
+    REQUIRE(queries.data().size() == 9);
+    for (std::int64_t epoch = 1; epoch <= 2; ++epoch) {
+        CAPTURE(epoch);
+        const auto& m = epochs[std::size_t(epoch - 1)];
         REQUIRE(m.count("knn_accuracy"));
-        CHECK(m.at("knn_accuracy") >= 0.0);
-        CHECK(m.at("knn_accuracy") <= 1.0);
+        recipe_learner at_epoch(ctx, recipe_learner_config());
+        train::load_checkpoint(dir.path / train::checkpoint_name(epoch), at_epoch);
+        std::int64_t dim = 0;
+        const auto fb = train::embed_all(at_epoch, bank, 4, 1, &dim), fq = train::embed_all(at_epoch, queries, 4, 1);
+        const auto pred = testing::brute_force_knn(fb, bank.data().labels, fq, dim, 3, 20, 0.1);
+        CHECK(m.at("knn_accuracy") == doctest::Approx(testing::share_right(pred, queries.data().labels)));
     }
 
     temp_dir other;

@@ -19,6 +19,7 @@
 #include <set>
 #include <sstream>
 #include <string>
+#include <system_error>
 #include <vector>
 
 #include "micle/data/dataset.hpp"
@@ -155,7 +156,9 @@ inline dataset parse_csv_manifest(std::istream& in, const std::filesystem::path&
                                             ? std::filesystem::path(f[std::size_t(path_col)])
                                             : base / f[std::size_t(path_col)];
         if (f[std::size_t(path_col)].empty()) throw data_error(micle::detail::cat(where, ": empty path"));
-        if (!std::filesystem::exists(p)) throw data_error(micle::detail::cat(where, ": image ", p, " does not exist"));
+        std::error_code ec;  // a path the system cannot look up (too long, say) is this line's error
+        if (!std::filesystem::exists(p, ec))
+            throw data_error(micle::detail::cat(where, ": image ", p, ec ? " cannot be looked up: " + ec.message() : std::string(" does not exist")));
         paths->push_back(p);
         d.names.push_back(where + " (" + p.string() + ")");
         const std::string patient = patient_col >= 0 ? f[std::size_t(patient_col)] : micle::detail::cat("#", line_no);
