@@ -148,6 +148,34 @@ std::size_t moved_params(Ctx& ctx, State& st, const std::vector<std::vector<floa
     return moved;
 }
 
+#if MICLE_HAS_ONEDNN && !defined(MICLE_TEST_GPU_PASS)
+/// The rule a fully connected layer's weights follow on oneDNN, whatever this CPU's kernels
+/// (linear<onednn>::adopt_preferred_layout): their layout leaves no more weight reorders a
+/// step than the plain one, the transposed one or any unpadded layout one of oneDNN's
+/// three passes prefers (asked here); they moved only if that saves reorders, and never
+/// into a padding layout. `x` is the layer's input. Returns whether they moved.
+template <class Param>
+bool check_linear_layout_rule(context<onednn>& ctx, const Param& w, const dnnl::memory::desc& x, bool bias) {
+    using md = dnnl::memory::desc;
+    const shape ws = w.value.shape();
+    const md plain = onednn_detail::plain_md(ws), any = onednn_detail::any_md(ws),
+             y = onednn_detail::plain_md(shape{x.dims()[0], ws[0]}), b = onednn_detail::plain_md(shape{ws[0]});
+    const auto reorders = [&](const md& layout) { return ops::linear<onednn>::weight_reorders_per_step(ctx, x, layout, bias); };
+    const int now = reorders(w.value.desc()), as_plain = reorders(plain);
+    const bool moved = !w.value.is_plain();
+    INFO(w.name << ": " << now << " weight reorders a step in its layout, " << as_plain << " in the plain one");
+    CHECK(now <= as_plain);
+    CHECK(moved == (now < as_plain));
+    CHECK(w.value.desc().get_size() == plain.get_size());
+    const auto fwd = onednn_compat::ip_fwd_pd(ctx.engine(), x, any, bias ? &b : nullptr, y);
+    for (const md& c : {md(onednn_detail::to_dims(ws), dnnl::memory::data_type::f32, dnnl::memory::format_tag::ba),
+                        fwd.weights_desc(), onednn_compat::ip_bwd_data_pd(ctx.engine(), x, any, y, fwd).weights_desc(),
+                        onednn_compat::ip_bwd_weights_pd(ctx.engine(), x, any, bias ? &b : nullptr, y, fwd).diff_weights_desc()})
+        if (c.get_size() == plain.get_size()) CHECK(now <= reorders(c));
+    return moved;
+}
+#endif
+
 /// That running `again` (a second forward) leaves every parameter of `st` in the buffer
 /// where it was: weights move to their preferred layout once, not every step.
 template <class State, class F>

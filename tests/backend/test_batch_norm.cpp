@@ -1,4 +1,5 @@
 #include "testing.hpp"
+#include <cmath>
 
 using namespace micle;
 using testing::random_values;
@@ -162,7 +163,20 @@ TEST_CASE_TEMPLATE("batch_norm: bad input names the op and the shapes", B, MICLE
     CHECK_THROWS_WITH_AS(op.forward_training(ctx, one, c3, c3, c3, c3, y),
                          doctest::Contains("more than one value per channel"), shape_error);
     CHECK_THROWS_WITH_AS(op.forward_training(ctx, empty, c3, c3, c3, c3, y), doctest::Contains("zero-sized"), shape_error);
-    CHECK_NOTHROW(op.forward_inference(ctx, one, c3, c3, c3, c3, y));
+    // One value per channel is fine for inference, which reads the running statistics:
+    // y = gamma (x - mean) / sqrt(var + eps) + beta.
+    {
+        const std::vector<float> xv{0.5f, -1.0f, 2.0f}, g{2.0f, -1.0f, 0.5f}, be{0.1f, 0.2f, -0.3f}, m{1.0f, 0.0f, -2.0f},
+            var{3.0f, 0.25f, 1.0f};
+        auto t = [&](const std::vector<float>& v, const shape& s) { return tensor<B>::from_host(ctx, s, v); };
+        const auto x1 = t(xv, shape{1, 3, 1, 1});
+        op.forward_inference(ctx, x1, t(g, shape{3}), t(be, shape{3}), t(m, shape{3}), t(var, shape{3}), y);
+        const auto got = y.to_host(ctx);
+        REQUIRE(got.size() == 3);
+        const double eps = ops::batch_norm_params{}.eps;
+        for (std::size_t k = 0; k < 3; ++k)
+            CHECK(got[k] == doctest::Approx(g[k] * (xv[k] - m[k]) / std::sqrt(var[k] + eps) + be[k]).epsilon(1e-5));
+    }
     CHECK_THROWS_WITH_AS(op.backward(ctx, x, x, c3, c3, dx, dg, db), doctest::Contains("needs a forward_training"),
                          shape_error);
 }

@@ -81,21 +81,38 @@ np.savez_compressed(f"{work}/tiny.npz",
                     test_labels=np.tile(np.array([[1, 0, 1], [0, 1, 0]], np.uint8), (10, 1)))
 
 
+def split_sizes(manifest):
+    """{split: (images, patients)} as `micle check` reports them."""
+    r = run("check", "--data", manifest)
+    out = r.stdout + r.stderr
+    return {m[0]: (int(m[1]), int(m[2])) for m in re.findall(r"^  (train|val|test): (\d+) images, (\d+) patients", out, re.M)}
+
+
 def csv_pipeline():
+    # 24 patients of 1-3 images (48 images); the seeded patient-level split gives train
+    # 18 patients, val 3, test 3 (`micle check`).
+    sizes = split_sizes(f"{work}/csv/manifest.csv")
+    assert sum(n for n, _ in sizes.values()) == 48 and sum(p for _, p in sizes.values()) == 24, sizes
     run("pretrain", "--data", f"{work}/csv/manifest.csv", "--pairs", "micle", "--out", f"{work}/p-csv", "--epochs", "2",
         "--batch-size", "4", "--augment", "chest_xray", *MODEL)
-    run("finetune", "--data", f"{work}/csv/manifest.csv", "--init", f"{work}/p-csv", "--out", f"{work}/f-csv",
-        "--label-fraction", "0.5", "--epochs", "2", "--batch-size", "8")
+    r = run("finetune", "--data", f"{work}/csv/manifest.csv", "--init", f"{work}/p-csv", "--out", f"{work}/f-csv",
+            "--label-fraction", "0.5", "--epochs", "2", "--batch-size", "8")
     ids = [int(x) for x in open(f"{work}/f-csv/label_ids.txt") if not x.startswith("#")]
-    assert 0 < len(ids), "no labelled ids written"
+    # Half the training patients, each with all of its 1-3 images: indices into the train
+    # split, each once, as many as the run says it trained on.
+    train_images, train_patients = sizes["train"]
+    half = train_patients // 2
+    assert len(set(ids)) == len(ids) and all(0 <= i < train_images for i in ids), ids
+    assert half <= len(ids) <= 3 * half, (len(ids), half)
+    assert f"fine-tuned on {len(ids)} labelled images (fraction 0.50)" in r.stdout, r.stdout
     run("evaluate", "--data", f"{work}/csv/manifest.csv", "--split", "test", "--model", f"{work}/f-csv", "--report",
         f"{work}/csv-report.json", "--patient-level")
     r = json.load(open(f"{work}/csv-report.json"))
     for key in ["task", "n", "accuracy", "auc_macro", "auc_per_class", "confusion_matrix", "patient_level"]:
         assert key in r, f"report lacks {key}"
     assert r["task"] == "multiclass" and len(r["auc_per_class"]) == 3 and len(r["confusion_matrix"]) == 3
+    assert (r["n"], r["patient_level"]["n"]) == sizes["test"], (r["n"], r["patient_level"]["n"], sizes)
     assert sum(map(sum, r["confusion_matrix"])) == r["n"]
-    assert r["patient_level"]["n"] <= r["n"]
     assert r["class_names"] == ["effusion", "mass", "normal"], r["class_names"]
     run("plot", "--report", f"{work}/csv-report.json")
     run("plot", "--run", f"{work}/p-csv")

@@ -150,10 +150,12 @@ public:
     bool runs_lowered() const { return last_ != nullptr && last_->lowered.has_value(); }
     bool runs_lowered_forward() const { return runs_lowered() && last_->lowered->lowers_forward(); }
 
-    /// Turns the lowered form off (on by default), for comparisons.
-    void allow_lowered(bool on) {
+    /// Turns the lowered form off (on by default), for comparisons; `without_amx` also takes
+    /// it in bf16 on CPUs without AMX (where it was not measured to pay), to compare it there.
+    void allow_lowered(bool on, bool without_amx = false) {
         check(cache_.empty(), "conv2d: allow_lowered before the first forward");
         lowered_ = on;
+        lowered_anywhere_ = on && without_amx;
     }
 
     /// Whether the last forward's weight gradient runs space-to-depth
@@ -303,7 +305,7 @@ private:
             if (e.winograd) return e;
             if (small_maps_ && onednn_detail::small_map_conv::pays(p_, e.x_shape, has_bias))
                 e.small.emplace(ctx, p_, e.x_shape, w_shape, e.y_shape, t);
-            else if (lowered_ && (t == dtype::bf16 ? onednn_detail::lowered_conv::pays(p_, e.y_shape, has_bias)
+            else if (lowered_ && (t == dtype::bf16 ? onednn_detail::lowered_conv::pays(p_, e.y_shape, has_bias, lowered_anywhere_)
                                                    : onednn_detail::lowered_conv::pays_fp32(p_, e.y_shape, has_bias)))
                 e.lowered.emplace(ctx, p_, e.x_shape, w_shape, e.y_shape, t);
             else if (s2d_ && t == dtype::bf16 &&
@@ -347,7 +349,7 @@ private:
     entry* last_ = nullptr;
     md w_desc_;
     bool small_maps_ = true;
-    bool lowered_ = true;
+    bool lowered_ = true, lowered_anywhere_ = false;
     bool s2d_ = true, s2d_anywhere_ = false;
     bool winograd_ = true, winograd_any_map_ = false;
 };

@@ -48,8 +48,10 @@ public:
     /// with it, gains 1.2-9x on the same shapes, except 3x3 stride-1 convolutions on 4x4
     /// maps of a batch of 64 (0.85x). Only measured with AMX: CPUs with AVX512-BF16 and no
     /// AMX (Zen 4) keep oneDNN's kernels. Convolutions with a bias keep them too.
-    static bool pays(const ops::conv2d_params& p, const shape& y, bool has_bias) {
-        return cpu_has_amx() && !has_bias && ((p.kernel_h == 1 && p.kernel_w == 1) || y[2] * y[3] <= 16);
+    /// `without_amx` drops the AMX condition (conv2d::allow_lowered(true, true): comparisons
+    /// on CPUs with AVX512-BF16 and no AMX).
+    static bool pays(const ops::conv2d_params& p, const shape& y, bool has_bias, bool without_amx = false) {
+        return (without_amx || cpu_has_amx()) && !has_bias && ((p.kernel_h == 1 && p.kernel_w == 1) || y[2] * y[3] <= 16);
     }
 
     /// The same in fp32, onto maps of at most 4 positions (ResNet's layer4 at 64 px).
