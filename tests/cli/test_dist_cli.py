@@ -103,15 +103,19 @@ def finetune_two_ranks():
     assert open(f"{work}/ft1/label_ids.txt").read() == open(f"{work}/ft2/label_ids.txt").read()
     def weights(d):
         return safetensors(f"{work}/{d}/" + open(f"{work}/{d}/selected").read().strip() + "/model.safetensors")
-    one, threads2, two = weights("ft1"), weights("ft1-2threads"), weights("ft2")
+    one, two = weights("ft1"), weights("ft2")
     assert one.keys() == two.keys() and len(one) > 50, sorted(one)[:5]
-    # The same arithmetic in another order: one process on 2 threads already differs from
-    # one on 1 thread (oneDNN's AVX-512 kernels split sums by thread; a ReLU input within
-    # rounding of zero can flip, as tests/dist explains), by up to 9e-5 on near-zero
-    # batch-norm shifts after these 14 steps. 2 ranks may differ as much again, no more.
+    # The same arithmetic in another order. Measured here (2-vCPU AVX-512 Xeon), against one
+    # process on one thread after these 14 steps: the trained parameters differ by at most
+    # 2.7e-4 (conv1.weight), the batch-norm running variances (values 1-4) by 1.0e-3 (oneDNN
+    # sums the variance otherwise when it splits a batch by thread: one process on 2
+    # threads differs from 1 thread by the same 1.0e-3, and from 2 ranks by 8e-7). The
+    # bounds are fixed at about twice those, whatever the runs' own spread.
+    other_order = weights("ft1-2threads")
     for k in one:
-        order = 2 * float(np.abs(threads2[k] - one[k]).max())
-        assert np.allclose(two[k], one[k], rtol=1e-3, atol=1e-5 + order), (k, float(np.abs(two[k] - one[k]).max()), order)
+        atol = 2e-3 if "running" in k else 5e-4
+        assert np.allclose(two[k], one[k], rtol=1e-3, atol=atol), (k, float(np.abs(two[k] - one[k]).max()), atol)
+        assert np.allclose(other_order[k], one[k], rtol=1e-3, atol=atol), (k, float(np.abs(other_order[k] - one[k]).max()))
 
 
 def killed_rank_then_resume_in_one_process():
