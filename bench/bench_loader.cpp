@@ -1,74 +1,31 @@
-// Decoded + augmented images per second from the data pipeline: JPEG decoding (256x256
-// colour sources encoded at start-up with libjpeg) and Fashion-MNIST (28x28 uint8) through
-// the SimCLR and chest X-ray presets to 64x64 and 224x224 views, with the pair strategy
-// and the prefetch loader on W worker threads. img/s counts views (2 per pair).
+// Augmented views per second from the data pipeline - the pair strategy and the prefetch
+// loader on W worker threads, decoding each image once per pair - as train::fit runs it.
+// img/s counts views (2 per pair).
+//
+//   bench_loader                      Fashion-MNIST (28x28 uint8 in memory) to 64 and 224 px
+//   bench_loader --manifest=FILE [--preset=chest_xray|simclr] [--size=224] [--workers=1,2]
+//                                     a CSV manifest's images (bench/compare_loader.py runs
+//                                     this next to torchvision on the same files)
 #include <benchmark/benchmark.h>
-#include <jpeglib.h>
 
+#include <cstring>
 #include <filesystem>
 #include <memory>
+#include <sstream>
+#include <string>
 #include <vector>
 
 #include "micle/contrastive/pairs.hpp"
-#include "micle/data/decode.hpp"
 #include "micle/data/fashion_mnist.hpp"
 #include "micle/data/loader.hpp"
+#include "micle/data/open.hpp"
 
 namespace {
 
-std::vector<std::uint8_t> encode_jpeg(int w, int h, std::uint64_t seed) {
-    micle::rng gen(seed);
-    std::vector<std::uint8_t> rgb(std::size_t(w * h * 3));
-    for (int y = 0; y < h; ++y)
-        for (int x = 0; x < w; ++x)
-            for (int c = 0; c < 3; ++c)
-                rgb[std::size_t((y * w + x) * 3 + c)] = std::uint8_t((x * (c + 1) + y * 3 + int(gen.below(32))) & 255);
-    jpeg_compress_struct cinfo;
-    jpeg_error_mgr err;
-    cinfo.err = jpeg_std_error(&err);
-    jpeg_create_compress(&cinfo);
-    unsigned char* out = nullptr;
-    unsigned long size = 0;
-    jpeg_mem_dest(&cinfo, &out, &size);
-    cinfo.image_width = JDIMENSION(w);
-    cinfo.image_height = JDIMENSION(h);
-    cinfo.input_components = 3;
-    cinfo.in_color_space = JCS_RGB;
-    jpeg_set_defaults(&cinfo);
-    jpeg_set_quality(&cinfo, 90, TRUE);
-    jpeg_start_compress(&cinfo, TRUE);
-    while (cinfo.next_scanline < cinfo.image_height) {
-        JSAMPROW row = rgb.data() + std::size_t(cinfo.next_scanline) * std::size_t(w * 3);
-        jpeg_write_scanlines(&cinfo, &row, 1);
-    }
-    jpeg_finish_compress(&cinfo);
-    jpeg_destroy_compress(&cinfo);
-    std::vector<std::uint8_t> bytes(out, out + size);
-    std::free(out);
-    return bytes;
-}
-
-micle::data::dataset jpeg_dataset(int count) {
-    micle::data::dataset d;
-    d.source = "in-memory JPEGs";
-    d.num_classes = 2;
-    auto files = std::make_shared<std::vector<std::vector<std::uint8_t>>>();
-    for (int i = 0; i < count; ++i) {
-        files->push_back(encode_jpeg(256, 256, std::uint64_t(i)));
-        d.labels.push_back(i % 2);
-        d.patients.push_back(i);
-        d.names.push_back("jpeg " + std::to_string(i));
-    }
-    d.decode = [files](std::int64_t i) {
-        const auto& f = (*files)[std::size_t(i)];
-        return micle::data::decode_jpeg(f.data(), f.size(), "bench.jpg");
-    };
-    return d;
-}
-
 void run(benchmark::State& state, const micle::data::dataset& d, const micle::data::augment_config& aug, std::int64_t channels) {
     const int workers = int(state.range(0));
-    constexpr std::int64_t n = 32;
+    // 32 pairs per batch, or enough batches for every worker on a small manifest
+    const std::int64_t n = std::max<std::int64_t>(1, std::min<std::int64_t>(32, d.size() / (2 * workers)));
     micle::contrastive::augmented_views pairs(d, aug, channels, 1);
     const std::int64_t batches = pairs.units() / n;
     std::int64_t views = 0, epoch = 0;
@@ -84,10 +41,6 @@ void run(benchmark::State& state, const micle::data::dataset& d, const micle::da
     state.counters["img/s"] = benchmark::Counter(double(views), benchmark::Counter::kIsRate);
 }
 
-void BM_jpeg256_simclr(benchmark::State& state, std::int64_t size) {
-    static const auto d = jpeg_dataset(128);
-    run(state, d, micle::data::augment_config::simclr(size), 3);
-}
 void BM_fashion28_chest_xray(benchmark::State& state, std::int64_t size) {
     if (!std::filesystem::exists(micle::data::fashion_mnist_dir)) {
         state.SkipWithError("dataset-fashion-mnist is not installed");
@@ -100,10 +53,49 @@ void BM_fashion28_chest_xray(benchmark::State& state, std::int64_t size) {
     run(state, d, micle::data::augment_config::chest_xray(size), 1);
 }
 
+/// The value of --name=VALUE in argv (removed from it), or `fallback`.
+std::string take_flag(int& argc, char** argv, const std::string& name, const std::string& fallback) {
+    const std::string prefix = "--" + name + "=";
+    for (int i = 1; i < argc; ++i)
+        if (std::strncmp(argv[i], prefix.c_str(), prefix.size()) == 0) {
+            std::string v = argv[i] + prefix.size();
+            for (int j = i; j + 1 < argc; ++j) argv[j] = argv[j + 1];
+            --argc;
+            return v;
+        }
+    return fallback;
+}
+
 }  // namespace
 
-BENCHMARK_CAPTURE(BM_jpeg256_simclr, to64, 64)->Arg(1)->Arg(2)->UseRealTime()->Unit(benchmark::kMillisecond);
-BENCHMARK_CAPTURE(BM_jpeg256_simclr, to224, 224)->Arg(1)->Arg(2)->UseRealTime()->Unit(benchmark::kMillisecond);
-BENCHMARK_CAPTURE(BM_fashion28_chest_xray, to64, 64)->Arg(1)->Arg(2)->UseRealTime()->Unit(benchmark::kMillisecond);
-BENCHMARK_CAPTURE(BM_fashion28_chest_xray, to224, 224)->Arg(1)->Arg(2)->UseRealTime()->Unit(benchmark::kMillisecond);
-BENCHMARK_MAIN();
+int main(int argc, char** argv) {
+    const std::string manifest = take_flag(argc, argv, "manifest", "");
+    const std::string preset = take_flag(argc, argv, "preset", "chest_xray");
+    const std::int64_t size = std::stoll(take_flag(argc, argv, "size", "224"));
+    const std::string workers = take_flag(argc, argv, "workers", "1,2");
+    std::vector<int> counts;
+    std::stringstream list(workers);
+    for (std::string w; std::getline(list, w, ',');) counts.push_back(std::stoi(w));
+    static micle::data::dataset images;
+    if (manifest.empty()) {
+        for (std::int64_t out : {64, 224}) {
+            auto* b = benchmark::RegisterBenchmark(("fashion28_chest_xray/to" + std::to_string(out)).c_str(),
+                                                   [out](benchmark::State& st) { BM_fashion28_chest_xray(st, out); });
+            for (int w : counts) b->Arg(w);
+            b->UseRealTime()->Unit(benchmark::kMillisecond);
+        }
+    } else {
+        images = micle::data::read_csv_manifest(manifest);
+        const auto aug = preset == "simclr" ? micle::data::augment_config::simclr(size) : micle::data::augment_config::chest_xray(size);
+        const std::int64_t channels = images.load_source(0).channels;
+        auto* b = benchmark::RegisterBenchmark((std::filesystem::path(manifest).stem().string() + "/" + preset).c_str(),
+                                               [aug, channels](benchmark::State& st) { run(st, images, aug, channels); });
+        for (int w : counts) b->Arg(w);
+        b->UseRealTime()->Unit(benchmark::kMillisecond)->MinTime(2.0);
+    }
+    benchmark::Initialize(&argc, argv);
+    if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
+    benchmark::RunSpecifiedBenchmarks();
+    benchmark::Shutdown();
+    return 0;
+}

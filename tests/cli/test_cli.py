@@ -270,6 +270,7 @@ def checkpoints_and_validation():
         "--checkpoint-every", "2", "--keep-last", "2", "--val-every", "1", "--select", "best", *MODEL)
     epochs = [json.loads(x) for x in open(f"{out}/metrics.jsonl") if "epoch_end" in x]
     assert [e["epoch_end"] for e in epochs] == [1, 2, 3], epochs
+    assert all(0 <= e["loader_wait_fraction"] <= 1 for e in epochs), epochs
     best = max(epochs, key=lambda e: (e["val_auc"], -e["epoch_end"]))
     best_name = open(f"{out}/best").read().strip()
     assert best_name == f"ckpt-{best['epoch_end']:06d}", (best_name, epochs)

@@ -1,6 +1,10 @@
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <set>
+#include <condition_variable>
+#include <mutex>
+#include <thread>
 
 #include "micle/contrastive/pairs.hpp"
 #include "micle/data/fashion_mnist.hpp"
@@ -12,7 +16,7 @@ using namespace micle;
 using namespace micle::data;
 
 namespace {
-/// N images of 4x4 whose every pixel is (i + 1) / 256, labels i % classes, patients given.
+/// N 16-bit images of 4x4 whose every pixel is i + 1 (so i + 1 / 65535 as floats), labels i % classes, patients given.
 dataset constant_images(std::int64_t n, int classes, std::vector<std::int64_t> patients = {}) {
     dataset d;
     d.source = "synthetic";
@@ -22,15 +26,16 @@ dataset constant_images(std::int64_t n, int classes, std::vector<std::int64_t> p
         d.patients.push_back(patients.empty() ? i : patients[std::size_t(i)]);
         d.names.push_back("image " + std::to_string(i));
     }
-    d.decode = [](std::int64_t i) {
-        image img(1, 4, 4);
-        std::fill(img.pixels.begin(), img.pixels.end(), float(i + 1) / 256.0f);
-        return img;
+    d.decode = [](std::int64_t i, const decode_plan&) {
+        std::vector<std::uint8_t> bytes(4 * 4 * 2);
+        const auto v = std::uint16_t(i + 1);
+        for (std::size_t k = 0; k < 16; ++k) std::memcpy(bytes.data() + 2 * k, &v, 2);
+        return source_image::adopt(std::move(bytes), 1, 4, 4, 16, 2);
     };
     d.validate();
     return d;
 }
-std::int64_t identify(const float* view) { return std::int64_t(std::lround(view[0] * 256.0f)) - 1; }
+std::int64_t identify(const float* view) { return std::int64_t(std::lround(view[0] * 65535.0f)) - 1; }
 }  // namespace
 
 TEST_CASE("Fashion-MNIST from Debian's dataset-fashion-mnist") {
@@ -180,6 +185,40 @@ TEST_CASE("loader: an error while making a batch reaches the consumer at that ba
     CHECK(*loader.next() == 1);
     CHECK_THROWS_WITH_AS(loader.next(), "record 2 is corrupt", data_error);
     CHECK(*loader.next() == 3);
+    CHECK_FALSE(loader.next().has_value());
+}
+
+TEST_CASE("loader: wait_seconds counts the time next() blocked on a batch not yet made, and only that") {
+    std::mutex mu;
+    std::condition_variable cv;
+    bool released = false;
+    prefetch_loader<int> loader(
+        [&](std::int64_t b) {
+            if (b == 1) {  // batch 1 is made only once the test releases it
+                std::unique_lock lock(mu);
+                cv.wait(lock, [&] { return released; });
+            }
+            return int(b);
+        },
+        3, 1, 4);
+    CHECK(*loader.next() == 0);
+    const double before = loader.wait_seconds();
+    std::thread release([&] {
+        std::this_thread::sleep_for(std::chrono::milliseconds(200));
+        {
+            std::lock_guard lock(mu);
+            released = true;
+        }
+        cv.notify_all();
+    });
+    const auto t0 = std::chrono::steady_clock::now();
+    CHECK(*loader.next() == 1);  // blocks until the release
+    const double blocked = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    release.join();
+    const double waited = loader.wait_seconds() - before;
+    CHECK(waited > 0.0);
+    CHECK(waited <= blocked);  // counted inside next(), never more than the call took
+    CHECK(*loader.next() == 2);
     CHECK_FALSE(loader.next().has_value());
 }
 

@@ -14,14 +14,8 @@ using namespace micle::data;
 namespace fs = std::filesystem;
 
 namespace {
-struct scratch {
-    fs::path dir;
-    scratch() {
-        static int n = 0;
-        dir = fs::temp_directory_path() / ("micle-formats-" + std::to_string(::getpid()) + "-" + std::to_string(n++));
-        fs::create_directories(dir);
-    }
-    ~scratch() { fs::remove_all(dir); }
+struct scratch : testing::scratch {
+    scratch() : testing::scratch("formats") {}
 };
 void truncate_file(const fs::path& p, std::size_t keep) {
     auto bytes = read_file(p);

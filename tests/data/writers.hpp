@@ -4,6 +4,8 @@
 #include <jpeglib.h>
 #include <png.h>
 
+#include <unistd.h>
+
 #include <cstdio>
 #include <filesystem>
 #include <stdexcept>
@@ -11,6 +13,19 @@
 #include <vector>
 
 namespace micle::testing {
+
+/// A fresh folder under the system's temporary directory, removed with its contents.
+struct scratch {
+    std::filesystem::path dir;
+    explicit scratch(const std::string& tag) {
+        static int n = 0;
+        dir = std::filesystem::temp_directory_path() / ("micle-" + tag + "-" + std::to_string(::getpid()) + "-" + std::to_string(n++));
+        std::filesystem::create_directories(dir);
+    }
+    scratch(const scratch&) = delete;
+    scratch& operator=(const scratch&) = delete;
+    ~scratch() { std::filesystem::remove_all(dir); }
+};
 
 /// Interleaved samples, 8-bit (values < 256) or 16-bit, 1 or 3 channels.
 inline void write_png(const std::filesystem::path& path, int w, int h, int channels, int bits,

@@ -69,6 +69,24 @@ std::string summary(const micle::data::image& im) {
                   static_cast<long long>(im.height), static_cast<long long>(im.width), im.bits, sum);
     return buf;
 }
+/// A reduced, partial decode as a training view asks for one: half the size, the middle
+/// half of the rows and columns (JPEG: DCT-scaled, skipped rows, cropped columns).
+micle::data::decode_request middle_half(const micle::data::image_header& h) {
+    micle::data::decode_request r;
+    r.min_height = h.height / 2;
+    r.min_width = h.width / 2;
+    r.top = h.height / 4;
+    r.bottom = std::max(r.top + 1, 3 * h.height / 4);
+    r.left = h.width / 4;
+    r.right = std::max(r.left + 1, 3 * h.width / 4);
+    return r;
+}
+std::string region(const micle::data::source_image& s) {
+    char buf[96];
+    std::snprintf(buf, sizeof buf, "; region %lldx%lldx%lld at %.3f", static_cast<long long>(s.channels),
+                  static_cast<long long>(s.height), static_cast<long long>(s.width), double(s.scale_y));
+    return buf;
+}
 template <class Bytes>
 std::string byte_sum(const Bytes& bytes) {
     std::uint64_t s = 0;
@@ -86,8 +104,10 @@ int micle_fuzz_one(const std::string& format, const std::uint8_t* data, std::siz
     try {
         if (format == "png") {
             got = summary(data::decode_png(data, size, "fuzz.png"));
+            got += region(data::decode_png_source(data, size, "fuzz.png", {}, middle_half));
         } else if (format == "jpeg") {
             got = summary(data::decode_jpeg(data, size, "fuzz.jpg"));
+            got += region(data::decode_jpeg_source(data, size, "fuzz.jpg", {}, middle_half));
         } else if (format == "npz") {
             for (const auto& [name, a] : data::parse_npz(std::vector<std::uint8_t>(data, data + size), "fuzz.npz"))
                 got += (got.empty() ? "" : "; ") + name + " " + a.descr + " " + join_shape(a.shape) + " byte sum " + byte_sum(a.bytes);

@@ -276,7 +276,7 @@ TEST_CASE("knn_predict and the kNN monitor equal a brute-force kNN") {
     std::int64_t fdim = 0;
     const auto fb = train::embed_all(learner, bank_images, 5, 1, &fdim), fq = train::embed_all(learner, val_images, 3, 1);
     const auto pred = brute_force_knn(fb, bank_images.data().labels, fq, fdim, 3, 5, 0.1);
-    train::epoch_info e{1, 1, 0.0, {}, {}, false, 0.0, false, {}};
+    train::epoch_info e{1, 1, 0.0, {}, {}, false, 0.0, 0.0, false, {}};
     monitor.on_validate(e);
     CHECK(e.metrics.at("knn_accuracy") == doctest::Approx(testing::share_right(pred, val_images.data().labels)));
 }

@@ -10,16 +10,18 @@
 // Rows i and i + N of a batch are a positive pair, and both carry the group id (patient)
 // the loss uses to mask same-patient negatives. Everything random is a function of
 // (seed, epoch, position in the epoch, view), so a batch does not depend on which thread
-// makes it or in what order.
+// makes it or in what order. Each image is decoded once per batch (data/views.hpp): both
+// SimCLR views come from one decode, MICLe's two images are decoded once each.
 #include <algorithm>
 #include <map>
 #include <numeric>
+#include <span>
 #include <vector>
 
 #include "micle/core/rng.hpp"
 #include "micle/core/shape.hpp"
-#include "micle/data/augment.hpp"
 #include "micle/data/dataset.hpp"
+#include "micle/data/views.hpp"
 
 namespace micle::contrastive {
 
@@ -41,12 +43,10 @@ public:
     const data::augment_config& augmentation() const noexcept { return aug_; }
 
 protected:
-    /// One augmented view of sample `i` written to `dst` (C * size * size floats).
-    void view(std::int64_t i, std::uint64_t stream, float* dst) const {
-        rng gen(stream);
-        const data::image img = data::to_channels(data_->load(i), channels_);
-        const data::image out = data::augment(img, aug_, gen);
-        std::copy(out.pixels.begin(), out.pixels.end(), dst);
+    /// Augmented views of sample `i` from one decode, one per stream, written to dst[k]
+    /// (C * size * size floats each).
+    void views(std::int64_t i, std::span<const std::uint64_t> streams, std::span<float* const> dst) const {
+        data::make_views(*data_, i, streams, aug_, channels_, dst);
     }
     view_batch allocate(std::int64_t n) const {
         view_batch b;
@@ -97,9 +97,11 @@ public:
         view_batch out = allocate(count);
         for (std::int64_t k = 0; k < count; ++k) {
             const std::int64_t pos = b * n + first + k, i = order[std::size_t(pos)];
+            const std::uint64_t streams[2] = {stream(epoch, pos, 0), stream(epoch, pos, 1)};
+            float* const dst[2] = {out.pixels.data() + k * per_view(), out.pixels.data() + (k + count) * per_view()};
+            views(i, streams, dst);
             for (int v = 0; v < 2; ++v) {
                 const std::int64_t row = k + v * count;
-                view(i, stream(epoch, pos, v), out.pixels.data() + row * per_view());
                 out.groups[std::size_t(row)] = data_->patients[std::size_t(i)];
                 out.samples[std::size_t(row)] = i;
             }
@@ -146,9 +148,15 @@ public:
                 second = bag[c >= a ? c + 1 : c];
             }
             const std::int64_t chosen[2] = {first, second};
+            const std::uint64_t streams[2] = {stream(epoch, pos, 0), stream(epoch, pos, 1)};
+            float* const dst[2] = {out.pixels.data() + k * per_view(), out.pixels.data() + (k + count) * per_view()};
+            if (first == second) {  // a bag of one image: two augmentations of one decode
+                views(first, streams, dst);
+            } else {
+                for (int v = 0; v < 2; ++v) views(chosen[v], std::span(streams + v, 1), std::span(dst + v, 1));
+            }
             for (int v = 0; v < 2; ++v) {
                 const std::int64_t row = k + v * count;
-                view(chosen[v], stream(epoch, pos, v), out.pixels.data() + row * per_view());
                 out.groups[std::size_t(row)] = bag_ids_[std::size_t(order[std::size_t(pos)])];
                 out.samples[std::size_t(row)] = chosen[v];
             }

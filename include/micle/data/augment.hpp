@@ -18,6 +18,7 @@
 #include <array>
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <mutex>
 #include <numbers>
 #include <vector>
@@ -108,8 +109,9 @@ inline float cubic(float x) {  // Keys cubic convolution, a = -0.5 (PIL/torchvis
     return 0;
 }
 
-/// Samples plane `p` (h x w) at (y, x), edges clamped.
-inline float sample(const float* p, std::int64_t h, std::int64_t w, float y, float x, interpolation interp) {
+/// Samples channel `c` of an h x w buffer read through `at(c, y, x)` at (y, x), edges clamped.
+template <class At>
+inline float sample(const At& at, std::int64_t c, std::int64_t h, std::int64_t w, float y, float x, interpolation interp) {
     if (interp == interpolation::bicubic) {
         const float fy = std::floor(y), fx = std::floor(x);
         float acc = 0;
@@ -118,7 +120,7 @@ inline float sample(const float* p, std::int64_t h, std::int64_t w, float y, flo
             const float wy = cubic(y - (fy + float(dy)));
             for (int dx = -1; dx <= 2; ++dx) {
                 const auto xx = std::clamp<std::int64_t>(std::int64_t(fx) + dx, 0, w - 1);
-                acc += wy * cubic(x - (fx + float(dx))) * p[yy * w + xx];
+                acc += wy * cubic(x - (fx + float(dx))) * at(c, yy, xx);
             }
         }
         return acc;
@@ -128,9 +130,51 @@ inline float sample(const float* p, std::int64_t h, std::int64_t w, float y, flo
     const auto y0 = std::int64_t(y), x0 = std::int64_t(x);
     const auto y1 = std::min(y0 + 1, h - 1), x1 = std::min(x0 + 1, w - 1);
     const float ty = y - float(y0), tx = x - float(x0);
-    const float a = p[y0 * w + x0] + tx * (p[y0 * w + x1] - p[y0 * w + x0]);
-    const float b = p[y1 * w + x0] + tx * (p[y1 * w + x1] - p[y1 * w + x0]);
+    const float a = at(c, y0, x0) + tx * (at(c, y0, x1) - at(c, y0, x0));
+    const float b = at(c, y1, x0) + tx * (at(c, y1, x1) - at(c, y1, x0));
     return a + ty * (b - a);
+}
+
+/// Where a buffer sits in the full-resolution image: its pixel (i, j) is the image's
+/// ((i + origin_y + 0.5) / scale_y - 0.5, (j + origin_x + 0.5) / scale_x - 0.5).
+struct placement {
+    std::int64_t full_height, full_width, height, width;
+    float scale_y = 1, scale_x = 1;
+    std::int64_t origin_y = 0, origin_x = 0;
+};
+
+/// The box (full-resolution pixels) resized to out's size, rotated about its centre by
+/// `rotation` degrees (points outside the image are 0) and flipped, read through `at`;
+/// `out` has 1 or 3 channels, and 1-channel data is replicated into 3.
+template <class At>
+inline void resample(const At& at, std::int64_t in_channels, const placement& g, float top, float left, float height,
+                     float width, interpolation interp, float rotation, bool flip, image& out) {
+    const std::int64_t out_h = out.height, out_w = out.width;
+    const float sy = height / float(out_h), sx = width / float(out_w);
+    const float cy = top + height / 2, cx = left + width / 2;
+    const double rad = double(rotation) * std::numbers::pi / 180.0;
+    const float cr = float(std::cos(rad)), sr = float(std::sin(rad));
+    const bool replicate = in_channels == 1 && out.channels == 3;
+    const std::int64_t plane = out_h * out_w;
+    for (std::int64_t y = 0; y < out_h; ++y)
+        for (std::int64_t x = 0; x < out_w; ++x) {
+            const std::int64_t xo = flip ? out_w - 1 - x : x;
+            // offset from the box centre in source pixels, then rotated
+            const float dy = (float(y) + 0.5f) * sy - height / 2, dx = (float(xo) + 0.5f) * sx - width / 2;
+            const float ry = cr * dy - sr * dx, rx = sr * dy + cr * dx;
+            const float py = cy + ry - 0.5f, px = cx + rx - 0.5f;
+            float* dst = out.pixels.data() + y * out_w + x;
+            if (rotation != 0.0f &&
+                (py < -0.5f || py > float(g.full_height) - 0.5f || px < -0.5f || px > float(g.full_width) - 0.5f)) {
+                for (std::int64_t c = 0; c < out.channels; ++c) dst[c * plane] = 0.0f;
+                continue;
+            }
+            // at full resolution exactly py, px (so a full decode samples as the float path does)
+            const float by = (g.scale_y == 1.0f ? py : (py + 0.5f) * g.scale_y - 0.5f) - float(g.origin_y);
+            const float bx = (g.scale_x == 1.0f ? px : (px + 0.5f) * g.scale_x - 0.5f) - float(g.origin_x);
+            for (std::int64_t c = 0; c < in_channels; ++c) dst[c * plane] = sample(at, c, g.height, g.width, by, bx, interp);
+            if (replicate) dst[plane] = dst[2 * plane] = dst[0];
+        }
 }
 
 inline float luma(float r, float g, float b) { return 0.299f * r + 0.587f * g + 0.114f * b; }
@@ -200,28 +244,71 @@ inline augment_params sample(const augment_config& c, std::int64_t h, std::int64
 inline image crop_resize(const image& in, float top, float left, float height, float width, std::int64_t out_h,
                          std::int64_t out_w, interpolation interp, float rotation = 0.0f, bool flip = false) {
     image out(in.channels, out_h, out_w, in.bits);
-    const float sy = height / float(out_h), sx = width / float(out_w);
-    const float cy = top + height / 2, cx = left + width / 2;
-    const double rad = double(rotation) * std::numbers::pi / 180.0;
-    const float cr = float(std::cos(rad)), sr = float(std::sin(rad));
-    for (std::int64_t c = 0; c < in.channels; ++c) {
-        const float* src = in.channel(c);
-        float* dst = out.channel(c);
-        for (std::int64_t y = 0; y < out_h; ++y)
-            for (std::int64_t x = 0; x < out_w; ++x) {
-                const std::int64_t xo = flip ? out_w - 1 - x : x;
-                // offset from the box centre in source pixels, then rotated
-                const float dy = (float(y) + 0.5f) * sy - height / 2, dx = (float(xo) + 0.5f) * sx - width / 2;
-                const float ry = cr * dy - sr * dx, rx = sr * dy + cr * dx;
-                const float py = cy + ry - 0.5f, px = cx + rx - 0.5f;
-                if (rotation != 0.0f && (py < -0.5f || py > float(in.height) - 0.5f || px < -0.5f || px > float(in.width) - 0.5f)) {
-                    dst[y * out_w + x] = 0.0f;
-                    continue;
-                }
-                dst[y * out_w + x] = augment_detail::sample(src, in.height, in.width, py, px, interp);
-            }
+    const augment_detail::placement g{in.height, in.width, in.height, in.width};
+    augment_detail::resample([&](std::int64_t c, std::int64_t y, std::int64_t x) { return in.at(c, y, x); }, in.channels, g,
+                             top, left, height, width, interp, rotation, flip, out);
+    return out;
+}
+
+/// The same from decoded pixels at their source depth (a reduced or partial decode
+/// included: the box is in full-resolution pixels), into `channels` float planes.
+inline image crop_resize(const source_image& in, float top, float left, float height, float width, std::int64_t out_h,
+                         std::int64_t out_w, interpolation interp, float rotation, bool flip, std::int64_t channels) {
+    check<value_error>(in.channels == channels || (in.channels == 1 && channels == 3), "crop_resize: cannot make ", channels,
+                       " channels from ", in.channels);
+    image out(channels, out_h, out_w, in.bits);
+    const augment_detail::placement g{in.full_height, in.full_width, in.height,  in.width,
+                                      in.scale_y,     in.scale_x,    in.origin_y, in.origin_x};
+    const std::int64_t row = in.width * in.channels;
+    if (in.sample_bytes == 2) {
+        const auto at = [&](std::int64_t c, std::int64_t y, std::int64_t x) {
+            std::uint16_t v;
+            std::memcpy(&v, in.data + 2 * (y * row + x * in.channels + c), 2);
+            return float(v) * (1.0f / 65535.0f);
+        };
+        augment_detail::resample(at, in.channels, g, top, left, height, width, interp, rotation, flip, out);
+    } else {
+        const auto at = [&](std::int64_t c, std::int64_t y, std::int64_t x) {
+            return float(in.data[y * row + x * in.channels + c]) * (1.0f / 255.0f);
+        };
+        augment_detail::resample(at, in.channels, g, top, left, height, width, interp, rotation, flip, out);
     }
     return out;
+}
+
+/// What a view drawn as `p` needs of a decode of the image `h`: a reduction that keeps the
+/// box at or above the output size, and the region its (rotated) sampling grid reads,
+/// widened by the interpolation's reach at the largest reduction (8 source pixels per
+/// decoded pixel) and clipped to the image.
+inline decode_request view_request(const augment_params& p, const augment_config& c, const image_header& h) {
+    decode_request r;
+    const double k = std::max(double(c.size) / std::max(1.0f, p.height), double(c.size) / std::max(1.0f, p.width));
+    r.min_height = std::int64_t(std::ceil(double(h.height) * k));
+    r.min_width = std::int64_t(std::ceil(double(h.width) * k));
+    const double rad = double(p.rotation) * std::numbers::pi / 180.0;
+    const double ac = std::abs(std::cos(rad)), as = std::abs(std::sin(rad));
+    const double hy = (ac * p.height + as * p.width) / 2, hx = (as * p.height + ac * p.width) / 2;
+    const double cy = p.top + p.height / 2.0, cx = p.left + p.width / 2.0;
+    const double reach = 8.0 * (c.interp == interpolation::bicubic ? 3 : 2);
+    r.top = std::clamp<std::int64_t>(std::int64_t(std::floor(cy - hy - reach)), 0, h.height);
+    r.bottom = std::clamp<std::int64_t>(std::int64_t(std::ceil(cy + hy + reach)), 0, h.height);
+    r.left = std::clamp<std::int64_t>(std::int64_t(std::floor(cx - hx - reach)), 0, h.width);
+    r.right = std::clamp<std::int64_t>(std::int64_t(std::ceil(cx + hx + reach)), 0, h.width);
+    return r;
+}
+
+/// The request that serves both: the larger size and the union of the regions.
+inline decode_request widen(const decode_request& a, const decode_request& b) {
+    if (a.whole() && a.min_height == 0 && a.min_width == 0) return b;
+    decode_request r;
+    r.min_height = std::max(a.min_height, b.min_height);
+    r.min_width = std::max(a.min_width, b.min_width);
+    if (a.whole() || b.whole()) return r;
+    r.top = std::min(a.top, b.top);
+    r.left = std::min(a.left, b.left);
+    r.bottom = std::max(a.bottom, b.bottom);
+    r.right = std::max(a.right, b.right);
+    return r;
 }
 
 inline void adjust_brightness(image& img, float f) {
@@ -340,10 +427,9 @@ inline void normalize(image& img, const std::vector<float>& mean, const std::vec
     }
 }
 
-/// Applies drawn parameters: crop + rotation + flip in one resampling, then colour jitter
-/// in its drawn order, grayscale, blur and normalisation.
-inline image apply(const image& in, const augment_params& p, const augment_config& c) {
-    image out = crop_resize(in, p.top, p.left, p.height, p.width, c.size, c.size, c.interp, p.rotation, p.flip);
+namespace augment_detail {
+/// Colour jitter in its drawn order, grayscale, blur and normalisation, on the resampled view.
+inline void finish(image& out, const augment_params& p, const augment_config& c) {
     if (p.jitter)
         for (int op : p.jitter_order) {
             switch (op) {
@@ -356,6 +442,22 @@ inline image apply(const image& in, const augment_params& p, const augment_confi
     if (p.grayscale) to_grayscale(out);
     if (p.blur) gaussian_blur(out, p.blur_sigma);
     normalize(out, c.mean, c.stddev);
+}
+}  // namespace augment_detail
+
+/// Applies drawn parameters: crop + rotation + flip in one resampling, then colour jitter
+/// in its drawn order, grayscale, blur and normalisation.
+inline image apply(const image& in, const augment_params& p, const augment_config& c) {
+    image out = crop_resize(in, p.top, p.left, p.height, p.width, c.size, c.size, c.interp, p.rotation, p.flip);
+    augment_detail::finish(out, p, c);
+    return out;
+}
+
+/// The same from decoded pixels at their source depth, into `channels` planes: the colour
+/// operations run on the output view, never on the full-resolution image.
+inline image apply(const source_image& in, const augment_params& p, const augment_config& c, std::int64_t channels) {
+    image out = crop_resize(in, p.top, p.left, p.height, p.width, c.size, c.size, c.interp, p.rotation, p.flip, channels);
+    augment_detail::finish(out, p, c);
     return out;
 }
 

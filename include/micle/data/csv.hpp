@@ -98,17 +98,23 @@ inline std::vector<std::string> split_csv_line(const std::string& line, const st
     return out;
 }
 
-/// Decodes one image file by its extension (or DICOM magic).
-inline image decode_image_file(const std::filesystem::path& path, const read_options& opt = {}) {
+/// Decodes one image file by its extension (or DICOM magic), as `plan` allows.
+inline source_image decode_image_source(const std::filesystem::path& path, const read_options& opt = {},
+                                        const decode_plan& plan = {}) {
     std::string ext = path.extension().string();
     std::transform(ext.begin(), ext.end(), ext.begin(), [](unsigned char c) { return char(std::tolower(c)); });
-    if (ext == ".dcm" || ext == ".dicom") return decode_dicom(path, opt.dicom, opt.limits);
+    if (ext == ".dcm" || ext == ".dicom") return decode_dicom_source(path, opt.dicom, opt.limits);
     const auto bytes = read_file(path);
-    if (ext == ".png") return decode_png(bytes.data(), bytes.size(), path.string(), opt.limits);
-    if (ext == ".jpg" || ext == ".jpeg") return decode_jpeg(bytes.data(), bytes.size(), path.string(), opt.limits);
+    if (ext == ".png") return decode_png_source(bytes.data(), bytes.size(), path.string(), opt.limits, plan);
+    if (ext == ".jpg" || ext == ".jpeg") return decode_jpeg_source(bytes.data(), bytes.size(), path.string(), opt.limits, plan);
     if (bytes.size() > 132 && std::equal(bytes.begin() + 128, bytes.begin() + 132, "DICM"))
-        return decode_dicom(path, opt.dicom, opt.limits);
+        return decode_dicom_source(path, opt.dicom, opt.limits);
     throw data_error(micle::detail::cat(path.string(), ": unknown image type '", ext, "' (PNG, JPEG or DICOM expected)"));
+}
+
+/// Decodes one whole image file into planar floats.
+inline image decode_image_file(const std::filesystem::path& path, const read_options& opt = {}) {
+    return to_image(decode_image_source(path, opt));
 }
 
 /// Parses a manifest from a stream; image paths are relative to `base`, `file` names the
@@ -207,7 +213,9 @@ inline dataset parse_csv_manifest(std::istream& in, const std::filesystem::path&
         d.num_classes = std::int64_t(label_cols.size());
         for (int c : label_cols) d.class_names.push_back(header[std::size_t(c)]);
     }
-    d.decode = [paths, opt](std::int64_t i) { return decode_image_file((*paths)[std::size_t(i)], opt); };
+    d.decode = [paths, opt](std::int64_t i, const decode_plan& plan) {
+        return decode_image_source((*paths)[std::size_t(i)], opt, plan);
+    };
     d.validate();
     return d;
 }

@@ -1,7 +1,12 @@
 #pragma once
 // A dataset: per-sample patient ids and labels, and a function that decodes sample i.
-// Readers (IDX, MedMNIST .npz, CSV manifests) build one; splits and pair strategies work
-// on indices into it.
+// Readers (IDX, MedMNIST .npz, CSV manifests, prepared files) build one; splits and pair
+// strategies work on indices into it.
+//
+// Decoding is planned: the decoder reads the sample's header, asks the caller's plan how
+// small it may decode and which region will be sampled (augmentations draw their crops
+// from the full-resolution header), and returns pixels at their source depth. A JPEG is
+// then decoded with DCT scaling and only the rows and columns the crops touch.
 #include <algorithm>
 #include <cstdint>
 #include <functional>
@@ -31,22 +36,34 @@ public:
     std::vector<std::string> names;     ///< per sample: file name or "record i", for messages
     std::vector<std::string> splits;    ///< per sample split name from the source (CSV split column), or empty
     bool simulated_patients = false;    ///< patient ids come from simulate_bags()
-    /// Decodes sample i (thread-safe; called from loader threads).
-    std::function<image(std::int64_t)> decode;
+    /// Decodes sample i as `plan` allows (thread-safe; called from loader threads). An empty
+    /// plan asks for the whole image at full resolution.
+    std::function<source_image(std::int64_t, const decode_plan&)> decode;
 
     std::int64_t size() const noexcept { return static_cast<std::int64_t>(patients.size()); }
 
-    /// Decodes sample i; a decoding failure is rethrown naming the sample and the source.
-    image load(std::int64_t i) const {
+    /// Decodes sample i as `plan` allows; a decoding failure is rethrown naming the sample
+    /// and the source. A plan is called exactly once: by the decoder from the header, or
+    /// here from the decoded image when the decoder has no use for it (DICOM, arrays).
+    source_image load_source(std::int64_t i, const decode_plan& plan = {}) const {
         check<value_error>(i >= 0 && i < size(), "dataset ", source, ": sample ", i, " is out of range [0, ", size(), ")");
         try {
-            return decode(i);
+            if (!plan) return decode(i, plan);
+            bool planned = false;
+            source_image img = decode(i, [&](const image_header& h) {
+                planned = true;
+                return plan(h);
+            });
+            if (!planned) plan(img.header());
+            return img;
         } catch (const data_error&) {
             throw;
         } catch (const std::exception& e) {
             throw data_error(micle::detail::cat("dataset ", source, ": ", names[std::size_t(i)], ": ", e.what()));
         }
     }
+    /// Sample i, whole and at full resolution, as planar floats.
+    image load(std::int64_t i) const { return to_image(load_source(i)); }
 
     /// The samples at `idx`, in that order (patients, labels and decoding follow).
     dataset subset(std::span<const std::int64_t> idx) const {
@@ -67,7 +84,7 @@ public:
             else
                 d.targets.insert(d.targets.end(), targets.begin() + i * num_classes, targets.begin() + (i + 1) * num_classes);
         }
-        d.decode = [parent = decode, order](std::int64_t i) { return parent((*order)[std::size_t(i)]); };
+        d.decode = [parent = decode, order](std::int64_t i, const decode_plan& plan) { return parent((*order)[std::size_t(i)], plan); };
         return d;
     }
 
@@ -90,17 +107,17 @@ public:
 };
 
 /// A dataset over an in-memory array of 8-bit images [N, H, W] or [N, H, W, C] (IDX,
-/// MedMNIST): decoding copies one image into planar floats in [0, 1].
-inline std::function<image(std::int64_t)> uint8_decoder(std::shared_ptr<const std::vector<std::uint8_t>> pixels,
-                                                        std::int64_t height, std::int64_t width, std::int64_t channels) {
-    return [pixels = std::move(pixels), height, width, channels](std::int64_t i) {
-        image img(channels, height, width, 8);
-        const std::uint8_t* src = pixels->data() + i * height * width * channels;
-        for (std::int64_t y = 0; y < height; ++y)
-            for (std::int64_t x = 0; x < width; ++x)
-                for (std::int64_t c = 0; c < channels; ++c)
-                    img.at(c, y, x) = float(src[(y * width + x) * channels + c]) * (1.0f / 255.0f);
-        return img;
+/// MedMNIST): a sample is a view into the array, with no copy.
+inline std::function<source_image(std::int64_t, const decode_plan&)> uint8_decoder(
+    std::shared_ptr<const std::vector<std::uint8_t>> pixels, std::int64_t height, std::int64_t width, std::int64_t channels) {
+    return [pixels = std::move(pixels), height, width, channels](std::int64_t i, const decode_plan&) {
+        source_image s;
+        s.channels = channels;
+        s.height = s.full_height = height;
+        s.width = s.full_width = width;
+        s.data = pixels->data() + i * height * width * channels;
+        s.owner = pixels;
+        return s;
     };
 }
 

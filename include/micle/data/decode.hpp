@@ -1,7 +1,15 @@
 #pragma once
-// PNG (libpng) and JPEG (libjpeg-turbo) decoding into planar floats in [0, 1]. PNG keeps
-// 16-bit samples (divided by 65535); palette and low-bit-depth images are expanded; an
-// alpha channel is dropped. Errors name the file and what libpng/libjpeg reported.
+// PNG (libpng) and JPEG (libjpeg-turbo) decoding into source_image: 8- or 16-bit samples as
+// stored (PNG keeps 16 bits; palette and low-bit-depth images are expanded; an alpha channel
+// is dropped). Errors name the file and what libpng/libjpeg reported.
+//
+// A decode follows the caller's plan (image.hpp), made from the header alone:
+//   JPEG  DCT scaling at the largest reduction M/8 (M = 1, 2, 4) that keeps the image at or
+//         above the size asked for - as PIL's draft mode - and only the region's rows
+//         (jpeg_skip_scanlines: no inverse DCT for the others) and columns
+//         (jpeg_crop_scanline, to the iMCU boundary) are decoded
+//   PNG   full resolution (deflate has no reduced decode); a non-interlaced image is read
+//         only down to the region's last row, and only the region's rows are kept
 //
 // Memory stays in proportion to the input (limits.hpp): the dimensions in the header are
 // checked against the pixel limit and against what the compressed bytes can hold before
@@ -28,10 +36,20 @@
 
 namespace micle::data {
 
+/// The whole file, read in one call (its size taken after opening, so a file that shrinks
+/// meanwhile is an error, not garbage).
 inline std::vector<std::uint8_t> read_file(const std::filesystem::path& path) {
-    std::ifstream in(path, std::ios::binary);
+    std::error_code ec;
+    if (std::filesystem::is_directory(path, ec)) throw data_error(micle::detail::cat("cannot open ", path, ": a directory"));
+    std::ifstream in(path, std::ios::binary | std::ios::ate);
     if (!in) throw data_error(micle::detail::cat("cannot open ", path));
-    return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+    const std::streamoff size = in.tellg();
+    if (size < 0) throw data_error(micle::detail::cat("cannot read ", path));
+    std::vector<std::uint8_t> bytes(static_cast<std::size_t>(size));
+    in.seekg(0);
+    if (!in.read(reinterpret_cast<char*>(bytes.data()), size))
+        throw data_error(micle::detail::cat("cannot read ", path, ": it ended before its ", size, " bytes"));
+    return bytes;
 }
 
 namespace decode_detail {
@@ -60,21 +78,77 @@ inline void png_error_fn(png_structp png, png_const_charp msg) {
 inline void png_warning_fn(png_structp, png_const_charp) {}
 
 struct raw_image {
-    std::uint32_t width = 0, height = 0;
+    std::uint32_t width = 0, height = 0;  // of the rows held
     int channels = 0, bits = 8;
+    std::uint32_t full_width = 0, full_height = 0;  // of the image at full resolution
+    int scale_num = 8;                              // decoded at scale_num / 8 (JPEG DCT scaling)
+    std::uint32_t origin_y = 0, origin_x = 0;       // first row and column held, in decoded pixels
     std::vector<std::uint8_t> bytes;  // interleaved rows, 16-bit samples in host order
 };
 
-/// Returns false with s.message set on error. Only trivially destructible locals live
-/// between setjmp and the libpng calls; `out` belongs to the caller.
-inline bool png_decode_raw(png_reader_state& s, raw_image& out) {
-    png_structp png = png_create_read_struct(PNG_LIBPNG_VER_STRING, &s, png_error_fn, png_warning_fn);
+/// The rows [y0, y1) and columns [x0, x1) of a `h` x `w` image decoded at scale_num / 8 that
+/// cover the request's region (all of it when the request has none).
+struct region {
+    std::uint32_t y0, y1, x0, x1;
+};
+inline region scaled_region(const decode_request& r, std::uint32_t full_h, std::uint32_t full_w, int scale_num,
+                            std::uint32_t h, std::uint32_t w) {
+    if (r.whole()) return {0, h, 0, w};
+    auto lo = [&](std::int64_t v, std::uint32_t n) {
+        return std::uint32_t(std::clamp<std::int64_t>(v * scale_num / 8, 0, std::int64_t(n)));
+    };
+    auto hi = [&](std::int64_t v, std::uint32_t n) {
+        return std::uint32_t(std::clamp<std::int64_t>((v * scale_num + 7) / 8, 0, std::int64_t(n)));
+    };
+    region g{lo(r.top, h), hi(std::min<std::int64_t>(r.bottom, full_h), h), lo(r.left, w), hi(std::min<std::int64_t>(r.right, full_w), w)};
+    if (g.y1 <= g.y0 || g.x1 <= g.x0) return {0, h, 0, w};
+    return g;
+}
+
+/// libpng's read and info structs for `s`; false (s.message set) when out of memory.
+inline bool png_create(png_reader_state& s, png_structp& png, png_infop& info) {
+    png = png_create_read_struct(PNG_LIBPNG_VER_STRING, &s, png_error_fn, png_warning_fn);
     if (!png) return std::snprintf(s.message, sizeof s.message, "out of memory"), false;
-    png_infop info = png_create_info_struct(png);
+    info = png_create_info_struct(png);
     if (!info) {
         png_destroy_read_struct(&png, nullptr, nullptr);
         return std::snprintf(s.message, sizeof s.message, "out of memory"), false;
     }
+    return true;
+}
+/// Reads the chunks before the image data; called after the caller's setjmp (it may longjmp there).
+inline void png_start(png_reader_state& s, png_structp png, png_infop info) {
+    png_set_read_fn(png, &s, png_read_fn);
+    png_set_user_limits(png, 1u << 16, 1u << 16);
+    png_read_info(png, info);
+}
+
+/// Reads the header (libpng's chunks before the image data) without decoding pixels.
+inline bool png_read_header(png_reader_state& s, image_header& h) {
+    png_structp png = nullptr;
+    png_infop info = nullptr;
+    if (!png_create(s, png, info)) return false;
+    if (setjmp(png_jmpbuf(png))) {
+        png_destroy_read_struct(&png, &info, nullptr);
+        return false;
+    }
+    png_start(s, png, info);
+    const int color = png_get_color_type(png, info);
+    h.channels = (color & PNG_COLOR_MASK_COLOR) ? 3 : 1;
+    h.height = png_get_image_height(png, info);
+    h.width = png_get_image_width(png, info);
+    h.bits = png_get_bit_depth(png, info) == 16 ? 16 : 8;
+    png_destroy_read_struct(&png, &info, nullptr);
+    s.pos = 0;
+    return true;
+}
+
+/// Returns false with s.message set on error. Only trivially destructible locals live
+/// between setjmp and the libpng calls; `out` belongs to the caller.
+inline bool png_decode_raw(png_reader_state& s, raw_image& out, const decode_request& request = {}) {
+    png_structp png = nullptr;
+    png_infop info = nullptr;
+    if (!png_create(s, png, info)) return false;
     s.rows = nullptr;
     if (setjmp(png_jmpbuf(png))) {
         std::free(s.rows);
@@ -82,9 +156,7 @@ inline bool png_decode_raw(png_reader_state& s, raw_image& out) {
         png_destroy_read_struct(&png, &info, nullptr);
         return false;
     }
-    png_set_read_fn(png, &s, png_read_fn);
-    png_set_user_limits(png, 1u << 16, 1u << 16);
-    png_read_info(png, info);
+    png_start(s, png, info);
     const int color = png_get_color_type(png, info);
     const int depth = png_get_bit_depth(png, info);
     // The filtered rows (one filter byte each) come out of one zlib stream, which cannot
@@ -104,19 +176,34 @@ inline bool png_decode_raw(png_reader_state& s, raw_image& out) {
     if (png_get_valid(png, info, PNG_INFO_tRNS)) png_set_tRNS_to_alpha(png), png_set_strip_alpha(png);
     if (depth == 16) png_set_swap(png);  // PNG is big-endian; samples become host (little-endian) order
     png_read_update_info(png, info);
-    out.width = png_get_image_width(png, info);
-    out.height = png_get_image_height(png, info);
+    out.full_width = out.width = png_get_image_width(png, info);
+    out.full_height = png_get_image_height(png, info);
     out.channels = png_get_channels(png, info);
     out.bits = png_get_bit_depth(png, info);
     const std::size_t stride = png_get_rowbytes(png, info);
-    out.bytes.resize(stride * out.height);
-    s.rows = static_cast<png_bytep*>(std::malloc(sizeof(png_bytep) * out.height));
-    if (!s.rows) png_error(png, "out of memory");
-    for (std::uint32_t y = 0; y < out.height; ++y) s.rows[y] = out.bytes.data() + y * stride;
-    png_read_image(png, s.rows);
-    png_read_end(png, nullptr);
-    std::free(s.rows);
-    s.rows = nullptr;
+    if (png_get_interlace_type(png, info) != PNG_INTERLACE_NONE) {  // every pass covers every row
+        out.height = out.full_height;
+        out.bytes.resize(stride * out.height);
+        s.rows = static_cast<png_bytep*>(std::malloc(sizeof(png_bytep) * out.height));
+        if (!s.rows) png_error(png, "out of memory");
+        for (std::uint32_t y = 0; y < out.height; ++y) s.rows[y] = out.bytes.data() + y * stride;
+        png_read_image(png, s.rows);
+        png_read_end(png, nullptr);
+        std::free(s.rows);
+        s.rows = nullptr;
+    } else {  // rows above the region go through one scratch row; none below it is read
+        const region g = scaled_region(request, out.full_height, out.full_width, 8, out.full_height, out.full_width);
+        out.origin_y = g.y0;
+        out.height = g.y1 - g.y0;
+        out.bytes.resize(stride * out.height);
+        s.rows = static_cast<png_bytep*>(std::malloc(stride));
+        if (!s.rows) png_error(png, "out of memory");
+        for (std::uint32_t y = 0; y < g.y1; ++y)
+            png_read_row(png, y < g.y0 ? reinterpret_cast<png_bytep>(s.rows) : out.bytes.data() + (y - g.y0) * stride, nullptr);
+        if (g.y1 == out.full_height) png_read_end(png, nullptr);
+        std::free(s.rows);
+        s.rows = nullptr;
+    }
     png_destroy_read_struct(&png, &info, nullptr);
     return true;
 }
@@ -166,16 +253,16 @@ inline std::uint64_t jpeg_max_pixels_for_size(const jpeg_decompress_struct& cinf
     return std::uint64_t(size) * 8 * per_block;
 }
 
-inline bool jpeg_decode_raw(const std::uint8_t* data, std::size_t size, const decode_limits& limits, raw_image& out,
-                            jpeg_error_state& err) {
-    jpeg_decompress_struct cinfo;
+/// Errors and warnings of `cinfo` longjmp to err.jump with err.message set.
+inline void jpeg_errors(jpeg_decompress_struct& cinfo, jpeg_error_state& err) {
     cinfo.err = jpeg_std_error(&err.mgr);
     err.mgr.error_exit = jpeg_error_exit;
     err.mgr.emit_message = jpeg_message;
-    if (setjmp(err.jump)) {
-        jpeg_destroy_decompress(&cinfo);
-        return false;
-    }
+}
+
+/// Sets up `cinfo` on the data and reads its header; false for CMYK (err.message set).
+/// Called right after setjmp by both functions below.
+inline bool jpeg_begin(jpeg_decompress_struct& cinfo, const std::uint8_t* data, std::size_t size, jpeg_error_state& err) {
     jpeg_create_decompress(&cinfo);
     err.progress.progress_monitor = jpeg_progress;
     cinfo.progress = &err.progress;
@@ -183,6 +270,42 @@ inline bool jpeg_decode_raw(const std::uint8_t* data, std::size_t size, const de
     jpeg_read_header(&cinfo, TRUE);
     if (cinfo.jpeg_color_space == JCS_CMYK || cinfo.jpeg_color_space == JCS_YCCK) {
         std::snprintf(err.message, sizeof err.message, "CMYK JPEG images are not supported");
+        return false;
+    }
+    cinfo.out_color_space = cinfo.num_components == 1 ? JCS_GRAYSCALE : JCS_RGB;
+    return true;
+}
+
+/// Reads the header only (no entropy-coded data).
+inline bool jpeg_read_header_only(const std::uint8_t* data, std::size_t size, image_header& h, jpeg_error_state& err) {
+    jpeg_decompress_struct cinfo;
+    jpeg_errors(cinfo, err);
+    if (setjmp(err.jump)) {
+        jpeg_destroy_decompress(&cinfo);
+        return false;
+    }
+    const bool ok = jpeg_begin(cinfo, data, size, err);
+    h.channels = cinfo.num_components == 1 ? 1 : 3;
+    h.height = cinfo.image_height;
+    h.width = cinfo.image_width;
+    h.bits = 8;
+    jpeg_destroy_decompress(&cinfo);
+    return ok;
+}
+
+/// The DCT scalings used: libjpeg-turbo's SIMD inverse DCTs are the 8x8, 4x4 and 2x2 ones
+/// (and 1x1, the DC value); the others (3/8, 5/8, ...) are scalar and slower than 4/8.
+inline constexpr int jpeg_scales[] = {1, 2, 4, 8};
+
+inline bool jpeg_decode_raw(const std::uint8_t* data, std::size_t size, const decode_limits& limits, raw_image& out,
+                            jpeg_error_state& err, const decode_request& request = {}) {
+    jpeg_decompress_struct cinfo;
+    jpeg_errors(cinfo, err);
+    if (setjmp(err.jump)) {
+        jpeg_destroy_decompress(&cinfo);
+        return false;
+    }
+    if (!jpeg_begin(cinfo, data, size, err)) {
         jpeg_destroy_decompress(&cinfo);
         return false;
     }
@@ -197,54 +320,75 @@ inline bool jpeg_decode_raw(const std::uint8_t* data, std::size_t size, const de
         jpeg_destroy_decompress(&cinfo);
         return false;
     }
-    cinfo.out_color_space = cinfo.num_components == 1 ? JCS_GRAYSCALE : JCS_RGB;
+    // The largest reduction that keeps the image at or above the size asked for.
+    for (int m : jpeg_scales) {
+        const std::uint64_t w = (std::uint64_t(cinfo.image_width) * unsigned(m) + 7) / 8;
+        const std::uint64_t h = (std::uint64_t(cinfo.image_height) * unsigned(m) + 7) / 8;
+        if ((request.min_width <= 0 && request.min_height <= 0 && m != 8)) continue;
+        if (w >= std::uint64_t(std::max<std::int64_t>(request.min_width, 0)) &&
+            h >= std::uint64_t(std::max<std::int64_t>(request.min_height, 0))) {
+            cinfo.scale_num = unsigned(m);
+            cinfo.scale_denom = 8;
+            out.scale_num = m;
+            break;
+        }
+    }
     jpeg_start_decompress(&cinfo);
-    out.width = cinfo.output_width;
-    out.height = cinfo.output_height;
+    out.full_width = cinfo.image_width;
+    out.full_height = cinfo.image_height;
     out.channels = cinfo.output_components;
     out.bits = 8;
+    const region g = scaled_region(request, out.full_height, out.full_width, out.scale_num, cinfo.output_height,
+                                   cinfo.output_width);
+    if (g.x0 > 0 || g.x1 < cinfo.output_width) {  // widened by libjpeg to whole iMCUs
+        JDIMENSION x = g.x0, w = g.x1 - g.x0;
+        jpeg_crop_scanline(&cinfo, &x, &w);
+        out.origin_x = x;
+    }
+    if (g.y0 > 0) jpeg_skip_scanlines(&cinfo, g.y0);
+    out.origin_y = g.y0;
+    out.width = cinfo.output_width;
+    out.height = g.y1 - g.y0;
     const std::size_t stride = std::size_t(out.width) * std::size_t(out.channels);
     // Rows are appended as they decode: data that ends early stops at the first warning,
     // having cost only the rows it held.
-    while (cinfo.output_scanline < cinfo.output_height) {
-        out.bytes.resize((std::size_t(cinfo.output_scanline) + 1) * stride);
-        JSAMPROW row = out.bytes.data() + std::size_t(cinfo.output_scanline) * stride;
+    while (cinfo.output_scanline < g.y1) {
+        const std::size_t r = std::size_t(cinfo.output_scanline - g.y0);
+        out.bytes.resize((r + 1) * stride);
+        JSAMPROW row = out.bytes.data() + r * stride;
         jpeg_read_scanlines(&cinfo, &row, 1);
     }
-    jpeg_finish_decompress(&cinfo);
+    if (cinfo.output_scanline == cinfo.output_height) jpeg_finish_decompress(&cinfo);
     jpeg_destroy_decompress(&cinfo);
     return true;
 }
 
-inline image to_planar(const raw_image& r) {
-    image img(r.channels, r.height, r.width, r.bits);
-    const float scale = r.bits == 16 ? 1.0f / 65535.0f : 1.0f / 255.0f;
-    const std::size_t n = std::size_t(r.width) * r.height;
-    for (std::size_t i = 0; i < n; ++i)
-        for (int c = 0; c < r.channels; ++c) {
-            const std::size_t k = i * std::size_t(r.channels) + std::size_t(c);
-            float v;
-            if (r.bits == 16) {
-                std::uint16_t s;
-                std::memcpy(&s, r.bytes.data() + 2 * k, 2);
-                v = float(s);
-            } else {
-                v = float(r.bytes[k]);
-            }
-            img.pixels[std::size_t(c) * n + i] = v * scale;
-        }
-    return img;
+inline source_image to_source(raw_image&& r) {
+    const int bytes = r.bits == 16 ? 2 : 1;
+    source_image s = source_image::adopt(std::move(r.bytes), r.channels, r.height, r.width, r.bits, bytes);
+    s.full_height = r.full_height;
+    s.full_width = r.full_width;
+    s.scale_y = s.scale_x = float(r.scale_num) / 8.0f;
+    s.origin_y = r.origin_y;
+    s.origin_x = r.origin_x;
+    return s;
 }
 
 }  // namespace decode_detail
 
-/// Decodes a PNG held in memory; `name` is used in error messages.
-inline image decode_png(const std::uint8_t* data, std::size_t size, const std::string& name,
-                        const decode_limits& limits = {}) {
+/// Decodes a PNG held in memory as `plan` allows; `name` is used in error messages.
+inline source_image decode_png_source(const std::uint8_t* data, std::size_t size, const std::string& name,
+                                      const decode_limits& limits = {}, const decode_plan& plan = {}) {
     if (size < 8 || png_sig_cmp(data, 0, 8) != 0) throw data_error(micle::detail::cat(name, ": not a PNG file"));
     decode_detail::png_reader_state s{data, size, 0, {}, nullptr, &limits, false, 0, 0, 0};
+    decode_request request;
+    if (plan) {
+        image_header h;
+        if (!decode_detail::png_read_header(s, h)) throw data_error(micle::detail::cat(name, ": corrupt PNG: ", s.message));
+        request = plan(h);
+    }
     decode_detail::raw_image raw;
-    if (!decode_detail::png_decode_raw(s, raw)) {
+    if (!decode_detail::png_decode_raw(s, raw, request)) {
         if (!s.too_large) throw data_error(micle::detail::cat(name, ": corrupt PNG: ", s.message));
         check_image_pixels(limits, name, s.width, s.height);
         throw data_error(micle::detail::cat(name, ": corrupt PNG: the header promises ", s.width, " x ", s.height,
@@ -253,23 +397,43 @@ inline image decode_png(const std::uint8_t* data, std::size_t size, const std::s
     }
     if (raw.channels != 1 && raw.channels != 3)
         throw data_error(micle::detail::cat(name, ": PNG with ", raw.channels, " channels after expansion"));
-    return decode_detail::to_planar(raw);
+    return decode_detail::to_source(std::move(raw));
 }
 
-/// Decodes a baseline or progressive JPEG held in memory (grayscale or colour).
-inline image decode_jpeg(const std::uint8_t* data, std::size_t size, const std::string& name,
-                         const decode_limits& limits = {}) {
+/// Decodes a baseline or progressive JPEG held in memory (grayscale or colour) as `plan`
+/// allows: reduced by DCT scaling, and only the region it names.
+inline source_image decode_jpeg_source(const std::uint8_t* data, std::size_t size, const std::string& name,
+                                       const decode_limits& limits = {}, const decode_plan& plan = {}) {
     if (size < 3 || data[0] != 0xFF || data[1] != 0xD8) throw data_error(micle::detail::cat(name, ": not a JPEG file"));
     decode_detail::jpeg_error_state err{};
+    decode_request request;
+    if (plan) {
+        image_header h;
+        if (!decode_detail::jpeg_read_header_only(data, size, h, err))
+            throw data_error(micle::detail::cat(name, ": corrupt JPEG: ", err.message));
+        request = plan(h);
+    }
     decode_detail::raw_image raw;
-    if (!decode_detail::jpeg_decode_raw(data, size, limits, raw, err)) {
+    if (!decode_detail::jpeg_decode_raw(data, size, limits, raw, err, request)) {
         if (!err.too_large) throw data_error(micle::detail::cat(name, ": corrupt JPEG: ", err.message));
         check_image_pixels(limits, name, err.width, err.height);
         throw data_error(micle::detail::cat(name, ": corrupt JPEG: the header promises ", err.width, " x ", err.height,
                                             " pixels, more than the ", size, "-byte file can hold (at most ",
                                             err.max_pixels_for_size, ": one bit per 8x8 block at least)"));
     }
-    return decode_detail::to_planar(raw);
+    return decode_detail::to_source(std::move(raw));
+}
+
+/// Decodes a whole PNG held in memory into planar floats.
+inline image decode_png(const std::uint8_t* data, std::size_t size, const std::string& name,
+                        const decode_limits& limits = {}) {
+    return to_image(decode_png_source(data, size, name, limits));
+}
+
+/// Decodes a whole JPEG held in memory into planar floats.
+inline image decode_jpeg(const std::uint8_t* data, std::size_t size, const std::string& name,
+                         const decode_limits& limits = {}) {
+    return to_image(decode_jpeg_source(data, size, name, limits));
 }
 
 }  // namespace micle::data

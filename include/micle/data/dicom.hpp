@@ -17,6 +17,7 @@
 #include <dcmtk/dcmjpeg/djdecode.h>
 #include <dcmtk/dcmjpls/djdecode.h>
 
+#include <cstring>
 #include <filesystem>
 #include <mutex>
 #include <optional>
@@ -78,8 +79,9 @@ inline void check_dicom_size(DcmDataset& ds, const std::string& name, const deco
                                             " bits need ", need));
 }
 
-inline image decode_dicom(const std::filesystem::path& path, const dicom_options& opt = {},
-                          const decode_limits& limits = {}) {
+/// The first frame, windowed and rendered to 16 bits (one channel, value / 65535).
+inline source_image decode_dicom_source(const std::filesystem::path& path, const dicom_options& opt = {},
+                                        const decode_limits& limits = {}) {
     dicom_detail::register_codecs();
     const std::string name = path.string();
     DcmFileFormat file;
@@ -113,9 +115,14 @@ inline image decode_dicom(const std::filesystem::path& path, const dicom_options
     const auto width = static_cast<std::int64_t>(img.getWidth()), height = static_cast<std::int64_t>(img.getHeight());
     const auto* px = static_cast<const Uint16*>(img.getOutputData(16));
     if (!px) throw data_error(micle::detail::cat(name, ": rendering the pixel data failed"));
-    image out(1, height, width, stored > 0 ? int(stored) : 16);
-    for (std::int64_t i = 0; i < width * height; ++i) out.pixels[std::size_t(i)] = float(px[i]) * (1.0f / 65535.0f);
-    return out;
+    std::vector<std::uint8_t> bytes(std::size_t(width * height) * 2);
+    std::memcpy(bytes.data(), px, bytes.size());
+    return source_image::adopt(std::move(bytes), 1, height, width, stored > 0 ? int(stored) : 16, 2);
+}
+
+/// The first frame as planar floats in [0, 1].
+inline image decode_dicom(const std::filesystem::path& path, const dicom_options& opt = {}, const decode_limits& limits = {}) {
+    return to_image(decode_dicom_source(path, opt, limits));
 }
 
 /// The PatientID of a DICOM file (empty when absent).

@@ -18,6 +18,7 @@
 #include "micle/core/shape.hpp"
 #include "micle/data/augment.hpp"
 #include "micle/data/dataset.hpp"
+#include "micle/data/views.hpp"
 
 namespace micle::data {
 
@@ -76,9 +77,9 @@ inline labeled_batch make_labeled_batch(const dataset& d, std::span<const std::i
     out.pixels.resize(std::size_t((end - begin) * per));
     for (std::int64_t k = 0; k < end - begin; ++k) {
         const std::int64_t i = order[std::size_t(begin + k)];
-        rng gen(derive_seed(seed, {std::uint64_t(epoch), std::uint64_t(begin + k), 0x6c61626cull}));
-        const auto img = augment(to_channels(d.load(i), channels), aug, gen);
-        std::copy(img.pixels.begin(), img.pixels.end(), out.pixels.begin() + k * per);
+        const std::uint64_t stream = derive_seed(seed, {std::uint64_t(epoch), std::uint64_t(begin + k), 0x6c61626cull});
+        float* const dst = out.pixels.data() + k * per;
+        make_views(d, i, std::span(&stream, 1), aug, channels, std::span(&dst, 1));
         detail::append_labels(d, i, out);
     }
     return out;

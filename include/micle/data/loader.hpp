@@ -3,7 +3,9 @@
 // (decode + augment) ahead of the consumer, at most `prefetch` batches ahead; `next()`
 // hands them out in index order. Each batch is a pure function of its index, so results
 // do not depend on the number of workers. An exception thrown while making a batch is
-// rethrown by the `next()` that would have returned it.
+// rethrown by the `next()` that would have returned it. `wait_seconds()` is how long the
+// consumer has waited in `next()` for batches not yet made: a training loop's loader cost.
+#include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <exception>
@@ -43,13 +45,23 @@ public:
     std::optional<Batch> next() {
         std::unique_lock lock(mu_);
         if (consumed_ >= total_) return std::nullopt;
-        cv_.wait(lock, [&] { return ready_.count(consumed_) != 0; });
+        if (ready_.count(consumed_) == 0) {
+            const auto t0 = std::chrono::steady_clock::now();
+            cv_.wait(lock, [&] { return ready_.count(consumed_) != 0; });
+            waited_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+        }
         auto node = ready_.extract(consumed_);
         ++consumed_;
         lock.unlock();
         cv_.notify_all();
         if (node.mapped().error) std::rethrow_exception(node.mapped().error);
         return std::move(*node.mapped().batch);
+    }
+
+    /// Seconds `next()` has spent waiting for a batch (called from the consumer's thread).
+    double wait_seconds() const {
+        std::lock_guard lock(mu_);
+        return waited_;
     }
 
 private:
@@ -84,10 +96,11 @@ private:
     producer make_;
     std::int64_t total_;
     std::int64_t prefetch_;
-    std::mutex mu_;
+    mutable std::mutex mu_;
     std::condition_variable cv_;
     std::int64_t issued_ = 0, consumed_ = 0;
     bool stop_ = false;
+    double waited_ = 0;
     std::map<std::int64_t, slot> ready_;
     std::vector<std::thread> threads_;
 };

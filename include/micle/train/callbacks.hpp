@@ -70,15 +70,22 @@ public:
             std::fprintf(out_, "micle: resuming %s at epoch %lld, batch %lld\n", r.resumed_from.c_str(),
                          (long long)r.start_epoch + 1, (long long)r.start_batch);
     }
+    /// Above this fraction of an epoch spent waiting for batches, the lines say so.
+    static constexpr double loader_wait_shown = 0.1;
+
     void on_step(const step_info& s) {
         const double eta = s.seconds * double(s.steps_left) / double(std::max<std::int64_t>(s.steps_this_run, 1));
+        const std::string wait = s.loader_wait_fraction > loader_wait_shown && s.batch > 0
+                                     ? micle::detail::cat("  loader wait ", int(std::lround(100 * s.loader_wait_fraction)), "%")
+                                     : std::string();
         if (tty_)
-            std::fprintf(out_, "\r\033[Kepoch %lld/%lld  step %lld/%lld  loss %.4f  lr %.4g  %.0f img/s  ETA %.0fs",
+            std::fprintf(out_, "\r\033[Kepoch %lld/%lld  step %lld/%lld  loss %.4f  lr %.4g  %.0f img/s  ETA %.0fs%s",
                          (long long)s.epoch + 1, (long long)s.epochs, (long long)s.batch + 1, (long long)s.batches, s.loss,
-                         s.lr, s.images_per_s, eta);
+                         s.lr, s.images_per_s, eta, wait.c_str());
         else if (s.batch + 1 == s.batches || s.batch % 20 == 0)
-            std::fprintf(out_, "epoch %lld/%lld step %lld/%lld loss %.4f lr %.4g %.0f img/s ETA %.0fs\n", (long long)s.epoch + 1,
-                         (long long)s.epochs, (long long)s.batch + 1, (long long)s.batches, s.loss, s.lr, s.images_per_s, eta);
+            std::fprintf(out_, "epoch %lld/%lld step %lld/%lld loss %.4f lr %.4g %.0f img/s ETA %.0fs%s\n", (long long)s.epoch + 1,
+                         (long long)s.epochs, (long long)s.batch + 1, (long long)s.batches, s.loss, s.lr, s.images_per_s, eta,
+                         wait.c_str());
         open_line_ = tty_;
     }
     void on_epoch_end(const epoch_info& e) {
@@ -87,6 +94,11 @@ public:
         for (const auto& [k, v] : e.metrics) metrics += micle::detail::cat(", ", k, " ", v);
         std::fprintf(out_, "epoch %lld: mean loss %.4f%s%s%s\n", (long long)e.epoch, e.mean_loss, metrics.c_str(),
                      e.checkpoint.empty() ? "" : ", checkpoint ", e.checkpoint.c_str());
+        if (e.loader_wait_fraction > loader_wait_shown)
+            std::fprintf(out_,
+                         "micle: the steps waited for their batches %d%% of epoch %lld: decoding is the bottleneck; "
+                         "more loader threads (--workers) or a prepared dataset (micle prepare) feed them faster\n",
+                         int(std::lround(100 * e.loader_wait_fraction)), (long long)e.epoch);
     }
     void on_fit_end(const fit_result& r) {
         end_line();
@@ -103,7 +115,8 @@ private:
 };
 
 /// Appends one JSON line per step ({"epoch", "step", "loss", "lr", "images_per_s"}) and
-/// per epoch ({"epoch_end", "mean_loss", metrics...}) to `path`, flushed line by line.
+/// per epoch ({"epoch_end", "mean_loss", "seconds", "loader_wait_fraction", metrics...}) to
+/// `path`, flushed line by line.
 class jsonl {
 public:
     static constexpr bool lead_only = true;  ///< rank 0 of a data-parallel run writes
@@ -114,7 +127,8 @@ public:
         write({{"epoch", s.epoch}, {"step", s.step}, {"loss", s.loss}, {"lr", s.lr}, {"images_per_s", s.images_per_s}});
     }
     void on_epoch_end(const epoch_info& e) {
-        nlohmann::json j{{"epoch_end", e.epoch}, {"mean_loss", e.mean_loss}, {"seconds", e.seconds}};
+        nlohmann::json j{{"epoch_end", e.epoch}, {"mean_loss", e.mean_loss}, {"seconds", e.seconds},
+                         {"loader_wait_fraction", e.loader_wait_fraction}};
         for (const auto& [k, v] : e.metrics) j[k] = v;
         if (!e.checkpoint.empty()) j["checkpoint"] = e.checkpoint.filename().string();
         if (e.best) j["best"] = true;

@@ -69,6 +69,7 @@ struct step_info {
     std::int64_t images;              ///< in this global batch, every rank's (views count for contrastive batches)
     double loss, lr, images_per_s;
     double seconds;                   ///< since fit began
+    double loader_wait_fraction;      ///< of this epoch's time so far, spent waiting for batches
     std::int64_t steps_this_run;      ///< steps since fit began, this one included
     std::int64_t steps_left;          ///< steps after this one, to the last epoch's end
     bool stop = false;                ///< set by a callback: checkpoint and end after this step
@@ -82,6 +83,9 @@ struct epoch_info {
     std::filesystem::path checkpoint; ///< this epoch's (on_epoch_end; empty without run_dir)
     bool best = false;                ///< it became `best`
     double seconds;                   ///< since fit began
+    /// The time the epoch's steps waited for the loader over the epoch's wall time (its
+    /// steps, from the loader's start to the last step's end; validation not included).
+    double loader_wait_fraction = 0;
     bool stop = false;
     std::string stop_reason;
 };
@@ -257,6 +261,11 @@ fit_result fit(Learner& learner, const Source& source, const fit_options& opt, C
         data::prefetch_loader<Batch> loader(
             [&make, epoch, b0](std::int64_t b) { return make(epoch, b0 + b); }, batches - b0,
             opt.workers, 2 * opt.workers);
+        const auto epoch_start = std::chrono::steady_clock::now();
+        auto wait_fraction = [&] {
+            const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - epoch_start).count();
+            return wall > 0 ? loader.wait_seconds() / wall : 0.0;
+        };
         device_batches<B, Batch> feed(learner.ctx(), loader);
         double loss_sum = 0;
         std::int64_t steps_in_epoch = 0;
@@ -285,7 +294,7 @@ fit_result fit(Learner& learner, const Source& source, const fit_options& opt, C
             const std::int64_t images =
                 ranks > 1 ? x->shape()[0] * units_in(b) / dist::slice_of(units_in(b), comm.rank(), ranks).count() : x->shape()[0];
             step_info s{epoch, opt.epochs, b, batches, step, total, images, double(loss), double(lr),
-                        double(images) / std::max(dt, 1e-9), elapsed(), steps_this_run,
+                        double(images) / std::max(dt, 1e-9), elapsed(), wait_fraction(), steps_this_run,
                         steps_in_run - steps_this_run, false, {}};
             each([&](auto& c) { detail::on_step(c, s); });
             if (ranks > 1) {  // one rank's stop stops all
@@ -310,7 +319,7 @@ fit_result fit(Learner& learner, const Source& source, const fit_options& opt, C
         }
         if (!complete) break;
         epoch_info e{epoch + 1, opt.epochs, loss_sum / double(std::max<std::int64_t>(steps_in_epoch, 1)), {}, {}, false,
-                     elapsed(), false, {}};
+                     elapsed(), wait_fraction(), false, {}};
         each([&](auto& c) { detail::on_validate(c, e); });
         if (!opt.best_metric.empty()) {
             const auto it = e.metrics.find(opt.best_metric);
