@@ -9,7 +9,9 @@ usual SimCLR loader): micle with bench_loader (augmented_views + prefetch_loader
 train::fit runs, on W threads), torchvision with a DataLoader on W worker processes whose
 dataset opens the file once (PIL; 16-bit PNG and DICOM as float tensors) and applies the
 preset's transforms twice (RandomResizedCrop, flip, colour jitter, rotation or blur as in
-micle's preset). The table gives views/s and micle / torchvision at each worker count.
+micle's preset). Each row runs --rounds rounds, alternating which side goes first; the
+table gives the median views/s of each side and the median of the rounds' own ratios
+micle / torchvision, with their range.
 
 Without --data it writes into a temporary folder a deterministic set of each kind real
 scans come in, with noise so that they compress like scans: 1024x1024 grey PNG, 2500x3000
@@ -24,6 +26,7 @@ import csv
 import json
 import os
 import subprocess
+import statistics
 import sys
 import tempfile
 import time
@@ -43,7 +46,7 @@ def ensure_venv():
         import torch, torchvision, pydicom  # noqa: F401
     except ImportError:
         py = venv_python()
-        subprocess.run([py, "-c", "import pydicom"], check=False, capture_output=True).returncode == 0 or \
+        if subprocess.run([py, "-c", "import pydicom"], capture_output=True).returncode != 0:  # a venv made before
             subprocess.run([os.path.join(os.path.dirname(py), "pip"), "install", "--quiet", "pydicom"], check=True)
         os.execv(py, [py] + sys.argv)
 
@@ -204,6 +207,9 @@ def main():
     ap.add_argument("--size", type=int, default=224)
     ap.add_argument("--images", type=int, default=32, help="images per generated set")
     ap.add_argument("--seconds", type=float, default=3.0)
+    ap.add_argument("--rounds", type=int, default=3,
+                    help="rounds per row, alternating which side runs first; the ratio is the median of the rounds' "
+                         "own ratios, with their range")
     args = ap.parse_args()
     ensure_venv()
     import torch
@@ -213,14 +219,26 @@ def main():
         sets = [(os.path.basename(args.data), args.data)] if args.data else generate(tmp, args.images)
         print(f"preset {args.preset} -> {args.size} px; views/s (2 per sample); torch {torch.__version__}, "
               f"torchvision {torchvision.__version__}, {os.cpu_count()} cores\n")
+        print(f"{args.rounds} rounds per row; ratio: median of the rounds' ratios (range)\n")
         print("| files | workers | micle views/s | torchvision views/s | micle / torchvision |")
         print("|---|---|---|---|---|")
         for name, manifest in sets:
-            mine = micle_rate(args.build, manifest, args.preset, args.size, workers)
+            rounds = {w: [] for w in workers}  # (micle, torchvision) per round
+            for r in range(args.rounds):  # odd rounds run torchvision first
+                theirs = {}
+                if r % 2:
+                    theirs = {w: torchvision_rate(manifest, args.preset, args.size, w, args.seconds) for w in workers}
+                mine = micle_rate(args.build, manifest, args.preset, args.size, workers)
+                if not r % 2:
+                    theirs = {w: torchvision_rate(manifest, args.preset, args.size, w, args.seconds) for w in workers}
+                for w in workers:
+                    rounds[w].append((mine[w], theirs[w]))
             for w in workers:
-                theirs = torchvision_rate(manifest, args.preset, args.size, w, args.seconds)
-                print(f"| {name} | {w} | {mine[w]:.0f} | {theirs:.0f} | {mine[w] / theirs:.2f} |", flush=True)
-
+                m = statistics.median(a for a, _ in rounds[w])
+                t = statistics.median(b for _, b in rounds[w])
+                ratios = [a / b for a, b in rounds[w]]
+                spread = f" ({min(ratios):.2f}-{max(ratios):.2f})" if len(ratios) > 1 else ""
+                print(f"| {name} | {w} | {m:.0f} | {t:.0f} | {statistics.median(ratios):.2f}{spread} |", flush=True)
 
 if __name__ == "__main__":
     main()
