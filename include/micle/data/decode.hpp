@@ -58,7 +58,7 @@ struct png_reader_state {
     const std::uint8_t* data;
     std::size_t size, pos;
     char message[256];
-    png_bytep* rows;  // here, not a local: locals changed after setjmp are indeterminate after longjmp
+    void* buffer;  // malloc'd row pointers or scratch row; here, not a local: locals changed after setjmp are indeterminate after longjmp
     const decode_limits* limits;
     bool too_large;              // the header promises more than the limit or the file allows
     std::uint64_t width, height, promised;  // dimensions and bytes of filtered rows the header promises
@@ -149,10 +149,10 @@ inline bool png_decode_raw(png_reader_state& s, raw_image& out, const decode_req
     png_structp png = nullptr;
     png_infop info = nullptr;
     if (!png_create(s, png, info)) return false;
-    s.rows = nullptr;
+    s.buffer = nullptr;
     if (setjmp(png_jmpbuf(png))) {
-        std::free(s.rows);
-        s.rows = nullptr;
+        std::free(s.buffer);
+        s.buffer = nullptr;
         png_destroy_read_struct(&png, &info, nullptr);
         return false;
     }
@@ -184,25 +184,26 @@ inline bool png_decode_raw(png_reader_state& s, raw_image& out, const decode_req
     if (png_get_interlace_type(png, info) != PNG_INTERLACE_NONE) {  // every pass covers every row
         out.height = out.full_height;
         out.bytes.resize(stride * out.height);
-        s.rows = static_cast<png_bytep*>(std::malloc(sizeof(png_bytep) * out.height));
-        if (!s.rows) png_error(png, "out of memory");
-        for (std::uint32_t y = 0; y < out.height; ++y) s.rows[y] = out.bytes.data() + y * stride;
-        png_read_image(png, s.rows);
+        s.buffer = std::malloc(sizeof(png_bytep) * out.height);
+        if (!s.buffer) png_error(png, "out of memory");
+        auto* rows = static_cast<png_bytep*>(s.buffer);
+        for (std::uint32_t y = 0; y < out.height; ++y) rows[y] = out.bytes.data() + y * stride;
+        png_read_image(png, rows);
         png_read_end(png, nullptr);
-        std::free(s.rows);
-        s.rows = nullptr;
+        std::free(s.buffer);
+        s.buffer = nullptr;
     } else {  // rows above the region go through one scratch row; none below it is read
         const region g = scaled_region(request, out.full_height, out.full_width, 8, out.full_height, out.full_width);
         out.origin_y = g.y0;
         out.height = g.y1 - g.y0;
         out.bytes.resize(stride * out.height);
-        s.rows = static_cast<png_bytep*>(std::malloc(stride));
-        if (!s.rows) png_error(png, "out of memory");
+        s.buffer = std::malloc(stride);
+        if (!s.buffer) png_error(png, "out of memory");
         for (std::uint32_t y = 0; y < g.y1; ++y)
-            png_read_row(png, y < g.y0 ? reinterpret_cast<png_bytep>(s.rows) : out.bytes.data() + (y - g.y0) * stride, nullptr);
+            png_read_row(png, y < g.y0 ? static_cast<png_bytep>(s.buffer) : out.bytes.data() + (y - g.y0) * stride, nullptr);
         if (g.y1 == out.full_height) png_read_end(png, nullptr);
-        std::free(s.rows);
-        s.rows = nullptr;
+        std::free(s.buffer);
+        s.buffer = nullptr;
     }
     png_destroy_read_struct(&png, &info, nullptr);
     return true;
