@@ -3,9 +3,10 @@
 // img/s counts views (2 per pair).
 //
 //   bench_loader                      Fashion-MNIST (28x28 uint8 in memory) to 64 and 224 px
-//   bench_loader --manifest=FILE [--preset=chest_xray|simclr] [--size=224] [--workers=1,2]
-//                                     a CSV manifest's images (bench/compare_loader.py runs
-//                                     this next to torchvision on the same files)
+//   bench_loader --data=FILE [--preset=chest_xray|simclr] [--size=224] [--workers=1,2]
+//                                     a CSV manifest's images, or a prepared dataset's
+//                                     (bench/compare_loader.py runs this next to
+//                                     torchvision on the same files)
 #include <benchmark/benchmark.h>
 
 #include <cstring>
@@ -69,7 +70,7 @@ std::string take_flag(int& argc, char** argv, const std::string& name, const std
 }  // namespace
 
 int main(int argc, char** argv) {
-    const std::string manifest = take_flag(argc, argv, "manifest", "");
+    const std::string manifest = take_flag(argc, argv, "data", "");
     const std::string preset = take_flag(argc, argv, "preset", "chest_xray");
     const std::int64_t size = std::stoll(take_flag(argc, argv, "size", "224"));
     const std::string workers = take_flag(argc, argv, "workers", "1,2");
@@ -85,7 +86,7 @@ int main(int argc, char** argv) {
             b->UseRealTime()->Unit(benchmark::kMillisecond);
         }
     } else {
-        images = micle::data::read_csv_manifest(manifest);
+        images = micle::data::open_all(manifest);  // a CSV manifest, a prepared file, ...
         const auto aug = preset == "simclr" ? micle::data::augment_config::simclr(size) : micle::data::augment_config::chest_xray(size);
         const std::int64_t channels = images.load_source(0).channels;
         auto* b = benchmark::RegisterBenchmark((std::filesystem::path(manifest).stem().string() + "/" + preset).c_str(),

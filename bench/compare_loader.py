@@ -2,7 +2,7 @@
 """micle's data pipeline next to torchvision's on the same files, in one command.
 
     bench/compare_loader.py BUILD [--data MANIFEST.csv] [--workers 1,2] [--preset chest_xray]
-                            [--size 224] [--images 32] [--seconds 3]
+                            [--size 224] [--images 32] [--seconds 3] [--max-side 512]
 
 Both sides decode each image once per sample and make two augmented views of it (the
 usual SimCLR loader): micle with bench_loader (augmented_views + prefetch_loader, what
@@ -17,6 +17,10 @@ Without --data it writes into a temporary folder a deterministic set of each kin
 scans come in, with noise so that they compress like scans: 1024x1024 grey PNG, 2500x3000
 grey JPEG (MIMIC-CXR-JPG's size), 2048x2048 16-bit PNG, 2048x2048 16-bit DICOM and 600x450
 RGB JPEG. With --data it runs a user's own CSV manifest (path, patient_id, label columns).
+
+Each set is also prepared (`micle prepare --max-side N`, timed) and micle's rows reading the
+prepared file stand next to torchvision reading the raw files: what a user gains by
+preparing once. --max-side 0 leaves them out.
 
 Runs under the benchmark virtual environment (bench/pytorch_env.sh: PyTorch, torchvision,
 pydicom from PyPI); it re-executes itself there when started with another python.
@@ -188,7 +192,7 @@ def torchvision_rate(manifest, preset, size, workers, seconds):
 
 def micle_rate(build, manifest, preset, size, workers):
     exe = os.path.join(build, "bench", "bench_loader")
-    out = subprocess.run([exe, f"--manifest={manifest}", f"--preset={preset}", f"--size={size}",
+    out = subprocess.run([exe, f"--data={manifest}", f"--preset={preset}", f"--size={size}",
                           f"--workers={','.join(map(str, workers))}", "--benchmark_format=json"],
                          check=True, capture_output=True, text=True).stdout
     rates = {}
@@ -210,6 +214,7 @@ def main():
     ap.add_argument("--rounds", type=int, default=3,
                     help="rounds per row, alternating which side runs first; the ratio is the median of the rounds' "
                          "own ratios, with their range")
+    ap.add_argument("--max-side", type=int, default=512, help="longer side of the prepared copies (0: no prepared rows)")
     args = ap.parse_args()
     ensure_venv()
     import torch
@@ -222,23 +227,44 @@ def main():
         print(f"{args.rounds} rounds per row; ratio: median of the rounds' ratios (range)\n")
         print("| files | workers | micle views/s | torchvision views/s | micle / torchvision |")
         print("|---|---|---|---|---|")
+        notes = []
         for name, manifest in sets:
-            rounds = {w: [] for w in workers}  # (micle, torchvision) per round
+            prepared, prep_note = None, ""
+            if args.max_side > 0:
+                prepared = os.path.join(tmp, os.path.splitext(os.path.basename(manifest))[0] + f".prepared{args.max_side}.npz")
+                t0 = time.perf_counter()
+                subprocess.run([os.path.join(args.build, "examples", "micle"), "prepare", "--data", manifest, "--out",
+                                prepared, "--max-side", str(args.max_side), "--workers", str(max(workers))],
+                               check=True, capture_output=True, text=True)
+                seconds = time.perf_counter() - t0
+                n = sum(1 for _ in open(manifest)) - 1
+                prep_note = (f"{name}: prepared at max side {args.max_side} in {seconds:.1f} s "
+                             f"({n / seconds:.1f} images/s on {max(workers)} threads), "
+                             f"{os.path.getsize(prepared) / 2**20:.1f} MiB")
+            rounds = {w: [] for w in workers}  # (micle, torchvision, micle from the prepared file) per round
             for r in range(args.rounds):  # odd rounds run torchvision first
                 theirs = {}
                 if r % 2:
                     theirs = {w: torchvision_rate(manifest, args.preset, args.size, w, args.seconds) for w in workers}
                 mine = micle_rate(args.build, manifest, args.preset, args.size, workers)
+                ready = micle_rate(args.build, prepared, args.preset, args.size, workers) if prepared else {}
                 if not r % 2:
                     theirs = {w: torchvision_rate(manifest, args.preset, args.size, w, args.seconds) for w in workers}
                 for w in workers:
-                    rounds[w].append((mine[w], theirs[w]))
-            for w in workers:
-                m = statistics.median(a for a, _ in rounds[w])
-                t = statistics.median(b for _, b in rounds[w])
-                ratios = [a / b for a, b in rounds[w]]
-                spread = f" ({min(ratios):.2f}-{max(ratios):.2f})" if len(ratios) > 1 else ""
-                print(f"| {name} | {w} | {m:.0f} | {t:.0f} | {statistics.median(ratios):.2f}{spread} |", flush=True)
+                    rounds[w].append((mine[w], theirs[w], ready.get(w)))
+            for label, k in [(name, 0), (f"{name}, prepared (max side {args.max_side})", 2)]:
+                if k == 2 and not prepared:
+                    continue
+                for w in workers:
+                    m = statistics.median(x[k] for x in rounds[w])
+                    t = statistics.median(x[1] for x in rounds[w])
+                    ratios = [x[k] / x[1] for x in rounds[w]]
+                    spread = f" ({min(ratios):.2f}-{max(ratios):.2f})" if len(ratios) > 1 else ""
+                    print(f"| {label} | {w} | {m:.0f} | {t:.0f} | {statistics.median(ratios):.2f}{spread} |", flush=True)
+            if prep_note:
+                notes.append(prep_note)
+        for note in notes:
+            print(note)
 
 if __name__ == "__main__":
     main()

@@ -6,7 +6,7 @@ namespace micle::cli {
 
 const char* check_usage =
     "usage: micle check --data SPEC [--workers W]\n"
-    "  --data SPEC            CSV manifest, MedMNIST .npz, IDX directory, or fashion-mnist\n"
+    "  --data SPEC            CSV manifest, MedMNIST .npz, prepared dataset (micle prepare), IDX directory, or fashion-mnist\n"
     "  --workers W (2)        decoding threads\n"
     "Decodes every image of every split once and lists each one that cannot be read (exit 1 if any);\n"
     "prints the splits, class balance, patient bag sizes and patients that appear in two splits.\n";

@@ -8,7 +8,7 @@ namespace micle::cli {
 
 const char* embed_usage =
     "usage: micle embed --data SPEC --model CKPT --out PREFIX [options]\n"
-    "  --data SPEC            CSV manifest, MedMNIST .npz, IDX directory, or fashion-mnist\n"
+    "  --data SPEC            CSV manifest, MedMNIST .npz, prepared dataset (micle prepare), IDX directory, or fashion-mnist\n"
     "  --model CKPT           a `micle pretrain` or `micle finetune` run directory, or a model.safetensors\n"
     "  --split train|val|test (test)\n"
     "  --out PREFIX           writes PREFIX.features.npy (float32, N x D backbone features of the unaugmented\n"

@@ -7,7 +7,7 @@ namespace micle::cli {
 
 const char* evaluate_usage =
     "usage: micle evaluate --data SPEC --model CKPT --report FILE.json [options]\n"
-    "  --data SPEC            CSV manifest, MedMNIST .npz, IDX directory, or fashion-mnist\n"
+    "  --data SPEC            CSV manifest, MedMNIST .npz, prepared dataset (micle prepare), IDX directory, or fashion-mnist\n"
     "  --model CKPT           a `micle finetune` run directory (its selected checkpoint) or a model.safetensors\n"
     "  --split train|val|test (test)\n"
     "  --report FILE.json     task, n, accuracy, auc_macro, auc_per_class, confusion_matrix (multi-class);\n"

@@ -6,7 +6,7 @@ namespace micle::cli {
 
 const char* finetune_usage =
     "usage: micle finetune --data SPEC --out DIR [--init CKPT] [options]\n"
-    "  --data SPEC            CSV manifest, MedMNIST .npz, IDX directory, or fashion-mnist\n"
+    "  --data SPEC            CSV manifest, MedMNIST .npz, prepared dataset (micle prepare), IDX directory, or fashion-mnist\n"
     "  --init CKPT            pretrained weights: a micle run directory or a .safetensors file (torchvision names);\n"
     "                         without it the backbone starts from random weights (the supervised baseline)\n"
     "  --out DIR              run directory\n"

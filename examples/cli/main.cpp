@@ -22,7 +22,9 @@ int embed(int argc, char** argv);
 int plot(int argc, char** argv);
 int info(int argc, char** argv);
 int check_data(int argc, char** argv);
+int prepare(int argc, char** argv);
 extern const char* check_usage;
+extern const char* prepare_usage;
 extern const char* plot_usage;
 extern const char* info_usage;
 extern const char* pretrain_usage;
@@ -58,6 +60,7 @@ int main(int argc, char** argv) {
         "  evaluate   accuracy, per-class and macro AUC, confusion matrix, patient-level metrics\n"
         "  embed      a checkpoint's backbone features and the labels of a split, as .npy files\n"
         "  check      decode every image once: unreadable files, splits, class balance, patients in two splits\n"
+        "  prepare    decode every image once into a prepared dataset file that trains with no decoding per epoch\n"
         "  plot       loss/learning-rate curves of a run, ROC curves of an evaluation (SVG, gnuplot)\n"
         "  info       version, backend and device\n";
     if (argc < 2 || !std::strcmp(argv[1], "--help") || !std::strcmp(argv[1], "-h")) {
@@ -65,7 +68,7 @@ int main(int argc, char** argv) {
         return argc < 2 ? 2 : 0;
     }
     const std::string cmd = argv[1];
-    const char* usage = cmd == "pretrain" ? pretrain_usage : cmd == "finetune" ? finetune_usage : cmd == "evaluate" ? evaluate_usage : cmd == "embed" ? embed_usage : cmd == "plot" ? plot_usage : cmd == "info" ? info_usage : cmd == "check" ? check_usage : top;
+    const char* usage = cmd == "pretrain" ? pretrain_usage : cmd == "finetune" ? finetune_usage : cmd == "evaluate" ? evaluate_usage : cmd == "embed" ? embed_usage : cmd == "plot" ? plot_usage : cmd == "info" ? info_usage : cmd == "check" ? check_usage : cmd == "prepare" ? prepare_usage : top;
     try {
         if (cmd == "pretrain") return pretrain(argc, argv);
         if (cmd == "finetune") return finetune(argc, argv);
@@ -74,6 +77,7 @@ int main(int argc, char** argv) {
         if (cmd == "plot") return plot(argc, argv);
         if (cmd == "info") return info(argc, argv);
         if (cmd == "check") return check_data(argc, argv);
+        if (cmd == "prepare") return prepare(argc, argv);
         std::fprintf(stderr, "micle: unknown command '%s'\n%s", cmd.c_str(), top);
         return 2;
     } catch (const micle::nonfinite_loss_error& e) {  // training diverged: its own exit code

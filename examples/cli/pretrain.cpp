@@ -6,7 +6,7 @@ namespace micle::cli {
 
 const char* pretrain_usage =
     "usage: micle pretrain --data SPEC --out DIR [options]\n"
-    "  --data SPEC            CSV manifest, MedMNIST .npz, IDX directory, or fashion-mnist\n"
+    "  --data SPEC            CSV manifest, MedMNIST .npz, prepared dataset (micle prepare), IDX directory, or fashion-mnist\n"
     "  --out DIR              run directory (checkpoints, metrics.jsonl, config.json)\n"
     "  --pairs simclr|micle   positive pairs: two views of one image, or two images of a patient (simclr)\n"
     "  --simulated-bags SEED  group images of a class into simulated patients of 1-4 images (MICLe without patient ids)\n"

@@ -322,6 +322,52 @@ def check_lists_every_problem():
     assert "every image decodes" in r.stdout and "train: 64 images" in r.stdout and "test: 20 images" in r.stdout, r.stdout
 
 
+def prepared_dataset():
+    """`micle prepare`: the prepared file trains to the weights the raw files train to (the
+    images are within --max-side, so every view is the same), `check` reports the same
+    splits from it, an unreadable image stops it with its manifest line and no file, and a
+    corrupt prepared file is refused naming it."""
+    m = f"{work}/csv/manifest.csv"
+    r = run("prepare", "--data", m, "--out", f"{work}/prep/csv.npz", "--max-side", "64", expect=1)  # no such folder
+    assert "prep/csv.npz" in r.stderr, r.stderr
+    os.makedirs(f"{work}/prep")
+    r = run("prepare", "--data", m, "--out", f"{work}/prep/csv.npz", "--max-side", "64", "--workers", "3")
+    assert "48 images (0 shrunk" in r.stdout, r.stdout
+    assert split_sizes(f"{work}/prep/csv.npz") == split_sizes(m)
+    for data, out in [(m, "raw"), (f"{work}/prep/csv.npz", "prep")]:
+        run("pretrain", "--data", data, "--pairs", "micle", "--out", f"{work}/prep/{out}", "--epochs", "1", "--batch-size", "4",
+            "--augment", "chest_xray", *MODEL)
+    same_weights(f"{work}/prep/raw/ckpt-000001/model.safetensors", f"{work}/prep/prep/ckpt-000001/model.safetensors")
+    last = [json.loads(x) for x in open(f"{work}/prep/prep/metrics.jsonl") if "epoch_end" in x][-1]
+    assert 0 <= last["loader_wait_fraction"] <= 1, last
+    run("finetune", "--data", f"{work}/prep/csv.npz", "--init", f"{work}/prep/prep", "--out", f"{work}/prep/f", "--epochs", "1",
+        "--batch-size", "8")
+    run("evaluate", "--data", f"{work}/prep/csv.npz", "--model", f"{work}/prep/f", "--report", f"{work}/prep/r.json")
+    assert json.load(open(f"{work}/prep/r.json"))["n"] == split_sizes(m)["test"][0]
+    # A MedMNIST file: its splits kept, each record its own patient.
+    run("prepare", "--data", f"{work}/tiny.npz", "--out", f"{work}/prep/tiny.npz")
+    r = run("check", "--data", f"{work}/prep/tiny.npz")
+    assert "train: 64 images, 64 patients" in r.stdout and "test: 20 images" in r.stdout, r.stdout
+    assert "(each record is its own patient)" in r.stdout and "every image decodes" in r.stdout, r.stdout
+    # A manifest with a leak: the prepared file shows it as the manifest does.
+    shutil.copytree(f"{work}/chk", f"{work}/prep/chk")
+    rows = [x for x in open(f"{work}/prep/chk/m.csv").read().splitlines() if not x.startswith(("img/1.png", "img/4.png"))]
+    open(f"{work}/prep/chk/ok.csv", "w").write("\n".join(rows) + "\n")
+    run("prepare", "--data", f"{work}/prep/chk/ok.csv", "--out", f"{work}/prep/leak.npz")
+    assert "LEAK: 1 patients have images in both train and test" in run("check", "--data", f"{work}/prep/leak.npz").stdout
+    # An unreadable image: the error names its manifest line, and nothing is written.
+    r = run("prepare", "--data", f"{work}/prep/chk/m.csv", "--out", f"{work}/prep/bad.npz", expect=1)
+    assert "m.csv:3 (" in r.stderr, r.stderr
+    assert not [x for x in os.listdir(f"{work}/prep") if "bad.npz" in x], os.listdir(f"{work}/prep")
+    # A truncated prepared file: refused, naming it.
+    data = open(f"{work}/prep/csv.npz", "rb").read()
+    open(f"{work}/prep/cut.npz", "wb").write(data[:len(data) * 2 // 3])
+    for cmd in (["check", "--data", f"{work}/prep/cut.npz"],
+                ["pretrain", "--data", f"{work}/prep/cut.npz", "--out", f"{work}/prep/cut-run", "--epochs", "1", *MODEL]):
+        r = run(*cmd, expect=1)
+        assert "cut.npz" in r.stderr + r.stdout and "error" in r.stderr, r.stderr + r.stdout
+
+
 def info_names_backend():
     out = run("info").stdout
     assert out.startswith("micle 0.") and "\nbackend: " in out, out
@@ -378,6 +424,8 @@ check("bad input: missing files, unknown options, impossible splits", bad_input)
 check("a diverging run stops with exit code 3 and keeps its last good checkpoint", nan_stops)
 check("info names the version and the backend", info_names_backend)
 check("check lists every unreadable image with its manifest line, and patients in two splits", check_lists_every_problem)
+check("prepare: the prepared file trains as the raw files do, keeps splits and leaks, refuses corrupt input",
+      prepared_dataset)
 check("a 3-channel .npz trains with default flags; --channels 1 on it is refused clearly", rgb_npz_defaults)
 check("step checkpoints, keep-last, best by val AUC; validation agrees with evaluate", checkpoints_and_validation)
 check("an invalid op argument exits 1, a missing val split is a usage error", errors_and_exit_codes)

@@ -15,6 +15,8 @@
 #include "testing.hpp"
 
 using namespace micle;
+using testing::narrow;
+using testing::scan;
 using namespace micle::data;
 namespace fs = std::filesystem;
 
@@ -23,22 +25,6 @@ struct scratch : testing::scratch {
     scratch() : testing::scratch("views") {}
 };
 
-/// A smooth scan-like image (low-frequency structure, as anatomy at 224 px is) with a
-/// little seeded noise, interleaved, values in [0, max].
-std::vector<std::uint16_t> scan(int w, int h, int channels, int max, std::uint64_t seed) {
-    rng gen(seed);
-    std::vector<std::uint16_t> v(std::size_t(w * h * channels));
-    for (int y = 0; y < h; ++y)
-        for (int x = 0; x < w; ++x)
-            for (int c = 0; c < channels; ++c) {
-                const double u = double(x) / w, t = double(y) / h;
-                const double f = 0.5 + 0.25 * std::sin(6.0 * u + 2.0 * c) * std::cos(5.0 * t) + 0.15 * (u - t) +
-                                 0.02 * (gen.uniform() - 0.5);
-                v[std::size_t((y * w + x) * channels + c)] = std::uint16_t(std::clamp(f, 0.0, 1.0) * max);
-            }
-    return v;
-}
-std::vector<std::uint8_t> narrow(const std::vector<std::uint16_t>& v) { return {v.begin(), v.end()}; }
 
 std::vector<std::uint8_t> bytes_of(const fs::path& p) { return read_file(p); }
 

@@ -6,11 +6,15 @@
 
 #include <unistd.h>
 
+#include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <stdexcept>
 #include <string>
 #include <vector>
+
+#include "micle/core/rng.hpp"
 
 namespace micle::testing {
 
@@ -120,5 +124,22 @@ inline void write_dicom(const std::filesystem::path& path, const dicom_spec& s, 
     d->putAndInsertUint16Array(DCM_PixelData, pixels.data(), pixels.size());
     if (file.saveFile(path.c_str(), EXS_LittleEndianExplicit).bad()) throw std::runtime_error("DCMTK cannot write " + path.string());
 }
+
+/// A smooth scan-like image (low-frequency structure, as anatomy at 224 px is) with a
+/// little seeded noise, interleaved, values in [0, max].
+inline std::vector<std::uint16_t> scan(int w, int h, int channels, int max, std::uint64_t seed) {
+    micle::rng gen(seed);
+    std::vector<std::uint16_t> v(std::size_t(w * h * channels));
+    for (int y = 0; y < h; ++y)
+        for (int x = 0; x < w; ++x)
+            for (int c = 0; c < channels; ++c) {
+                const double u = double(x) / w, t = double(y) / h;
+                const double f = 0.5 + 0.25 * std::sin(6.0 * u + 2.0 * c) * std::cos(5.0 * t) + 0.15 * (u - t) +
+                                 0.02 * (gen.uniform() - 0.5);
+                v[std::size_t((y * w + x) * channels + c)] = std::uint16_t(std::clamp(f, 0.0, 1.0) * max);
+            }
+    return v;
+}
+inline std::vector<std::uint8_t> narrow(const std::vector<std::uint16_t>& v) { return {v.begin(), v.end()}; }
 
 }  // namespace micle::testing

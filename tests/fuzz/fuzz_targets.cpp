@@ -23,6 +23,7 @@
 #include "micle/data/dicom.hpp"
 #include "micle/data/idx.hpp"
 #include "micle/data/npz.hpp"
+#include "micle/data/prepared.hpp"
 #include "micle/train/safetensors.hpp"
 
 
@@ -95,7 +96,7 @@ std::string byte_sum(const Bytes& bytes) {
 }
 }  // namespace
 
-/// Feeds one input to the reader of `format` (png, jpeg, dicom, npz, csv, idx, safetensors).
+/// Feeds one input to the reader of `format` (png, jpeg, dicom, npz, csv, idx, prepared, safetensors).
 /// `*outcome` gets "accepted: <summary>" or "rejected: <the reader's error>".
 int micle_fuzz_one(const std::string& format, const std::uint8_t* data, std::size_t size,
                    std::string* outcome = nullptr) {
@@ -123,6 +124,22 @@ int micle_fuzz_one(const std::string& format, const std::uint8_t* data, std::siz
             with_file(".idx", data, size, [&](const std::filesystem::path& p) {
                 const auto a = data::read_idx(p);
                 got = join_shape(a.dims) + " byte sum " + byte_sum(a.data);
+            });
+        } else if (format == "prepared") {
+            with_file(".npz", data, size, [&](const std::filesystem::path& p) {
+                const auto d = data::read_prepared(p);
+                got = std::to_string(d.size()) + " samples, " + std::to_string(d.num_classes) + " classes (" +
+                      (d.task == data::task_kind::multilabel ? "multilabel" : "multiclass") + "), " +
+                      std::to_string(d.splits.size()) + " splits";
+                for (std::int64_t i = 0; i < d.size(); ++i) {
+                    const auto img = d.load_source(i);
+                    char buf[96];
+                    std::snprintf(buf, sizeof buf, "; %lldx%lldx%lld of %lldx%lld", static_cast<long long>(img.channels),
+                                  static_cast<long long>(img.height), static_cast<long long>(img.width),
+                                  static_cast<long long>(img.full_height), static_cast<long long>(img.full_width));
+                    const std::string whole = summary(data::to_image(img));  // "CxHxW B-bit, pixel sum S"
+                    got += buf + whole.substr(whole.find(' '));
+                }
             });
         } else if (format == "safetensors") {
             with_file(".safetensors", data, size, [&](const std::filesystem::path& p) {

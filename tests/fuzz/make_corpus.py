@@ -3,7 +3,8 @@
 (truncations, flipped bytes, wrong headers). The DICOM seeds are files written by DCMTK
 (tests/data/writers.hpp), passed as arguments. Deterministic (seeded). Inputs that
 fuzzing found (oom-*, leak-*, jpeg-4gb-alloc.jpg, npz-4gb-alloc.npz) are kept in the
-corpus as found; scripts/fuzz merges new coverage into it.
+corpus as found, and so is prepared/written-by-micle.npz (`micle prepare --max-side 8` of
+the gray8, gray16 and rgb8 PNG seeds); scripts/fuzz merges new coverage into it.
 Usage: make_corpus.py OUT_DIR SEED1.dcm [SEED2.dcm ...]"""
 import io
 import json
@@ -127,3 +128,40 @@ for h, w in [(60000, 60000), (4000, 4000)]:
     b[sof + 5:sof + 9] = struct.pack(">HH", h, w)
     with open(os.path.join(out, "jpeg", f"bomb-{h}x{w}.jpg"), "wb") as f:
         f.write(bytes(b))
+
+
+def prepared_seeds(d):
+    """Prepared datasets (include/micle/data/prepared.hpp) written with Python's zipfile:
+    members stored but not aligned (the reader must not depend on the alignment micle's
+    writer gives), one 8-bit grey, one 16-bit RGB image, multi-class; and one multi-label
+    file whose second image is larger than its stated full size (refused)."""
+    def npy(a):
+        b = io.BytesIO()
+        np.save(b, a)
+        return b.getvalue()
+
+    def archive(meta, images, rows):
+        b = io.BytesIO()
+        with zipfile.ZipFile(b, "w", zipfile.ZIP_STORED) as z:
+            z.writestr("micle_prepared.json", json.dumps(meta))
+            for k, a in enumerate(images):
+                z.writestr(f"images/{k:08d}.npy", npy(a))
+            z.writestr("samples.csv", rows)
+        return b.getvalue()
+
+    meta = {"format": "micle-prepared", "version": 1, "source": "m.csv", "max_side": 8, "task": "multiclass",
+            "num_classes": 2, "class_names": ["a", "b"], "patients": "source", "samples": 2}
+    grey = np.arange(12, dtype=np.uint8).reshape(3, 4, 1)
+    rgb = (np.arange(2 * 2 * 3, dtype=np.uint16) * 1000).reshape(2, 2, 3)
+    rows = ("member,source,patient,split,full_height,full_width,bits,label\n"
+            "images/00000000.npy,\"m.csv:2 (a,b.png)\",0,train,6,8,8,1\n"
+            "images/00000001.npy,m.csv:3 (c.png),1,test,2,2,16,0\n")
+    variants("multiclass.npz", archive(meta, [grey, rgb], rows), d)
+    meta.update(task="multilabel", num_classes=2, class_names=["x", "y"])
+    rows = ("member,source,patient,split,full_height,full_width,bits,x,y\n"
+            "images/00000000.npy,r0,0,,3,4,8,1,0\n"
+            "images/00000001.npy,r1,0,,1,1,16,0,1\n")
+    variants("multilabel-too-small.npz", archive(meta, [grey, rgb], rows), d)
+
+
+prepared_seeds(os.path.join(out, "prepared"))

@@ -62,6 +62,7 @@ inline bool getline_bounded(std::istream& in, std::string& line, std::size_t max
 /// Splits one CSV line; `where` names file and line for errors.
 inline std::vector<std::string> split_csv_line(const std::string& line, const std::string& where) {
     std::vector<std::string> out;
+    std::vector<bool> kept;  // per field: quoted, so its blanks are its own
     std::string field;
     bool quoted = false, was_quoted = false;
     for (std::size_t i = 0; i < line.size(); ++i) {
@@ -81,7 +82,8 @@ inline std::vector<std::string> split_csv_line(const std::string& line, const st
             field.clear();
             quoted = was_quoted = true;
         } else if (c == ',') {
-            out.push_back(was_quoted ? field : std::string(field));
+            out.push_back(field);
+            kept.push_back(was_quoted);
             field.clear();
             was_quoted = false;
         } else if (c != '\r') {
@@ -91,7 +93,10 @@ inline std::vector<std::string> split_csv_line(const std::string& line, const st
     }
     if (quoted) throw data_error(micle::detail::cat(where, ": unterminated quoted field"));
     out.push_back(field);
-    for (auto& f : out) {  // trim unquoted padding
+    kept.push_back(was_quoted);
+    for (std::size_t k = 0; k < out.size(); ++k) {  // trim unquoted padding
+        if (kept[k]) continue;
+        auto& f = out[k];
         const auto b = f.find_first_not_of(" \t"), e = f.find_last_not_of(" \t");
         f = b == std::string::npos ? std::string() : f.substr(b, e - b + 1);
     }

@@ -36,6 +36,7 @@ public:
     std::vector<std::string> names;     ///< per sample: file name or "record i", for messages
     std::vector<std::string> splits;    ///< per sample split name from the source (CSV split column), or empty
     bool simulated_patients = false;    ///< patient ids come from simulate_bags()
+    bool per_record_patients = false;   ///< the source has no patient ids: each record is its own (IDX, MedMNIST)
     /// Decodes sample i as `plan` allows (thread-safe; called from loader threads). An empty
     /// plan asks for the whole image at full resolution.
     std::function<source_image(std::int64_t, const decode_plan&)> decode;
@@ -73,6 +74,7 @@ public:
         d.num_classes = num_classes;
         d.class_names = class_names;
         d.simulated_patients = simulated_patients;
+        d.per_record_patients = per_record_patients;
         auto order = std::make_shared<std::vector<std::int64_t>>(idx.begin(), idx.end());
         for (auto i : idx) {
             check<value_error>(i >= 0 && i < size(), "dataset ", source, ": subset index ", i, " is out of range");

@@ -32,6 +32,7 @@ inline dataset read_idx_dataset(const std::filesystem::path& dir, const std::str
     check<data_error>(labels.dims.size() == 1 && labels.dims[0] == images.dims[0], "idx file ", labels_path, ": ",
                       labels.dims.empty() ? 0 : labels.dims[0], " labels for ", images.dims[0], " images");
     dataset d;
+    d.per_record_patients = true;
     d.source = dir.string();
     d.num_classes = 10;
     d.class_names = {"T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"};

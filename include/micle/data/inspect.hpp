@@ -67,10 +67,11 @@ inline dataset_summary summarize(const dataset& d) {
 
 /// `micle check`: every split of a DATA SPEC read once and every image decoded, with a
 /// report on `out` - per split the images, patients and unreadable files (each with its
-/// manifest line), the class balance and patient bag sizes, and, for a CSV manifest, the
-/// patients found in two splits. Returns the number of unreadable images.
+/// manifest line), the class balance and patient bag sizes, and, where the source has
+/// patient ids (a CSV manifest, a prepared file of one), the patients found in two splits.
+/// Returns the number of unreadable images.
 inline std::size_t check(const std::string& spec, const open_options& opt, int workers, std::FILE* out) {
-    const bool csv = std::filesystem::path(spec).extension() == ".csv";
+    bool patient_ids = false;  // ids the same in every split: a manifest's, not per-record ones
     std::size_t bad = 0;
     std::map<std::string, std::set<std::int64_t>> patients_of;
     std::fprintf(out, "%s\n", spec.c_str());
@@ -94,11 +95,12 @@ inline std::size_t check(const std::string& spec, const open_options& opt, int w
         for (const auto& [images, patients] : s.bag_sizes)
             std::fprintf(out, "%s%lld x %lld", images == s.bag_sizes.begin()->first ? "" : ", ", (long long)patients,
                          (long long)images);
-        std::fprintf(out, "%s\n", csv ? "" : " (each record is its own patient)");
+        std::fprintf(out, "%s\n", d.per_record_patients ? " (each record is its own patient)" : "");
         for (const auto& e : errors) std::fprintf(out, "    unreadable: %s\n", e.c_str());
-        if (csv) patients_of[split].insert(d.patients.begin(), d.patients.end());
+        patient_ids = !d.per_record_patients;
+        if (patient_ids) patients_of[split].insert(d.patients.begin(), d.patients.end());
     }
-    if (csv) {  // patient ids are the manifest's, the same in every split
+    if (patient_ids) {
         std::size_t leaks = 0;
         for (const auto& [a, b] : {std::pair{"train", "val"}, {"train", "test"}, {"val", "test"}}) {
             std::vector<std::int64_t> both;

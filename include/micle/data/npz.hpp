@@ -17,6 +17,7 @@
 #include "micle/core/file.hpp"
 #include "micle/data/dataset.hpp"
 #include "micle/data/limits.hpp"
+#include "micle/data/zip.hpp"
 
 namespace micle::data {
 
@@ -55,10 +56,7 @@ inline std::size_t item_size(const std::string& descr) {
     return it == sizes.end() ? 0 : it->second;
 }
 
-template <class... Parts>
-[[noreturn]] void fail(const std::string& where, Parts&&... parts) {
-    throw data_error(micle::detail::cat(where, ": ", std::forward<Parts>(parts)...));
-}
+using zip::fail;
 
 /// The header of a .npy array: dtype, shape, and where the data starts.
 struct npy_header {
@@ -150,33 +148,38 @@ inline npy_array parse_npy(const std::vector<std::uint8_t>& buf, const std::stri
     return {h.descr, h.shape, std::vector<std::uint8_t>(buf.begin() + std::ptrdiff_t(h.data_offset), buf.end())};
 }
 
-inline std::uint32_t u32(const std::uint8_t* p) { return p[0] | (p[1] << 8) | (p[2] << 16) | (std::uint32_t(p[3]) << 24); }
-inline std::uint16_t u16(const std::uint8_t* p) { return std::uint16_t(p[0] | (p[1] << 8)); }
 }  // namespace npz_detail
+
+/// The bytes before the data of a .npy file (version 1.0) holding an array of `shape` and
+/// numpy dtype `descr` in C order: magic, version and the header, padded so that the data
+/// starts 64-byte aligned, as numpy writes it. `where` names the file in errors.
+inline std::string npy_prefix(const std::string& descr, const std::vector<std::int64_t>& shape, const std::string& where) {
+    if (npz_detail::item_size(descr) == 0) npz_detail::fail(where, "cannot write dtype '", descr, "'");
+    std::string dims;
+    for (auto d : shape) {
+        if (d < 0) npz_detail::fail(where, "negative dimension ", d);
+        dims += std::to_string(d) + ",";
+    }
+    if (shape.size() > 1) dims.pop_back();  // (n,) for one dimension, (n,d) otherwise
+    std::string header = "{'descr': '" + descr + "', 'fortran_order': False, 'shape': (" + dims + "), }";
+    header.append(63 - (10 + header.size()) % 64, ' ');  // numpy aligns the data to 64 bytes
+    header += '\n';
+    if (header.size() > 65535) npz_detail::fail(where, "shape of ", shape.size(), " dimensions is too long for a .npy header");
+    const char fixed[10] = {'\x93', 'N', 'U', 'M', 'P', 'Y', 1, 0, char(header.size() & 0xff), char(header.size() >> 8)};
+    return std::string(fixed, sizeof fixed) + header;
+}
 
 /// Writes `bytes`, an array of `shape` and numpy dtype `descr` in C order, as a .npy file
 /// (version 1.0) that numpy.load reads, whole or not at all (write_file_atomically): an
 /// existing file is replaced only by a complete one.
 inline void write_npy(const std::filesystem::path& path, const std::string& descr, const std::vector<std::int64_t>& shape,
                       std::span<const std::byte> bytes) {
-    const auto size = npz_detail::item_size(descr);
-    if (size == 0) npz_detail::fail(path.string(), "cannot write dtype '", descr, "'");
+    const std::string prefix = npy_prefix(descr, shape, path.string());
     std::uint64_t numel = 1;
-    for (auto d : shape) {
-        if (d < 0) npz_detail::fail(path.string(), "negative dimension ", d);
-        numel *= std::uint64_t(d);
-    }
-    if (numel * size != bytes.size())
+    for (auto d : shape) numel *= std::uint64_t(d);
+    if (numel * npz_detail::item_size(descr) != bytes.size())
         npz_detail::fail(path.string(), bytes.size(), " bytes do not hold an array of that shape and dtype '", descr, "'");
-    std::string dims;
-    for (auto d : shape) dims += std::to_string(d) + ",";
-    if (shape.size() > 1) dims.pop_back();  // (n,) for one dimension, (n,d) otherwise
-    std::string header = "{'descr': '" + descr + "', 'fortran_order': False, 'shape': (" + dims + "), }";
-    header.append(63 - (10 + header.size()) % 64, ' ');  // numpy aligns the data to 64 bytes
-    header += '\n';
-    if (header.size() > 65535) npz_detail::fail(path.string(), "shape of ", shape.size(), " dimensions is too long for a .npy header");
-    const char prefix[10] = {'\x93', 'N', 'U', 'M', 'P', 'Y', 1, 0, char(header.size() & 0xff), char(header.size() >> 8)};
-    const std::span<const char> parts[] = {{prefix, sizeof prefix}, {header.data(), header.size()},
+    const std::span<const char> parts[] = {{prefix.data(), prefix.size()},
                                            {reinterpret_cast<const char*>(bytes.data()), bytes.size()}};
     write_file_atomically<data_error>(path, parts, "write_npy");
 }
@@ -234,7 +237,7 @@ inline npy_array read_member(const std::uint8_t* src, std::uint64_t csize, std::
     if (head.size() == 12 && std::memcmp(head.data(), "\x93NUMPY", 6) == 0) {
         const std::size_t fixed = head[6] == 1 ? 10 : 12;
         const std::size_t len = head[6] == 1 ? (std::size_t(head[8]) | (std::size_t(head[9]) << 8))
-                                             : npz_detail::u32(head.data() + 8);
+                                             : zip::u32(head.data() + 8);
         if (len <= npy_max_header && fixed + len > head.size() && fixed + len <= usize) {
             const std::size_t have = head.size();
             head.resize(fixed + len);
@@ -271,66 +274,22 @@ inline npy_array read_member(const std::uint8_t* src, std::uint64_t csize, std::
 
 /// Reads every array of an .npz archive held in memory (member names without ".npy");
 /// `where` names it in errors.
-inline std::map<std::string, npy_array> parse_npz(const std::vector<std::uint8_t>& zip, const std::string& where) {
+inline std::map<std::string, npy_array> parse_npz(const std::vector<std::uint8_t>& archive, const std::string& where) {
     using namespace npz_detail;
-    // End of central directory: the last "PK\5\6" within the final 64 KiB + 22 bytes.
-    if (zip.size() < 22) fail(where, "not a zip archive (", zip.size(), " bytes)");
-    std::size_t eocd = std::string::npos;
-    for (std::size_t i = zip.size() - 22 + 1; i-- > (zip.size() > 65557 ? zip.size() - 65557 : 0);)
-        if (u32(zip.data() + i) == 0x06054b50u) {
-            eocd = i;
-            break;
-        }
-    if (eocd == std::string::npos) fail(where, "not a zip archive (no end-of-central-directory record; truncated?)");
-    const std::size_t entries = u16(zip.data() + eocd + 10);
-    std::size_t cd = u32(zip.data() + eocd + 16);
     std::map<std::string, npy_array> out;
-    for (std::size_t e = 0; e < entries; ++e) {
-        if (cd + 46 > zip.size() || u32(zip.data() + cd) != 0x02014b50u) fail(where, "corrupt zip central directory entry ", e);
-        const std::uint16_t method = u16(zip.data() + cd + 10);
-        const std::uint32_t crc = u32(zip.data() + cd + 16);
-        std::uint64_t csize = u32(zip.data() + cd + 20), usize = u32(zip.data() + cd + 24);
-        const std::size_t name_len = u16(zip.data() + cd + 28), extra_len = u16(zip.data() + cd + 30),
-                          comment_len = u16(zip.data() + cd + 32);
-        std::uint64_t local = u32(zip.data() + cd + 42);
-        if (cd + 46 + name_len + extra_len > zip.size()) fail(where, "corrupt zip central directory entry ", e);
-        std::string name(reinterpret_cast<const char*>(zip.data() + cd + 46), name_len);
-        // ZIP64 sizes (numpy writes them for large members)
-        const std::size_t extra_end = cd + 46 + name_len + extra_len;
-        for (std::size_t x = cd + 46 + name_len; x + 4 <= extra_end;) {
-            const std::uint16_t id = u16(zip.data() + x), len = u16(zip.data() + x + 2);
-            if (x + 4 + len > extra_end) fail(where, "corrupt zip extra field in central directory entry ", e);
-            if (id == 0x0001) {
-                std::size_t f = x + 4;
-                auto take = [&](std::uint64_t& v) {
-                    if (v == 0xffffffffu && f + 8 <= x + 4 + len) {
-                        std::memcpy(&v, zip.data() + f, 8);
-                        f += 8;
-                    }
-                };
-                take(usize);
-                take(csize);
-                take(local);
-            }
-            x += 4 + len;
-        }
-        cd += 46 + name_len + extra_len + comment_len;
-        const std::string member = where + ":" + name;
-        if (local > zip.size() || zip.size() - local < 30 || u32(zip.data() + local) != 0x04034b50u)
-            fail(member, "corrupt local zip header");
-        const std::uint64_t data = local + 30 + u16(zip.data() + local + 26) + u16(zip.data() + local + 28);
-        if (data > zip.size() || csize > zip.size() - data)
-            fail(member, "compressed data runs past the end of the file (truncated?)");
+    for (auto& m : zip::directory(archive.data(), archive.size(), where)) {
+        const std::string member = where + ":" + m.name;
         // Sizes are checked against what the data can hold before anything is allocated:
         // a stored member holds exactly its bytes, deflate expands at most 1032:1, and the
         // .npy header's shape x dtype must account for the whole member.
-        if (method != 0 && method != 8)
-            fail(member, "zip compression method ", method, " is not supported (only stored and deflate)");
-        if (method == 0 && csize != usize) fail(member, "stored member with different sizes");
-        if (method == 8 && usize > csize * deflate_max_ratio + 1024)
-            fail(member, "uncompressed size ", usize, " is impossible for ", csize, " deflate bytes");
+        if (m.method != 0 && m.method != 8)
+            fail(member, "zip compression method ", m.method, " is not supported (only stored and deflate)");
+        if (m.method == 0 && m.csize != m.usize) fail(member, "stored member with different sizes");
+        if (m.method == 8 && m.usize > m.csize * deflate_max_ratio + 1024)
+            fail(member, "uncompressed size ", m.usize, " is impossible for ", m.csize, " deflate bytes");
+        std::string name = m.name;
         if (name.size() > 4 && name.compare(name.size() - 4, 4, ".npy") == 0) name.resize(name.size() - 4);
-        out.emplace(name, read_member(zip.data() + data, csize, usize, method, crc, member));
+        out.emplace(name, read_member(archive.data() + m.data, m.csize, m.usize, m.method, m.crc, member));
     }
     return out;
 }
@@ -368,6 +327,7 @@ inline dataset read_medmnist(const std::filesystem::path& path, const std::strin
     const std::int64_t k = lab.shape.size() == 2 ? lab.shape[1] : 1;
     dataset d;
     d.source = where;
+    d.per_record_patients = true;
     d.task = k > 1 ? task_kind::multilabel : task_kind::multiclass;
     int max_label = 0;
     for (std::int64_t i = 0; i < n; ++i) {

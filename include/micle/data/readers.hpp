@@ -8,3 +8,4 @@
 #include "micle/data/fashion_mnist.hpp"
 #include "micle/data/idx.hpp"
 #include "micle/data/npz.hpp"
+#include "micle/data/prepared.hpp"

@@ -97,7 +97,8 @@ public:
         if (e.loader_wait_fraction > loader_wait_shown)
             std::fprintf(out_,
                          "micle: the steps waited for their batches %d%% of epoch %lld: decoding is the bottleneck; "
-                         "more loader threads (--workers) or images stored nearer the training size feed them faster\n",
+                         "more loader threads (--workers), or a prepared dataset (micle prepare --data SPEC --out FILE, then "
+                         "--data FILE) that is decoded once, feed them faster\n",
                          int(std::lround(100 * e.loader_wait_fraction)), (long long)e.epoch);
     }
     void on_fit_end(const fit_result& r) {
