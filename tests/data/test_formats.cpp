@@ -4,6 +4,8 @@
 #include <fstream>
 #include <sstream>
 
+#include <zlib.h>
+
 #include "data/writers.hpp"
 #include "micle/data/csv.hpp"
 #include "micle/data/npz.hpp"
@@ -48,6 +50,146 @@ TEST_CASE("PNG: 8- and 16-bit, gray and RGB, keep their values - broken files na
     std::ofstream(s.dir / "fake.png") << "not a png at all";
     CHECK_THROWS_WITH_AS(decode_image_file(s.dir / "fake.png"), doctest::Contains("fake.png: not a PNG file"), data_error);
     CHECK_THROWS_WITH_AS(decode_image_file(s.dir / "missing.png"), doctest::Contains("cannot open"), data_error);
+}
+
+namespace {
+std::uint32_t be32(const std::uint8_t* p) {
+    return std::uint32_t(p[0]) << 24 | std::uint32_t(p[1]) << 16 | std::uint32_t(p[2]) << 8 | std::uint32_t(p[3]);
+}
+void put32(std::uint8_t* p, std::uint32_t v) {
+    for (int i = 0; i < 4; ++i) p[i] = std::uint8_t(v >> (24 - 8 * i));
+}
+/// A chunk with its length and CRC, as PNG lays it out.
+std::vector<std::uint8_t> png_chunk(const char* type, const std::vector<std::uint8_t>& body) {
+    std::vector<std::uint8_t> c(12 + body.size());
+    put32(c.data(), std::uint32_t(body.size()));
+    std::memcpy(c.data() + 4, type, 4);
+    std::copy(body.begin(), body.end(), c.begin() + 8);
+    put32(c.data() + 8 + body.size(), std::uint32_t(crc32(crc32(0, nullptr, 0), c.data() + 4, uInt(4 + body.size()))));
+    return c;
+}
+std::vector<std::uint8_t> bytes_of(const source_image& im) {
+    return {im.data, im.data + im.height * im.row_bytes()};
+}
+/// Offsets of the file's chunks, in order.
+std::vector<std::size_t> png_chunks(const std::vector<std::uint8_t>& f) {
+    std::vector<std::size_t> at;
+    for (std::size_t p = 8; p + 12 <= f.size(); p += 12 + be32(f.data() + p)) at.push_back(p);
+    return at;
+}
+}  // namespace
+
+TEST_CASE("PNG: libdeflate inflating ahead of libpng changes no pixel and no outcome, and takes only sound files") {
+    scratch s;
+    struct shape {
+        int w, h, channels, bits;
+        std::size_t idat_bytes;  // 0: libpng's 8 KiB
+    };
+    // Images over one 65535-byte stored block (the synthesized stream has several), in one
+    // IDAT chunk or in many small ones.
+    const shape shapes[] = {{300, 260, 1, 8, 0}, {300, 260, 1, 8, 1 << 20}, {181, 150, 3, 16, 1000}, {97, 700, 1, 16, 4096}};
+    for (const auto& sh : shapes) {
+        CAPTURE(sh.w);
+        CAPTURE(sh.channels);
+        CAPTURE(sh.bits);
+        CAPTURE(sh.idat_bytes);
+        std::vector<std::uint16_t> v(std::size_t(sh.w * sh.h * sh.channels));
+        micle::rng gen(std::uint64_t(sh.w * 7 + sh.bits));
+        for (std::size_t i = 0; i < v.size(); ++i)  // smooth plus noise, as a scan compresses
+            v[i] = std::uint16_t(std::clamp<double>((sh.bits == 16 ? 40000.0 : 150.0) * (1 + 0.3 * std::sin(double(i % 977) / 50)) +
+                                                        (sh.bits == 16 ? 800.0 : 6.0) * gen.normal(),
+                                                    0, sh.bits == 16 ? 65535 : 255));
+        const auto path = s.dir / "img.png";
+        testing::write_png(path, sh.w, sh.h, sh.channels, sh.bits, v, sh.idat_bytes);
+        const auto file = read_file(path);
+        decode_detail::png_inflated ahead;
+        REQUIRE(decode_detail::png_inflate_ahead(file.data(), file.size(), {}, ahead));
+        CHECK(ahead.rows.size() == std::size_t(sh.h) * (1 + std::size_t(sh.w * sh.channels * sh.bits / 8)));
+        const auto fast = decode_detail::decode_png_with(file.data(), file.size(), "img.png", {}, {}, true);
+        const auto slow = decode_detail::decode_png_with(file.data(), file.size(), "img.png", {}, {}, false);
+        REQUIRE(fast.height == sh.h);
+        CHECK(fast.bits == sh.bits);
+        CHECK(bytes_of(fast) == bytes_of(slow));
+        bool written = true;  // and both are what was written
+        for (std::size_t i = 0; i < v.size(); ++i)
+            written = written && (sh.bits == 16 ? reinterpret_cast<const std::uint16_t*>(fast.data)[i] == v[i]
+                                                : fast.data[i] == v[i]);
+        CHECK(written);
+        // A region's rows, read only down to its last row, are the same from both.
+        const decode_plan plan = [](const image_header& h) {
+            decode_request r;
+            r.top = h.height / 3, r.bottom = h.height / 2, r.left = 0, r.right = h.width;
+            return r;
+        };
+        const auto fr = decode_detail::decode_png_with(file.data(), file.size(), "img.png", {}, plan, true);
+        const auto sr = decode_detail::decode_png_with(file.data(), file.size(), "img.png", {}, plan, false);
+        CHECK(fr.height < fast.height);
+        CHECK(fr.origin_y == sr.origin_y);
+        CHECK(bytes_of(fr) == bytes_of(sr));
+    }
+
+    // Files the pre-pass leaves to libpng alone; the outcome is libpng's either way.
+    std::vector<std::uint16_t> v(300 * 260);
+    for (std::size_t i = 0; i < v.size(); ++i) v[i] = std::uint16_t((i * 7919) % 251);
+    testing::write_png(s.dir / "one.png", 300, 260, 1, 8, v, 1 << 20);
+    const auto good = read_file(s.dir / "one.png");
+    const auto at = png_chunks(good);
+    const std::size_t idat = at[1];
+    REQUIRE(std::memcmp(good.data() + idat + 4, "IDAT", 4) == 0);
+    const std::uint32_t idat_len = be32(good.data() + idat);
+    auto splice = [&](std::size_t pos, const std::vector<std::uint8_t>& chunk) {
+        auto f = good;
+        f.insert(f.begin() + std::ptrdiff_t(pos), chunk.begin(), chunk.end());
+        return f;
+    };
+    auto bad_crc = png_chunk("tEXt", {'C', 'o', 'm', 'm', 'e', 'n', 't', 0, 'x'});
+    bad_crc.back() ^= 1;
+    std::vector<std::uint8_t> short_data(good.data() + idat + 8, good.data() + idat + 8 + idat_len - 40);
+    auto truncated_stream = good;  // the deflate stream cut short, its chunk's CRC right
+    {
+        const auto c = png_chunk("IDAT", short_data);
+        truncated_stream.erase(truncated_stream.begin() + std::ptrdiff_t(idat),
+                               truncated_stream.begin() + std::ptrdiff_t(idat + 12 + idat_len));
+        truncated_stream.insert(truncated_stream.begin() + std::ptrdiff_t(idat), c.begin(), c.end());
+    }
+    auto flipped = good;  // a bit of the deflate data flipped, the CRC then made right again
+    flipped[idat + 8 + idat_len / 2] ^= 0x10;
+    put32(flipped.data() + idat + 8 + idat_len,
+          std::uint32_t(crc32(crc32(0, nullptr, 0), flipped.data() + idat + 4, uInt(4 + idat_len))));
+    auto no_iend = good;
+    no_iend.resize(at.back());
+    const std::pair<const char*, std::vector<std::uint8_t>> refused[] = {
+        {"an ancillary chunk with a bad CRC", splice(idat, bad_crc)},
+        {"the IDAT's CRC wrong", [&] { auto f = good; f[idat + 8 + idat_len] ^= 1; return f; }()},
+        {"deflate data cut short", truncated_stream},
+        {"deflate data flipped", flipped},
+        {"no IEND", no_iend},
+    };
+    for (const auto& [what, f] : refused) {
+        CAPTURE(what);
+        decode_detail::png_inflated ahead;
+        CHECK_FALSE(decode_detail::png_inflate_ahead(f.data(), f.size(), {}, ahead));
+        std::string fast_error, slow_error;
+        std::vector<std::uint8_t> fast, slow;
+        try {
+            fast = bytes_of(decode_detail::decode_png_with(f.data(), f.size(), "f.png", {}, {}, true));
+        } catch (const data_error& e) {
+            fast_error = e.what();
+        }
+        try {
+            slow = bytes_of(decode_detail::decode_png_with(f.data(), f.size(), "f.png", {}, {}, false));
+        } catch (const data_error& e) {
+            slow_error = e.what();
+        }
+        CHECK(fast_error == slow_error);
+        CHECK(fast == slow);
+    }
+    // A sound file over the pixel limit is left to the ordinary path, which names the limit.
+    decode_detail::png_inflated ahead;
+    decode_limits small;
+    small.max_pixels = 1000;
+    CHECK_FALSE(decode_detail::png_inflate_ahead(good.data(), good.size(), small, ahead));
+    CHECK(decode_detail::png_inflate_ahead(good.data(), good.size(), {}, ahead));
 }
 
 TEST_CASE("JPEG: gray and RGB decode close to what was written - truncated files are errors, not gray padding") {

@@ -31,9 +31,10 @@ struct scratch {
     ~scratch() { std::filesystem::remove_all(dir); }
 };
 
-/// Interleaved samples, 8-bit (values < 256) or 16-bit, 1 or 3 channels.
+/// Interleaved samples, 8-bit (values < 256) or 16-bit, 1 or 3 channels; `idat_bytes` > 0
+/// splits the image data into IDAT chunks of that size (libpng's default is 8 KiB).
 inline void write_png(const std::filesystem::path& path, int w, int h, int channels, int bits,
-                      const std::vector<std::uint16_t>& samples) {
+                      const std::vector<std::uint16_t>& samples, std::size_t idat_bytes = 0) {
     FILE* f = std::fopen(path.c_str(), "wb");
     if (!f) throw std::runtime_error("cannot write " + path.string());
     png_structp png = png_create_write_struct(PNG_LIBPNG_VER_STRING, nullptr, nullptr, nullptr);
@@ -44,6 +45,7 @@ inline void write_png(const std::filesystem::path& path, int w, int h, int chann
         throw std::runtime_error("libpng failed writing " + path.string());
     }
     png_init_io(png, f);
+    if (idat_bytes > 0) png_set_compression_buffer_size(png, idat_bytes);
     png_set_IHDR(png, info, png_uint_32(w), png_uint_32(h), bits, channels == 1 ? PNG_COLOR_TYPE_GRAY : PNG_COLOR_TYPE_RGB,
                  PNG_INTERLACE_NONE, PNG_COMPRESSION_TYPE_DEFAULT, PNG_FILTER_TYPE_DEFAULT);
     png_write_info(png, info);

@@ -9,7 +9,9 @@
 //         (jpeg_skip_scanlines: no inverse DCT for the others) and columns
 //         (jpeg_crop_scanline, to the iMCU boundary) are decoded
 //   PNG   full resolution (deflate has no reduced decode); a non-interlaced image is read
-//         only down to the region's last row, and only the region's rows are kept
+//         only down to the region's last row, and only the region's rows are kept. Its
+//         image data is inflated up front by libdeflate (png_inflate_ahead below), about
+//         2.2x zlib's speed, and libpng unfilters and converts it as usual
 //
 // Memory stays in proportion to the input (limits.hpp): the dimensions in the header are
 // checked against the pixel limit and against what the compressed bytes can hold before
@@ -20,6 +22,7 @@
 // Both libraries report errors by longjmp; the functions that call them keep no objects
 // with destructors between setjmp and the library calls, so unwinding skips nothing.
 #include <jpeglib.h>
+#include <libdeflate.h>
 #include <png.h>
 
 #include <algorithm>
@@ -28,6 +31,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -54,6 +58,20 @@ inline std::vector<std::uint8_t> read_file(const std::filesystem::path& path) {
 
 namespace decode_detail {
 
+/// A PNG's image data inflated ahead of libpng (png_inflate_ahead), and the stream libpng
+/// reads instead of the file: the file's chunks up to the first IDAT, then the inflated rows
+/// re-wrapped as IDAT chunks of stored (uncompressed) deflate blocks, then the file's chunks
+/// after the last IDAT. libpng's zlib then only copies.
+struct png_inflated {
+    struct segment {
+        const std::uint8_t* data;
+        std::size_t size;
+    };
+    std::vector<std::uint8_t> rows;      // the filtered rows, a filter byte before each
+    std::vector<std::uint8_t> glue;      // headers and trailers of the synthesized chunks
+    std::vector<segment> segments;       // the stream, in order
+};
+
 struct png_reader_state {
     const std::uint8_t* data;
     std::size_t size, pos;
@@ -62,14 +80,135 @@ struct png_reader_state {
     const decode_limits* limits;
     bool too_large;              // the header promises more than the limit or the file allows
     std::uint64_t width, height, promised;  // dimensions and bytes of filtered rows the header promises
+    const png_inflated* ahead = nullptr;    // when set, libpng reads its segments instead of `data`
+    std::size_t segment = 0;                // with `ahead`: the segment being read, `pos` bytes into it
 };
 
 inline void png_read_fn(png_structp png, png_bytep out, png_size_t n) {
     auto* s = static_cast<png_reader_state*>(png_get_io_ptr(png));
-    if (s->pos + n > s->size) png_error(png, "unexpected end of file (truncated?)");
-    std::memcpy(out, s->data + s->pos, n);
-    s->pos += n;
+    if (!s->ahead) {
+        if (s->pos + n > s->size) png_error(png, "unexpected end of file (truncated?)");
+        std::memcpy(out, s->data + s->pos, n);
+        s->pos += n;
+        return;
+    }
+    const auto& segments = s->ahead->segments;
+    while (n > 0) {
+        if (s->segment == segments.size()) png_error(png, "unexpected end of file (truncated?)");
+        const auto& g = segments[s->segment];
+        const std::size_t k = std::min(n, g.size - s->pos);
+        std::memcpy(out, g.data + s->pos, k);
+        out += k;
+        n -= k;
+        s->pos += k;
+        if (s->pos == g.size) ++s->segment, s->pos = 0;
+    }
 }
+/// libpng inflates with zlib (1.2.13 on Debian 12), half of a PNG decode's time; libdeflate
+/// inflates the same stream about 2.2x faster, but only as one buffer. So when a file's
+/// chunks are sound - every CRC right, IHDR first, the IDATs together, IEND reached, not
+/// interlaced - and its image data inflates to exactly the rows IHDR promises, this inflates
+/// it into `out` and lays out the stream libpng then reads (png_inflated). libpng still
+/// parses, checks and unfilters everything. Any other file returns false and goes the
+/// ordinary way, so what a damaged file reports is what libpng reports.
+inline bool png_inflate_ahead(const std::uint8_t* data, std::size_t size, const decode_limits& limits,
+                              png_inflated& out) {
+    auto be32 = [](const std::uint8_t* p) {
+        return std::uint32_t(p[0]) << 24 | std::uint32_t(p[1]) << 16 | std::uint32_t(p[2]) << 8 | std::uint32_t(p[3]);
+    };
+    auto put32 = [](std::uint8_t* p, std::uint32_t v) {
+        for (int i = 0; i < 4; ++i) p[i] = std::uint8_t(v >> (24 - 8 * i));
+    };
+    if (size < 8 + 12 + 13) return false;
+    std::uint64_t width = 0, height = 0;
+    int depth = 0, color = -1;
+    std::size_t idat_begin = 0, idat_end = 0, compressed = 0, idats = 0;
+    bool iend = false;
+    for (std::size_t p = 8; p + 12 <= size;) {
+        const std::uint32_t len = be32(data + p);
+        if (len > 0x7fffffffu || len > size - p - 12) return false;
+        const std::uint8_t* type = data + p + 4;
+        if (libdeflate_crc32(0, type, len + 4) != be32(type + 4 + len)) return false;
+        if (p == 8) {
+            if (std::memcmp(type, "IHDR", 4) != 0 || len != 13) return false;
+            width = be32(type + 4), height = be32(type + 8), depth = type[12], color = type[13];
+            if (type[16] != 0) return false;  // Adam7: the rows come in passes
+        }
+        if (std::memcmp(type, "IDAT", 4) == 0) {
+            if (idats > 0 && idat_end != p) return false;  // other chunks between IDATs
+            if (idats++ == 0) idat_begin = p;
+            idat_end = p + 12 + len;
+            compressed += len;
+        } else if (std::memcmp(type, "IEND", 4) == 0) {
+            iend = true;
+            break;
+        }
+        p += 12 + std::size_t(len);
+    }
+    const int channels = color == 0 || color == 3 ? 1 : color == 2 ? 3 : color == 4 ? 2 : color == 6 ? 4 : 0;
+    if (!iend || idats == 0 || channels == 0 || width == 0 || height == 0 || width > (1u << 16) ||
+        height > (1u << 16))
+        return false;
+    const std::uint64_t promised = height * ((width * std::uint64_t(channels) * std::uint64_t(depth) + 7) / 8 + 1);
+    if (promised > deflate_max_ratio * size || (limits.max_pixels > 0 && width * height > std::uint64_t(limits.max_pixels)))
+        return false;  // the ordinary way reports it
+
+    std::vector<std::uint8_t> joined;  // the image data's chunks, contiguous
+    const std::uint8_t* in = data + idat_begin + 8;
+    if (idats > 1) {
+        joined.reserve(compressed);
+        for (std::size_t p = idat_begin; p < idat_end;) {
+            const std::uint32_t len = be32(data + p);
+            joined.insert(joined.end(), data + p + 8, data + p + 8 + len);
+            p += 12 + std::size_t(len);
+        }
+        in = joined.data();
+    }
+    std::unique_ptr<libdeflate_decompressor, void (*)(libdeflate_decompressor*)> inflater(
+        libdeflate_alloc_decompressor(), libdeflate_free_decompressor);
+    if (!inflater) return false;
+    out.rows.resize(promised);
+    if (libdeflate_zlib_decompress(inflater.get(), in, compressed, out.rows.data(), promised, nullptr) != LIBDEFLATE_SUCCESS)
+        return false;
+    joined = {};
+
+    // One IDAT chunk per stored block: length, type, [zlib header], block header, rows, [Adler-32], CRC.
+    constexpr std::size_t block = 65535;
+    const std::size_t blocks = (promised + block - 1) / block;
+    const std::uint32_t adler = libdeflate_adler32(1, out.rows.data(), promised);
+    out.glue.assign(blocks * 23, 0);
+    out.segments.clear();
+    out.segments.reserve(2 + 3 * blocks);
+    out.segments.push_back({data, idat_begin});
+    std::uint8_t* g = out.glue.data();
+    for (std::size_t b = 0; b < blocks; ++b) {
+        const bool first = b == 0, last = b + 1 == blocks;
+        const std::uint8_t* rows = out.rows.data() + b * block;
+        const auto n = std::uint16_t(last ? promised - b * block : block);
+        std::uint8_t* head = g;
+        std::size_t k = 8;
+        std::memcpy(head + 4, "IDAT", 4);
+        if (first) head[k++] = 0x78, head[k++] = 0x01;  // deflate, 32 KiB window, no dictionary
+        head[k++] = last ? 1 : 0;                       // BFINAL, BTYPE 00 (stored)
+        head[k++] = std::uint8_t(n), head[k++] = std::uint8_t(n >> 8);
+        head[k++] = std::uint8_t(~n), head[k++] = std::uint8_t(~n >> 8);
+        std::uint8_t* tail = head + k;
+        std::size_t t = 0;
+        if (last) put32(tail, adler), t = 4;
+        put32(head, std::uint32_t(k - 8 + n + t));
+        std::uint32_t crc = libdeflate_crc32(0, head + 4, k - 4);
+        crc = libdeflate_crc32(crc, rows, n);
+        crc = libdeflate_crc32(crc, tail, t);
+        put32(tail + t, crc);
+        out.segments.push_back({head, k});
+        out.segments.push_back({rows, n});
+        out.segments.push_back({tail, t + 4});
+        g = tail + t + 4;
+    }
+    out.segments.push_back({data + idat_end, size - idat_end});
+    return true;
+}
+
 inline void png_error_fn(png_structp png, png_const_charp msg) {
     auto* s = static_cast<png_reader_state*>(png_get_io_ptr(png));
     std::snprintf(s->message, sizeof s->message, "%s", msg);
@@ -155,6 +294,12 @@ inline bool png_decode_raw(png_reader_state& s, raw_image& out, const decode_req
         s.buffer = nullptr;
         png_destroy_read_struct(&png, &info, nullptr);
         return false;
+    }
+    if (s.ahead) {  // checked and inflated already (png_inflate_ahead): no CRC or Adler-32 a second time
+        png_set_crc_action(png, PNG_CRC_QUIET_USE, PNG_CRC_QUIET_USE);
+#ifdef PNG_IGNORE_ADLER32
+        png_set_option(png, PNG_IGNORE_ADLER32, PNG_OPTION_ON);
+#endif
     }
     png_start(s, png, info);
     const int color = png_get_color_type(png, info);
@@ -377,19 +522,23 @@ inline source_image to_source(raw_image&& r) {
 
 }  // namespace decode_detail
 
-/// Decodes a PNG held in memory as `plan` allows; `name` is used in error messages.
-inline source_image decode_png_source(const std::uint8_t* data, std::size_t size, const std::string& name,
-                                      const decode_limits& limits = {}, const decode_plan& plan = {}) {
+namespace decode_detail {
+/// decode_png_source, with libdeflate inflating ahead of libpng where the file allows
+/// (`inflate_ahead`) or zlib inside libpng throughout: the tests compare the two.
+inline source_image decode_png_with(const std::uint8_t* data, std::size_t size, const std::string& name,
+                                    const decode_limits& limits, const decode_plan& plan, bool inflate_ahead) {
     if (size < 8 || png_sig_cmp(data, 0, 8) != 0) throw data_error(micle::detail::cat(name, ": not a PNG file"));
-    decode_detail::png_reader_state s{data, size, 0, {}, nullptr, &limits, false, 0, 0, 0};
+    png_reader_state s{data, size, 0, {}, nullptr, &limits, false, 0, 0, 0};
     decode_request request;
     if (plan) {
         image_header h;
-        if (!decode_detail::png_read_header(s, h)) throw data_error(micle::detail::cat(name, ": corrupt PNG: ", s.message));
+        if (!png_read_header(s, h)) throw data_error(micle::detail::cat(name, ": corrupt PNG: ", s.message));
         request = plan(h);
     }
-    decode_detail::raw_image raw;
-    if (!decode_detail::png_decode_raw(s, raw, request)) {
+    png_inflated ahead;
+    if (inflate_ahead && png_inflate_ahead(data, size, limits, ahead)) s.ahead = &ahead;
+    raw_image raw;
+    if (!png_decode_raw(s, raw, request)) {
         if (!s.too_large) throw data_error(micle::detail::cat(name, ": corrupt PNG: ", s.message));
         check_image_pixels(limits, name, s.width, s.height);
         throw data_error(micle::detail::cat(name, ": corrupt PNG: the header promises ", s.width, " x ", s.height,
@@ -398,7 +547,14 @@ inline source_image decode_png_source(const std::uint8_t* data, std::size_t size
     }
     if (raw.channels != 1 && raw.channels != 3)
         throw data_error(micle::detail::cat(name, ": PNG with ", raw.channels, " channels after expansion"));
-    return decode_detail::to_source(std::move(raw));
+    return to_source(std::move(raw));
+}
+}  // namespace decode_detail
+
+/// Decodes a PNG held in memory as `plan` allows; `name` is used in error messages.
+inline source_image decode_png_source(const std::uint8_t* data, std::size_t size, const std::string& name,
+                                      const decode_limits& limits = {}, const decode_plan& plan = {}) {
+    return decode_detail::decode_png_with(data, size, name, limits, plan, true);
 }
 
 /// Decodes a baseline or progressive JPEG held in memory (grayscale or colour) as `plan`
