@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "micle/contrastive/pairs.hpp"
+#include "micle/core/malloc.hpp"
 #include "micle/data/fashion_mnist.hpp"
 #include "micle/data/loader.hpp"
 #include "micle/data/open.hpp"
@@ -70,6 +71,7 @@ std::string take_flag(int& argc, char** argv, const std::string& name, const std
 }  // namespace
 
 int main(int argc, char** argv) {
+    micle::keep_large_blocks();  // as train::fit and the micle CLI do (core/malloc.hpp)
     const std::string manifest = take_flag(argc, argv, "data", "");
     const std::string preset = take_flag(argc, argv, "preset", "chest_xray");
     const std::int64_t size = std::stoll(take_flag(argc, argv, "size", "224"));

@@ -8,6 +8,7 @@
 #include <string>
 
 #include "common.hpp"
+#include "micle/core/malloc.hpp"
 #include "micle/dist/launch.hpp"
 
 namespace micle::cli {
@@ -43,6 +44,8 @@ int main(int argc, char** argv) {
         ::setenv("OMP_WAIT_POLICY", "PASSIVE", 1);
         ::execv("/proc/self/exe", argv);  // returns only on failure: then carry on as we are
     }
+    // Decoded scans are 8-32 MiB buffers made and freed per image: keep them in the heap.
+    micle::keep_large_blocks();
     // Under mpirun or srun with several ranks: MPI, every rank a data-parallel replica.
     std::optional<micle::dist::launch> ranks;
     try {

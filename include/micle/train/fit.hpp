@@ -32,6 +32,7 @@
 #include <type_traits>
 
 #include "micle/core/error.hpp"
+#include "micle/core/malloc.hpp"
 #include "micle/data/loader.hpp"
 #include "micle/optim/schedule.hpp"
 #include "micle/train/checkpoint.hpp"
@@ -52,6 +53,7 @@ struct fit_options {
     int keep_last = 1;                  ///< checkpoints kept (the best one is kept besides)
     std::string best_metric;            ///< an epoch metric, higher is better, that chooses `best`
     int workers = 2;                    ///< loader threads (results do not depend on it)
+    bool keep_large_blocks = true;      ///< tune malloc for image-sized buffers (core/malloc.hpp; the whole process)
     std::map<std::string, std::string> metadata;  ///< saved with every checkpoint
 };
 
@@ -201,6 +203,7 @@ fit_result fit(Learner& learner, const Source& source, const fit_options& opt, C
     const std::int64_t warmup = opt.warmup_steps < 0 ? total / 10 : std::min(opt.warmup_steps, total);
     const optim::warmup_cosine schedule{opt.lr, warmup, total, opt.final_lr};
     const bool saving = !opt.run_dir.empty();
+    if (opt.keep_large_blocks) keep_large_blocks();
     const auto t_start = std::chrono::steady_clock::now();
     auto elapsed = [&] { return std::chrono::duration<double>(std::chrono::steady_clock::now() - t_start).count(); };
 
