@@ -104,7 +104,8 @@ TEST_CASE("PNG: libdeflate inflating ahead of libpng changes no pixel and no out
         const auto file = read_file(path);
         decode_detail::png_inflated ahead;
         REQUIRE(decode_detail::png_inflate_ahead(file.data(), file.size(), {}, ahead));
-        CHECK(ahead.rows.size() == std::size_t(sh.h) * (1 + std::size_t(sh.w * sh.channels * sh.bits / 8)));
+        CHECK(ahead.rows_size == std::size_t(sh.h) * (1 + std::size_t(sh.w * sh.channels * sh.bits / 8)));
+        CHECK(ahead.unfiltered == std::size_t(sh.h));
         const auto fast = decode_detail::decode_png_with(file.data(), file.size(), "img.png", {}, {}, true);
         const auto slow = decode_detail::decode_png_with(file.data(), file.size(), "img.png", {}, {}, false);
         REQUIRE(fast.height == sh.h);
@@ -126,6 +127,83 @@ TEST_CASE("PNG: libdeflate inflating ahead of libpng changes no pixel and no out
         CHECK(fr.height < fast.height);
         CHECK(fr.origin_y == sr.origin_y);
         CHECK(bytes_of(fr) == bytes_of(sr));
+    }
+
+    // Each filter alone at each pixel size (1, 2, 3, 4, 6 and 8 bytes; alpha is dropped on
+    // decode), widths that are and are not a multiple of 8 bytes: the rows unfiltered here
+    // are libpng's. A region's rows are unfiltered only down to its last row.
+    const int filters[] = {PNG_FILTER_NONE, PNG_FILTER_SUB, PNG_FILTER_UP, PNG_FILTER_AVG, PNG_FILTER_PAETH};
+    const std::pair<int, int> pixels[] = {{1, 8}, {1, 16}, {3, 8}, {2, 16}, {3, 16}, {4, 16}};
+    for (const int filter : filters)
+        for (const auto& [channels, bits] : pixels)
+            for (const int w : {1, 8, 37}) {
+                CAPTURE(filter);
+                CAPTURE(channels);
+                CAPTURE(bits);
+                CAPTURE(w);
+                const int h = 9;
+                std::vector<std::uint16_t> v(std::size_t(w * h * channels));
+                micle::rng gen(std::uint64_t(filter * 131 + channels * 17 + bits + w));
+                for (auto& x : v) x = std::uint16_t(gen.uniform() * (bits == 16 ? 65535.0 : 255.0));
+                const auto path = s.dir / "filtered.png";
+                testing::write_png(path, w, h, channels, bits, v, 0, filter);
+                const auto file = read_file(path);
+                decode_detail::png_inflated ahead;
+                REQUIRE(decode_detail::png_inflate_ahead(file.data(), file.size(), {}, ahead));
+                const auto fast = decode_detail::decode_png_with(file.data(), file.size(), "f.png", {}, {}, true);
+                const auto slow = decode_detail::decode_png_with(file.data(), file.size(), "f.png", {}, {}, false);
+                CHECK(bytes_of(fast) == bytes_of(slow));
+                if (channels == 1 && bits == 8) {
+                    bool same = true;
+                    for (std::size_t i = 0; i < v.size(); ++i) same = same && fast.data[i] == v[i];
+                    CHECK(same);
+                }
+                decode_request upper;
+                upper.top = 0, upper.bottom = 4, upper.left = 0, upper.right = w;
+                decode_detail::png_inflated part;
+                REQUIRE(decode_detail::png_inflate_ahead(file.data(), file.size(), {}, part, upper));
+                CHECK(part.unfiltered == 4);
+                const decode_plan plan = [&](const image_header&) { return upper; };
+                CHECK(bytes_of(decode_detail::decode_png_with(file.data(), file.size(), "f.png", {}, plan, true)) ==
+                      bytes_of(decode_detail::decode_png_with(file.data(), file.size(), "f.png", {}, plan, false)));
+            }
+
+    // A filter type above 4 (in a file whose CRCs and Adler-32 are right) is left to libpng,
+    // which names it the same way whichever path was asked for.
+    {
+        const int w = 16, h = 6;
+        std::vector<std::uint8_t> raw;
+        for (int y = 0; y < h; ++y) {
+            raw.push_back(std::uint8_t(y == 3 ? 5 : y % 5));
+            for (int x = 0; x < w; ++x) raw.push_back(std::uint8_t(x * 13 + y));
+        }
+        std::vector<std::uint8_t> z(compressBound(uLong(raw.size())));
+        uLongf zn = z.size();
+        REQUIRE(compress2(z.data(), &zn, raw.data(), uLong(raw.size()), 6) == Z_OK);
+        z.resize(zn);
+        std::vector<std::uint8_t> f = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
+        const auto ihdr = png_chunk("IHDR", {0, 0, 0, std::uint8_t(w), 0, 0, 0, std::uint8_t(h), 8, 0, 0, 0, 0});
+        const auto data = png_chunk("IDAT", z);
+        const auto end = png_chunk("IEND", {});
+        for (const auto* c : {&ihdr, &data, &end}) f.insert(f.end(), c->begin(), c->end());
+        decode_detail::png_inflated ahead;
+        CHECK_FALSE(decode_detail::png_inflate_ahead(f.data(), f.size(), {}, ahead));
+        decode_request upper;
+        upper.top = 0, upper.bottom = 2, upper.left = 0, upper.right = w;
+        CHECK(decode_detail::png_inflate_ahead(f.data(), f.size(), {}, ahead, upper));  // row 3 is not needed
+        std::string fast_error, slow_error;
+        try {
+            decode_detail::decode_png_with(f.data(), f.size(), "f.png", {}, {}, true);
+        } catch (const data_error& e) {
+            fast_error = e.what();
+        }
+        try {
+            decode_detail::decode_png_with(f.data(), f.size(), "f.png", {}, {}, false);
+        } catch (const data_error& e) {
+            slow_error = e.what();
+        }
+        CHECK(fast_error.find("filter") != std::string::npos);
+        CHECK(fast_error == slow_error);
     }
 
     // Files the pre-pass leaves to libpng alone; the outcome is libpng's either way.

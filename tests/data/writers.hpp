@@ -31,10 +31,12 @@ struct scratch {
     ~scratch() { std::filesystem::remove_all(dir); }
 };
 
-/// Interleaved samples, 8-bit (values < 256) or 16-bit, 1 or 3 channels; `idat_bytes` > 0
-/// splits the image data into IDAT chunks of that size (libpng's default is 8 KiB).
+/// Interleaved samples, 8-bit (values < 256) or 16-bit, 1 (grey), 2 (grey + alpha), 3 (RGB)
+/// or 4 (RGBA) channels; `idat_bytes` > 0 splits the image data into IDAT chunks of that
+/// size (libpng's default is 8 KiB); `filters` (PNG_FILTER_SUB, ...) > 0 restricts the row
+/// filters libpng may choose (by default it picks per row among all five).
 inline void write_png(const std::filesystem::path& path, int w, int h, int channels, int bits,
-                      const std::vector<std::uint16_t>& samples, std::size_t idat_bytes = 0) {
+                      const std::vector<std::uint16_t>& samples, std::size_t idat_bytes = 0, int filters = 0) {
     FILE* f = std::fopen(path.c_str(), "wb");
     if (!f) throw std::runtime_error("cannot write " + path.string());
     png_structp png = png_create_write_struct(PNG_LIBPNG_VER_STRING, nullptr, nullptr, nullptr);
@@ -46,8 +48,13 @@ inline void write_png(const std::filesystem::path& path, int w, int h, int chann
     }
     png_init_io(png, f);
     if (idat_bytes > 0) png_set_compression_buffer_size(png, idat_bytes);
-    png_set_IHDR(png, info, png_uint_32(w), png_uint_32(h), bits, channels == 1 ? PNG_COLOR_TYPE_GRAY : PNG_COLOR_TYPE_RGB,
-                 PNG_INTERLACE_NONE, PNG_COMPRESSION_TYPE_DEFAULT, PNG_FILTER_TYPE_DEFAULT);
+    if (filters > 0) png_set_filter(png, PNG_FILTER_TYPE_BASE, filters);
+    const int color = channels == 1   ? PNG_COLOR_TYPE_GRAY
+                      : channels == 2 ? PNG_COLOR_TYPE_GRAY_ALPHA
+                      : channels == 3 ? PNG_COLOR_TYPE_RGB
+                                      : PNG_COLOR_TYPE_RGB_ALPHA;
+    png_set_IHDR(png, info, png_uint_32(w), png_uint_32(h), bits, color, PNG_INTERLACE_NONE, PNG_COMPRESSION_TYPE_DEFAULT,
+                 PNG_FILTER_TYPE_DEFAULT);
     png_write_info(png, info);
     std::vector<std::uint8_t> row(std::size_t(w * channels * (bits / 8)));
     for (int y = 0; y < h; ++y) {

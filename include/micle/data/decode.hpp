@@ -28,6 +28,7 @@
 #include <algorithm>
 #include <csetjmp>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -67,7 +68,9 @@ struct png_inflated {
         const std::uint8_t* data;
         std::size_t size;
     };
-    std::vector<std::uint8_t> rows;      // the filtered rows, a filter byte before each
+    std::unique_ptr<std::uint8_t[]> rows;  // the rows, a filter byte before each (not zero-filled)
+    std::size_t rows_size = 0;
+    std::size_t unfiltered = 0;            // the first rows, unfiltered here (filter byte 0, None)
     std::vector<std::uint8_t> glue;      // headers and trailers of the synthesized chunks
     std::vector<segment> segments;       // the stream, in order
 };
@@ -104,15 +107,123 @@ inline void png_read_fn(png_structp png, png_bytep out, png_size_t n) {
         if (s->pos == g.size) ++s->segment, s->pos = 0;
     }
 }
+/// The rows [y0, y1) and columns [x0, x1) of a `h` x `w` image decoded at scale_num / 8 that
+/// cover the request's region (all of it when the request has none).
+struct region {
+    std::uint32_t y0, y1, x0, x1;
+};
+inline region scaled_region(const decode_request& r, std::uint32_t full_h, std::uint32_t full_w, int scale_num,
+                            std::uint32_t h, std::uint32_t w) {
+    if (r.whole()) return {0, h, 0, w};
+    auto lo = [&](std::int64_t v, std::uint32_t n) {
+        return std::uint32_t(std::clamp<std::int64_t>(v * scale_num / 8, 0, std::int64_t(n)));
+    };
+    auto hi = [&](std::int64_t v, std::uint32_t n) {
+        return std::uint32_t(std::clamp<std::int64_t>((v * scale_num + 7) / 8, 0, std::int64_t(n)));
+    };
+    region g{lo(r.top, h), hi(std::min<std::int64_t>(r.bottom, full_h), h), lo(r.left, w), hi(std::min<std::int64_t>(r.right, full_w), w)};
+    if (g.y1 <= g.y0 || g.x1 <= g.x0) return {0, h, 0, w};
+    return g;
+}
+
+/// PNG's filters (ISO/IEC 15948, clause 9), reversed in place. libpng reverses them with
+/// scalar loops for 1-, 2- and 6-byte pixels (SIMD only for 3 and 4): for a 16-bit grey scan
+/// that is a quarter of the decode. Here the pixel size is a template constant, so each
+/// byte's predecessor stays in a register, and Up adds 8 bytes at a time.
+namespace png_filter {
+inline void add_up(std::uint8_t* x, const std::uint8_t* b, std::size_t n) {  // x[i] += b[i] (mod 256)
+    constexpr std::uint64_t low7 = 0x7f7f7f7f7f7f7f7full, high = 0x8080808080808080ull;
+    std::size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        std::uint64_t u, v;
+        std::memcpy(&u, x + i, 8);
+        std::memcpy(&v, b + i, 8);
+        u = ((u & low7) + (v & low7)) ^ ((u ^ v) & high);  // bytewise sum, no carry between bytes
+        std::memcpy(x + i, &u, 8);
+    }
+    for (; i < n; ++i) x[i] = std::uint8_t(x[i] + b[i]);
+}
+template <int bpp>
+void sub(std::uint8_t* x, std::size_t n) {
+    std::uint8_t a[bpp];
+    for (int k = 0; k < bpp; ++k) a[k] = x[k];
+    for (std::size_t i = bpp; i + bpp <= n; i += bpp)
+        for (int k = 0; k < bpp; ++k) a[k] = x[i + std::size_t(k)] = std::uint8_t(x[i + std::size_t(k)] + a[k]);
+}
+template <int bpp>
+void average(std::uint8_t* x, const std::uint8_t* b, std::size_t n) {
+    std::uint8_t a[bpp];
+    for (int k = 0; k < bpp; ++k) a[k] = x[k] = std::uint8_t(x[k] + (b[k] >> 1));
+    for (std::size_t i = bpp; i + bpp <= n; i += bpp)
+        for (int k = 0; k < bpp; ++k) {
+            const std::size_t j = i + std::size_t(k);
+            a[k] = x[j] = std::uint8_t(x[j] + ((unsigned(a[k]) + b[j]) >> 1));
+        }
+}
+template <int bpp>
+void paeth(std::uint8_t* x, const std::uint8_t* b, std::size_t n) {
+    std::uint8_t a[bpp], c[bpp];
+    for (int k = 0; k < bpp; ++k) a[k] = x[k] = std::uint8_t(x[k] + b[k]), c[k] = b[k];  // a = c = 0: b predicts
+    for (std::size_t i = bpp; i + bpp <= n; i += bpp)
+        for (int k = 0; k < bpp; ++k) {
+            const std::size_t j = i + std::size_t(k);
+            const int up = b[j], left = a[k], diag = c[k];
+            const int pa = std::abs(up - diag), pb = std::abs(left - diag), pc = std::abs(left + up - 2 * diag);
+            // (pa <= pb && pa <= pc) ? left : pb <= pc ? up : diag, with masks rather than
+            // branches (which the compiler keeps for ?:): on a noisy scan they mispredict
+            const int near = diag ^ ((up ^ diag) & -int(pb <= pc));
+            const int pred = near ^ ((left ^ near) & -int(pa <= std::min(pb, pc)));
+            a[k] = x[j] = std::uint8_t(x[j] + pred);
+            c[k] = std::uint8_t(up);
+        }
+}
+/// Reverses the filters of the first `count` rows at `p` (each a filter-type byte and
+/// `rowbytes` bytes; pixels of `bpp` bytes, 1 for depths under 8) and sets each filter
+/// byte to 0 (None). False, with the rows partly reversed, at a filter type above 4.
+template <int bpp>
+bool reverse_rows(std::uint8_t* p, std::size_t count, std::size_t rowbytes) {
+    const std::vector<std::uint8_t> zero(rowbytes, 0);  // the row above the first
+    const std::uint8_t* prior = zero.data();
+    for (std::size_t r = 0; r < count; ++r) {
+        std::uint8_t* row = p + r * (rowbytes + 1);
+        std::uint8_t* x = row + 1;
+        switch (row[0]) {
+            case 0: break;
+            case 1: sub<bpp>(x, rowbytes); break;
+            case 2: add_up(x, prior, rowbytes); break;
+            case 3: average<bpp>(x, prior, rowbytes); break;
+            case 4: paeth<bpp>(x, prior, rowbytes); break;
+            default: return false;
+        }
+        row[0] = 0;
+        prior = x;
+    }
+    return true;
+}
+inline bool reverse(std::uint8_t* p, std::size_t count, std::size_t rowbytes, int bpp) {
+    switch (bpp) {
+        case 1: return reverse_rows<1>(p, count, rowbytes);
+        case 2: return reverse_rows<2>(p, count, rowbytes);
+        case 3: return reverse_rows<3>(p, count, rowbytes);
+        case 4: return reverse_rows<4>(p, count, rowbytes);
+        case 6: return reverse_rows<6>(p, count, rowbytes);
+        case 8: return reverse_rows<8>(p, count, rowbytes);
+        default: return false;
+    }
+}
+}  // namespace png_filter
+
 /// libpng inflates with zlib (1.2.13 on Debian 12), half of a PNG decode's time; libdeflate
 /// inflates the same stream about 2.2x faster, but only as one buffer. So when a file's
 /// chunks are sound - every CRC right, IHDR first, the IDATs together, IEND reached, not
 /// interlaced - and its image data inflates to exactly the rows IHDR promises, this inflates
 /// it into `out` and lays out the stream libpng then reads (png_inflated). libpng still
-/// parses, checks and unfilters everything. Any other file returns false and goes the
+/// parses, checks and converts everything. The rows down to the last one `request` needs
+/// are also unfiltered here (png_filter), so libpng finds filter type None there. Any other
+/// file - a filter type above 4 in those rows included - returns false and goes the
 /// ordinary way, so what a damaged file reports is what libpng reports.
 inline bool png_inflate_ahead(const std::uint8_t* data, std::size_t size, const decode_limits& limits,
-                              png_inflated& out) {
+                              png_inflated& out, const decode_request& request = {}) {
     auto be32 = [](const std::uint8_t* p) {
         return std::uint32_t(p[0]) << 24 | std::uint32_t(p[1]) << 16 | std::uint32_t(p[2]) << 8 | std::uint32_t(p[3]);
     };
@@ -167,15 +278,29 @@ inline bool png_inflate_ahead(const std::uint8_t* data, std::size_t size, const 
     std::unique_ptr<libdeflate_decompressor, void (*)(libdeflate_decompressor*)> inflater(
         libdeflate_alloc_decompressor(), libdeflate_free_decompressor);
     if (!inflater) return false;
-    out.rows.resize(promised);
-    if (libdeflate_zlib_decompress(inflater.get(), in, compressed, out.rows.data(), promised, nullptr) != LIBDEFLATE_SUCCESS)
+    out.rows.reset(new std::uint8_t[promised]);
+    out.rows_size = promised;
+    if (libdeflate_zlib_decompress(inflater.get(), in, compressed, out.rows.get(), promised, nullptr) != LIBDEFLATE_SUCCESS)
         return false;
     joined = {};
+    // The rows libpng will read (png_decode_raw stops at the region's last row).
+    const std::size_t rowbytes = std::size_t(promised / height) - 1;
+    const auto needed = std::size_t(scaled_region(request, std::uint32_t(height), std::uint32_t(width), 8,
+                                                  std::uint32_t(height), std::uint32_t(width)).y1);
+    if (!png_filter::reverse(out.rows.get(), needed, rowbytes, std::max(1, channels * depth / 8))) return false;
+    out.unfiltered = needed;
 
-    // One IDAT chunk per stored block: length, type, [zlib header], block header, rows, [Adler-32], CRC.
+    // One IDAT chunk per stored block: length, type, [zlib header], block header, rows,
+    // [Adler-32], CRC. libpng is told to skip both checks (png_decode_raw: the file's own
+    // were verified above), so the synthesized chunks carry no CRC, and no Adler-32 where
+    // libpng can skip it.
     constexpr std::size_t block = 65535;
     const std::size_t blocks = (promised + block - 1) / block;
-    const std::uint32_t adler = libdeflate_adler32(1, out.rows.data(), promised);
+#ifdef PNG_IGNORE_ADLER32
+    const std::uint32_t adler = 0;
+#else
+    const std::uint32_t adler = libdeflate_adler32(1, out.rows.get(), promised);
+#endif
     out.glue.assign(blocks * 23, 0);
     out.segments.clear();
     out.segments.reserve(2 + 3 * blocks);
@@ -183,7 +308,7 @@ inline bool png_inflate_ahead(const std::uint8_t* data, std::size_t size, const 
     std::uint8_t* g = out.glue.data();
     for (std::size_t b = 0; b < blocks; ++b) {
         const bool first = b == 0, last = b + 1 == blocks;
-        const std::uint8_t* rows = out.rows.data() + b * block;
+        const std::uint8_t* rows = out.rows.get() + b * block;
         const auto n = std::uint16_t(last ? promised - b * block : block);
         std::uint8_t* head = g;
         std::size_t k = 8;
@@ -196,10 +321,7 @@ inline bool png_inflate_ahead(const std::uint8_t* data, std::size_t size, const 
         std::size_t t = 0;
         if (last) put32(tail, adler), t = 4;
         put32(head, std::uint32_t(k - 8 + n + t));
-        std::uint32_t crc = libdeflate_crc32(0, head + 4, k - 4);
-        crc = libdeflate_crc32(crc, rows, n);
-        crc = libdeflate_crc32(crc, tail, t);
-        put32(tail + t, crc);
+        put32(tail + t, 0);  // CRC: not computed by libpng under PNG_CRC_QUIET_USE
         out.segments.push_back({head, k});
         out.segments.push_back({rows, n});
         out.segments.push_back({tail, t + 4});
@@ -224,25 +346,6 @@ struct raw_image {
     std::uint32_t origin_y = 0, origin_x = 0;       // first row and column held, in decoded pixels
     std::vector<std::uint8_t> bytes;  // interleaved rows, 16-bit samples in host order
 };
-
-/// The rows [y0, y1) and columns [x0, x1) of a `h` x `w` image decoded at scale_num / 8 that
-/// cover the request's region (all of it when the request has none).
-struct region {
-    std::uint32_t y0, y1, x0, x1;
-};
-inline region scaled_region(const decode_request& r, std::uint32_t full_h, std::uint32_t full_w, int scale_num,
-                            std::uint32_t h, std::uint32_t w) {
-    if (r.whole()) return {0, h, 0, w};
-    auto lo = [&](std::int64_t v, std::uint32_t n) {
-        return std::uint32_t(std::clamp<std::int64_t>(v * scale_num / 8, 0, std::int64_t(n)));
-    };
-    auto hi = [&](std::int64_t v, std::uint32_t n) {
-        return std::uint32_t(std::clamp<std::int64_t>((v * scale_num + 7) / 8, 0, std::int64_t(n)));
-    };
-    region g{lo(r.top, h), hi(std::min<std::int64_t>(r.bottom, full_h), h), lo(r.left, w), hi(std::min<std::int64_t>(r.right, full_w), w)};
-    if (g.y1 <= g.y0 || g.x1 <= g.x0) return {0, h, 0, w};
-    return g;
-}
 
 /// libpng's read and info structs for `s`; false (s.message set) when out of memory.
 inline bool png_create(png_reader_state& s, png_structp& png, png_infop& info) {
@@ -536,7 +639,7 @@ inline source_image decode_png_with(const std::uint8_t* data, std::size_t size, 
         request = plan(h);
     }
     png_inflated ahead;
-    if (inflate_ahead && png_inflate_ahead(data, size, limits, ahead)) s.ahead = &ahead;
+    if (inflate_ahead && png_inflate_ahead(data, size, limits, ahead, request)) s.ahead = &ahead;
     raw_image raw;
     if (!png_decode_raw(s, raw, request)) {
         if (!s.too_large) throw data_error(micle::detail::cat(name, ": corrupt PNG: ", s.message));

@@ -255,10 +255,14 @@ struct lease {
     ~lease() { file->release(p, n); }
 };
 
-inline void check_crc(const mapping& f, const zip::entry& e) {
-    if (zip::crc32_of(f.base + e.data, e.usize) != e.crc)
-        zip::fail(f.path + ":" + e.name, "CRC mismatch (corrupt file; prepare it again)");
+/// Fails, naming the file and member, when `bytes` at `offset` do not have the CRC-32 the
+/// zip directory gave them.
+inline void check_crc(const mapping& f, std::uint64_t offset, std::uint64_t bytes, std::uint32_t crc,
+                      const std::string& name) {
+    if (zip::crc32_of(f.base + offset, bytes) != crc)
+        zip::fail(f.path + ":" + name, "CRC mismatch (corrupt file; prepare it again)");
 }
+inline void check_crc(const mapping& f, const zip::entry& e) { check_crc(f, e.data, e.usize, e.crc, e.name); }
 template <class T>
 T parse_number(const std::string& s, const std::string& where, const char* what) {
     std::size_t used = 0;
@@ -408,8 +412,7 @@ inline dataset read_prepared(const std::filesystem::path& path) {
         const auto& m = f->members[std::size_t(i)];
         const auto& g = geom[std::size_t(i)];
         if (f->checked[std::size_t(i)].load(std::memory_order_acquire) == 0) {
-            if (zip::crc32_of(f->base + m.offset, m.bytes) != m.crc)
-                zip::fail(f->path + ":" + m.name, "CRC mismatch (corrupt file; prepare it again)");
+            check_crc(*f, m.offset, m.bytes, m.crc, m.name);
             f->checked[std::size_t(i)].store(1, std::memory_order_release);
         }
         source_image s;
