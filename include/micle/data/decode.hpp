@@ -169,10 +169,9 @@ void paeth(std::uint8_t* x, const std::uint8_t* b, std::size_t n) {
             const std::size_t j = i + std::size_t(k);
             const int up = b[j], left = a[k], diag = c[k];
             const int pa = std::abs(up - diag), pb = std::abs(left - diag), pc = std::abs(left + up - 2 * diag);
-            // (pa <= pb && pa <= pc) ? left : pb <= pc ? up : diag, with masks rather than
-            // branches (which the compiler keeps for ?:): on a noisy scan they mispredict
-            const int near = diag ^ ((up ^ diag) & -int(pb <= pc));
-            const int pred = near ^ ((left ^ near) & -int(pa <= std::min(pb, pc)));
+            // GCC 12 compiles this to branches, which mispredict on noisy scans: the Paeth
+            // rows cost most of the unfiltering (an SSE2 form without branches is the next step)
+            const int pred = (pa <= pb && pa <= pc) ? left : (pb <= pc ? up : diag);
             a[k] = x[j] = std::uint8_t(x[j] + pred);
             c[k] = std::uint8_t(up);
         }
