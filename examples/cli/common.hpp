@@ -9,10 +9,13 @@
 #include <string>
 #include <type_traits>
 #include <tuple>
+#include <vector>
 
 #include <micle/micle.hpp>  // with micle::data: the readers too
 
+#include "micle/data/inspect.hpp"
 #include "micle/data/open.hpp"
+#include "micle/train/evaluation.hpp"
 #include "micle/train/recipes.hpp"
 #if MICLE_HAS_NCCL && defined(__CUDACC__)
 #include "micle/dist/nccl.hpp"
@@ -97,6 +100,7 @@ public:
             } else if (valued.count(a)) {
                 if (i + 1 >= argc) throw usage_error("--" + a + " needs a value");
                 values_[a] = argv[++i];
+                all_[a].push_back(values_[a]);
             } else {
                 throw usage_error("unknown option --" + a);
             }
@@ -104,6 +108,11 @@ public:
     }
     bool help() const { return help_; }
     bool has(const std::string& k) const { return values_.count(k) != 0; }
+    /// Every value of an option given more than once, in order (str() is the last).
+    std::vector<std::string> values(const std::string& k) const {
+        const auto it = all_.find(k);
+        return it == all_.end() ? std::vector<std::string>{} : it->second;
+    }
     std::string str(const std::string& k, const std::string& fallback = "") const {
         const auto it = values_.find(k);
         return it == values_.end() ? fallback : it->second;
@@ -137,6 +146,7 @@ public:
 
 private:
     std::map<std::string, std::string> values_;
+    std::map<std::string, std::vector<std::string>> all_;
     bool help_ = false;
 };
 
@@ -229,6 +239,41 @@ inline data::dataset load_split(const options& o, const std::string& split) {
     } catch (const value_error& e) {  // a split or spec that cannot be: the user's mistake
         throw usage_error(e.what());
     }
+}
+
+/// What evaluate and compare share: --batch-size, --workers, --patient-level, and the patient
+/// bootstrap's --bootstrap and --seed (which need --patient-level).
+inline train::evaluate_options evaluate_options_from(const options& o) {
+    train::evaluate_options opt;
+    opt.batch = o.integer("batch-size", 128);
+    opt.workers = int(o.integer("workers", 2));
+    opt.patient_level = o.has("patient-level");
+    opt.bootstrap = int(o.integer("bootstrap", 2000));
+    opt.seed = std::uint64_t(o.integer("seed", 0));
+    if (opt.batch < 1 || opt.workers < 1) throw usage_error("need --batch-size >= 1 and --workers >= 1");
+    if (opt.bootstrap < 1) throw usage_error("--bootstrap needs at least 1 replicate");
+    if (!opt.patient_level && (o.has("bootstrap") || o.has("seed")))
+        throw usage_error("--bootstrap and --seed set the patient bootstrap: give --patient-level too");
+    return opt;
+}
+
+/// A metric as printed: 4 decimals.
+inline std::string fixed4(double v) {
+    char b[32];
+    std::snprintf(b, sizeof b, "%.4f", v);
+    return b;
+}
+
+/// One warning on stderr when a patient of --data has images in two splits: a test patient
+/// seen in training makes every metric on that split optimistic (`micle check` lists them).
+inline void warn_if_leaks(const options& o, const char* command) {
+    const auto spec = o.required("data");
+    const auto leaks = data::find_leaks(spec, open_options_from(o));
+    if (leaks.empty()) return;
+    const auto& l = leaks.front();
+    std::fprintf(stderr, "micle %s: warning: %zu patients of %s have images in two splits (the patient of %s is in %s and %s); "
+                         "metrics on those splits are optimistic; `micle check --data %s` lists them\n",
+                 command, leaks.size(), spec.c_str(), l.image_a.c_str(), l.split_a.c_str(), l.split_b.c_str(), spec.c_str());
 }
 
 /// The backbone options given (--arch, --width, --stem, --base-channels, --channels), as

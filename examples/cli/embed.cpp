@@ -22,7 +22,9 @@ int embed(int argc, char** argv) {
     one_process("micle embed");
     const fs::path model = o.required("model");
     const std::string prefix = o.required("out"), split = o.str("split", "test");
-    train::evaluate_options opt{o.integer("batch-size", 128), int(o.integer("workers", 2)), false, {}};
+    train::evaluate_options opt;
+    opt.batch = o.integer("batch-size", 128);
+    opt.workers = int(o.integer("workers", 2));
     if (opt.batch < 1 || opt.workers < 1) throw usage_error("need --batch-size >= 1 and --workers >= 1");
     const auto d = load_split(o, split);
     context<backend> ctx = make_context(o);

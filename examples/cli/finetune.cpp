@@ -54,6 +54,7 @@ int finetune(int argc, char** argv) {
     r.comm = &ranks.comm();
     const bool lead = r.comm->rank() == 0;
     if (lead) std::fprintf(stderr, "micle: running on %s%s\n", describe(ctx).c_str(), ranks.text().c_str());
+    if (lead) warn_if_leaks(o, "finetune");
     const auto f = std::apply([&](auto&&... cb) { return train::finetune(ctx, pool, split_for(o, "val", "--val-every"), r, cb...); },
                               cli_callbacks(o, r.fit));
     if (const int code = stopped_by_signal(*r.comm, "finetune", r.fit.run_dir)) return code;

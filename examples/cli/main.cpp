@@ -19,6 +19,7 @@ dist::communicator& world() { return world_ ? *world_ : dist::self(); }
 int pretrain(int argc, char** argv);
 int finetune(int argc, char** argv);
 int evaluate(int argc, char** argv);
+int compare(int argc, char** argv);
 int embed(int argc, char** argv);
 int plot(int argc, char** argv);
 int info(int argc, char** argv);
@@ -31,6 +32,7 @@ extern const char* info_usage;
 extern const char* pretrain_usage;
 extern const char* finetune_usage;
 extern const char* evaluate_usage;
+extern const char* compare_usage;
 extern const char* embed_usage;
 }  // namespace micle::cli
 
@@ -60,7 +62,8 @@ int main(int argc, char** argv) {
         "usage: micle <command> [options]   (micle <command> --help for its options)\n"
         "  pretrain   contrastive pretraining: SimCLR, or MICLe with patient bags\n"
         "  finetune   supervised fine-tuning or a linear probe on a fraction of the labels\n"
-        "  evaluate   accuracy, per-class and macro AUC, confusion matrix, patient-level metrics\n"
+        "  evaluate   accuracy, per-class and macro AUC with 95% intervals, confusion matrix, patient-level metrics\n"
+        "  compare    two models on the same images: paired DeLong and McNemar tests, patient bootstrap\n"
         "  embed      a checkpoint's backbone features and the labels of a split, as .npy files\n"
         "  check      decode every image once: unreadable files, splits, class balance, patients in two splits\n"
         "  prepare    decode every image once into a prepared dataset file that trains with no decoding per epoch\n"
@@ -71,11 +74,12 @@ int main(int argc, char** argv) {
         return argc < 2 ? 2 : 0;
     }
     const std::string cmd = argv[1];
-    const char* usage = cmd == "pretrain" ? pretrain_usage : cmd == "finetune" ? finetune_usage : cmd == "evaluate" ? evaluate_usage : cmd == "embed" ? embed_usage : cmd == "plot" ? plot_usage : cmd == "info" ? info_usage : cmd == "check" ? check_usage : cmd == "prepare" ? prepare_usage : top;
+    const char* usage = cmd == "pretrain" ? pretrain_usage : cmd == "finetune" ? finetune_usage : cmd == "evaluate" ? evaluate_usage : cmd == "compare" ? compare_usage : cmd == "embed" ? embed_usage : cmd == "plot" ? plot_usage : cmd == "info" ? info_usage : cmd == "check" ? check_usage : cmd == "prepare" ? prepare_usage : top;
     try {
         if (cmd == "pretrain") return pretrain(argc, argv);
         if (cmd == "finetune") return finetune(argc, argv);
         if (cmd == "evaluate") return evaluate(argc, argv);
+        if (cmd == "compare") return compare(argc, argv);
         if (cmd == "embed") return embed(argc, argv);
         if (cmd == "plot") return plot(argc, argv);
         if (cmd == "info") return info(argc, argv);

@@ -9,7 +9,10 @@ const char* pretrain_usage =
     "  --data SPEC            CSV manifest, MedMNIST .npz, prepared dataset (micle prepare), IDX directory, or fashion-mnist\n"
     "  --out DIR              run directory (checkpoints, metrics.jsonl, config.json)\n"
     "  --pairs simclr|micle   positive pairs: two views of one image, or two images of a patient (simclr)\n"
-    "  --simulated-bags SEED  group images of a class into simulated patients of 1-4 images (MICLe without patient ids)\n"
+    "  --simulated-bags SEED  MICLe without patient ids: each image becomes a simulated patient of 2-4 simulated\n"
+    "                         acquisitions of it (gamma, contrast, blur, resampling, noise, a small shift); no label read\n"
+    "  --label-bags SEED      same-class positives: images of one class grouped into bags of 1-4 (labels used in\n"
+    "                         pretraining: supervised contrastive learning, not MICLe)\n"
     "  --arch resnet18|34|50|101|152 (resnet18)   --width 1|2|4 (1)   --stem imagenet|small (imagenet)\n"
     "  --base-channels C      stem width before the multiplier (64, torchvision's)\n"
     "  --channels 1|3         model input channels (the data's)\n"
@@ -31,7 +34,7 @@ const char* pretrain_usage =
 
 int pretrain(int argc, char** argv) {
     const options o(argc, argv, 2,
-                    with_training_options({"pairs", "simulated-bags", "augment", "crop-min", "rotation", "jitter", "temperature", "knn-every", "knn-samples"}),
+                    with_training_options({"pairs", "simulated-bags", "label-bags", "augment", "crop-min", "rotation", "jitter", "temperature", "knn-every", "knn-samples"}),
                     {"resume"});
     if (o.help()) return std::printf("%s%s%s", pretrain_usage, data_usage, backend_usage), 0;
     train::pretrain_recipe r;
@@ -53,11 +56,18 @@ int pretrain(int argc, char** argv) {
     // under mpirun: data-parallel, --batch-size pairs in total
     const bool lead = world().rank() == 0;
     auto images = data::random_subset(load_split(o, "train"), o.integer("max-samples", INT64_MAX), r.seed);
+    if (o.has("simulated-bags") && o.has("label-bags")) throw usage_error("give one of --simulated-bags and --label-bags");
     if (o.has("simulated-bags")) {
-        data::simulate_bags(images, std::uint64_t(o.integer("simulated-bags", 0)));
+        images = data::simulate_acquisitions(images, std::uint64_t(o.integer("simulated-bags", 0)));
         if (lead)
-            std::fprintf(stderr, "micle: SIMULATED patient bags (1-4 images of one class each, seed %lld)\n",
-                     o.integer("simulated-bags", 0));
+            std::fprintf(stderr, "micle: SIMULATED patients: each image a bag of 2-4 simulated acquisitions (%lld instances, seed %lld; "
+                                 "no label read)\n", (long long)images.size(), o.integer("simulated-bags", 0));
+    }
+    if (o.has("label-bags")) {
+        data::simulate_bags(images, std::uint64_t(o.integer("label-bags", 0)));
+        if (lead)
+            std::fprintf(stderr, "micle: SAME-CLASS bags (1-4 images of one class, seed %lld): labels used in pretraining; "
+                                 "positives are same-class images, not one patient's\n", o.integer("label-bags", 0));
     }
     context<backend> ctx = make_context(o);
     training_ranks ranks(ctx);

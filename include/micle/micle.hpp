@@ -37,6 +37,7 @@
 #include "micle/data/limits.hpp"
 #include "micle/data/loader.hpp"
 #include "micle/data/split.hpp"
+#include "micle/data/acquisition.hpp"
 #include "micle/train/callbacks.hpp"
 #include "micle/train/checkpoint.hpp"
 #include "micle/train/contrastive_learner.hpp"

@@ -354,7 +354,7 @@ def prepared_dataset():
     rows = [x for x in open(f"{work}/prep/chk/m.csv").read().splitlines() if not x.startswith(("img/1.png", "img/4.png"))]
     open(f"{work}/prep/chk/ok.csv", "w").write("\n".join(rows) + "\n")
     run("prepare", "--data", f"{work}/prep/chk/ok.csv", "--out", f"{work}/prep/leak.npz")
-    assert "LEAK: 1 patients have images in both train and test" in run("check", "--data", f"{work}/prep/leak.npz").stdout
+    assert "LEAK: 1 patients have images in both train and test" in run("check", "--data", f"{work}/prep/leak.npz", expect=1).stdout
     # An unreadable image: the error names its manifest line, and nothing is written.
     r = run("prepare", "--data", f"{work}/prep/chk/m.csv", "--out", f"{work}/prep/bad.npz", expect=1)
     assert "m.csv:3 (" in r.stderr, r.stderr
@@ -366,6 +366,111 @@ def prepared_dataset():
                 ["pretrain", "--data", f"{work}/prep/cut.npz", "--out", f"{work}/prep/cut-run", "--epochs", "1", *MODEL]):
         r = run(*cmd, expect=1)
         assert "cut.npz" in r.stderr + r.stdout and "error" in r.stderr, r.stderr + r.stdout
+
+
+RSCRIPT = shutil.which("Rscript")
+PROC_ORACLE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "train", "proc_oracle.R")
+
+
+def proc_oracle(y, s1, s2, r1, r2):
+    """R's pROC and stats on paired scores (tests/train/proc_oracle.R): {name: value}."""
+    assert RSCRIPT, "Rscript not found: run scripts/setup (r-base-core, r-cran-proc)"
+    path = f"{work}/oracle.csv"
+    with open(path, "w") as f:
+        f.write("y,s1,s2,r1,r2\n")
+        for row in zip(y, s1, s2, r1, r2):
+            f.write(",".join(repr(float(v)) if i in (1, 2) else str(int(v)) for i, v in enumerate(row)) + "\n")
+    out = subprocess.run([RSCRIPT, PROC_ORACLE, path], capture_output=True, text=True, check=True).stdout
+    return {k: float(v) for k, v in (line.split() for line in out.splitlines() if line.strip())}
+
+
+def read_predictions(path, k):
+    rows = open(path).read().splitlines()
+    head = rows[0].split(",")
+    assert head[:4] == ["index", "source", "patient", "label"] and len(head) == 4 + k, head
+    assert all(h.startswith("score_") for h in head[4:]), head
+    body = [r.rsplit(",", k + 1) for r in rows[1:]]  # source names may hold commas (quoted)
+    labels = np.array([int(b[1]) for b in body])
+    scores = np.array([[float(v) for v in b[2:]] for b in body])
+    return labels, scores
+
+
+def intervals_and_comparison():
+    """evaluate's 95% intervals and compare's paired tests equal R's pROC and mcnemar.test
+    on the predictions CSVs of real runs (Fashion-MNIST's 10000 test images, two models)."""
+    run("finetune", "--data", "fashion-mnist", "--out", f"{work}/f-idx2", "--max-samples", "256", "--epochs", "2",
+        "--batch-size", "32", "--lr", "0.5", "--seed", "1", *MODEL)
+    reports = []
+    for name in ["f-idx", "f-idx2"]:
+        r = run("evaluate", "--data", "fashion-mnist", "--model", f"{work}/{name}", "--report", f"{work}/{name}.json",
+                "--predictions", f"{work}/{name}.csv", "--precision", "fp32")
+        assert "macro AUC" in r.stdout and "[" in r.stdout and "DeLong" in r.stdout, r.stdout
+        reports.append(json.load(open(f"{work}/{name}.json")))
+    ya, sa = read_predictions(f"{work}/f-idx.csv", 10)
+    yb, sb = read_predictions(f"{work}/f-idx2.csv", 10)
+    assert len(ya) == 10000 and (ya == yb).all()
+    r = run("compare", "--data", "fashion-mnist", "--model", f"{work}/f-idx", "--model", f"{work}/f-idx2", "--report",
+            f"{work}/cmp.json", "--precision", "fp32")
+    assert "macro AUC" in r.stdout and "McNemar" in r.stdout and "DeLong, paired" in r.stdout, r.stdout
+    cmp = json.load(open(f"{work}/cmp.json"))
+    ra, rb = sa.argmax(1) == ya, sb.argmax(1) == yb
+    assert abs(reports[0]["accuracy"] - ra.mean()) < 1e-12
+    for c in [0, 3, 9]:
+        o = proc_oracle(ya == c, sa[:, c], sb[:, c], ra, rb)
+        for rep, k in [(reports[0], "1"), (reports[1], "2")]:
+            lo, hi = rep["auc_per_class_ci95"][c]
+            assert abs(rep["auc_per_class"][c] - o["auc" + k]) < 1e-6 and abs(lo - o["lo" + k]) < 1e-6 and abs(hi - o["hi" + k]) < 1e-6, (c, rep["auc_per_class_ci95"][c], o)
+        d = cmp["auc_per_class"][c]
+        assert abs(d["statistic"] - o["z"]) < 1e-6 and abs(d["p"] - o["p"]) < 1e-6, (c, d, o)
+        assert abs(d["ci95"][0] - o["diff_lo"]) < 1e-6 and abs(d["ci95"][1] - o["diff_hi"]) < 1e-6, (c, d, o)
+    m = cmp["accuracy"]["mcnemar"]
+    assert (m["a_right_b_wrong"], m["a_wrong_b_right"]) == (int((ra & ~rb).sum()), int((~ra & rb).sum())), m
+    assert abs(m["statistic"] - o["mcnemar"]) < 1e-6 and abs(m["p"] - o["mcnemar_p"]) < 1e-6, (m, o)
+    lo, hi = reports[0]["accuracy_ci95"]
+    assert abs(lo - o["wilson_lo"]) < 1e-6 and abs(hi - o["wilson_hi"]) < 1e-6, (reports[0]["accuracy_ci95"], o)
+    lo, hi = reports[0]["auc_macro_ci95"]
+    assert lo < reports[0]["auc_macro"] < hi and hi - lo < 0.05, reports[0]["auc_macro_ci95"]
+    # Under --patient-level: a seeded bootstrap over patients, reproducible, at both levels.
+    args = ["--data", f"{work}/csv/manifest.csv", "--model", f"{work}/f-csv", "--patient-level", "--bootstrap", "300"]
+    run("evaluate", *args, "--report", f"{work}/b1.json", "--seed", "5")
+    run("evaluate", *args, "--report", f"{work}/b2.json", "--seed", "5")
+    b1, b2 = json.load(open(f"{work}/b1.json")), json.load(open(f"{work}/b2.json"))
+    for key in ["accuracy_ci95", "auc_macro_ci95", "auc_per_class_ci95"]:
+        assert b1[key] == b2[key] and b1["patient_level"][key] == b2["patient_level"][key], key
+    assert b1["ci_method"].startswith("bootstrap over patients") and b1["bootstrap_replicates"] == 300, b1
+    assert b1["bootstrap_patients"] == b1["patient_level"]["n"], b1
+    r = run("compare", *args[:2], "--model", f"{work}/f-csv", "--model", f"{work}/f-csv", "--patient-level",
+            "--bootstrap", "200", "--report", f"{work}/self.json")
+    s = json.load(open(f"{work}/self.json"))
+    assert s["auc_macro"]["difference"] == 0 and s["patient_level"]["auc_macro"]["ci95"] == [0, 0], s
+    r = run("evaluate", "--data", "fashion-mnist", "--model", f"{work}/f-idx", "--report", "x.json", "--bootstrap", "9", expect=2)
+    assert "give --patient-level too" in r.stderr, r.stderr
+    r = run("compare", "--data", "fashion-mnist", "--model", f"{work}/f-idx", "--report", "x.json", expect=2)
+    assert "give --model twice" in r.stderr, r.stderr
+
+
+def leaks_fail_check():
+    """A patient in train and test: `micle check` exits 1 naming its images, 0 with
+    --allow-leaks; finetune and evaluate warn once."""
+    os.makedirs(f"{work}/leak/img")
+    rows = ["path,patient_id,label,split"]
+    for p in range(8):
+        Image.fromarray((rng.random((12, 12)) * 255).astype(np.uint8), "L").save(f"{work}/leak/img/{p}.png")
+        split = (["train"] * 4 + ["val", "test", "test", "test"])[p]
+        rows.append(f"img/{p}.png,P{p % 6},{p % 2},{split}")
+    open(f"{work}/leak/m.csv", "w").write("\n".join(rows) + "\n")  # P0 and P1 in train and test
+    r = run("check", "--data", f"{work}/leak/m.csv", expect=1)
+    assert "LEAK: 2 patients have images in both train and test" in r.stdout, r.stdout
+    assert re.search(r"one patient: \S*m\.csv:2 \(\S*img/0\.png\) in train, \S*m\.csv:8 \(\S*img/6\.png\) in test", r.stdout), r.stdout
+    assert "--allow-leaks" in r.stderr and "every image decodes" in r.stdout, r.stderr
+    r = run("check", "--data", f"{work}/leak/m.csv", "--allow-leaks")
+    assert "LEAK: 2 patients" in r.stdout, r.stdout
+    r = run("finetune", "--data", f"{work}/leak/m.csv", "--out", f"{work}/leak/f", "--epochs", "1", "--batch-size", "4", *MODEL)
+    assert r.stderr.count("warning: 2 patients of") == 1 and "two splits" in r.stderr, r.stderr
+    r = run("evaluate", "--data", f"{work}/leak/m.csv", "--model", f"{work}/leak/f", "--report", f"{work}/leak/r.json")
+    assert r.stderr.count("warning: 2 patients of") == 1, r.stderr
+    r = run("check", "--data", f"{work}/csv/manifest.csv")  # the seeded patient split: no leak
+    assert "no patient is in two splits" in r.stdout, r.stdout
 
 
 def info_names_backend():
@@ -429,6 +534,10 @@ check("prepare: the prepared file trains as the raw files do, keeps splits and l
 check("a 3-channel .npz trains with default flags; --channels 1 on it is refused clearly", rgb_npz_defaults)
 check("step checkpoints, keep-last, best by val AUC; validation agrees with evaluate", checkpoints_and_validation)
 check("an invalid op argument exits 1, a missing val split is a usage error", errors_and_exit_codes)
+check("evaluate's intervals and compare's paired tests equal R's pROC on real predictions; patient bootstrap",
+      intervals_and_comparison)
+check("a patient in two splits fails `micle check` (not with --allow-leaks); finetune and evaluate warn",
+      leaks_fail_check)
 if example:
     check("the library-only example trains bitwise the weights `micle pretrain` trains", library_equals_cli)
 print(f"cli: {passed} passed, {len(failures)} failed")

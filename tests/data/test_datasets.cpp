@@ -7,6 +7,7 @@
 #include <thread>
 
 #include "micle/contrastive/pairs.hpp"
+#include "micle/data/acquisition.hpp"
 #include "micle/data/fashion_mnist.hpp"
 #include "micle/data/loader.hpp"
 #include "micle/data/split.hpp"
@@ -98,6 +99,126 @@ TEST_CASE("simulated bags: same-class groups of 1-4 images, seeded, labelled as 
     auto again = constant_images(1000, 5);
     simulate_bags(again, 7);
     CHECK(again.patients == d.patients);
+}
+
+namespace {
+/// N 16-bit 24x24 images, each its own smooth pattern (frequencies and phases drawn from
+/// its index), labels i % classes.
+dataset textured_images(std::int64_t n, int classes) {
+    dataset d;
+    d.source = "textured";
+    d.num_classes = classes;
+    for (std::int64_t i = 0; i < n; ++i) {
+        d.labels.push_back(int(i % classes));
+        d.patients.push_back(i);
+        d.names.push_back("image " + std::to_string(i));
+    }
+    d.decode = [](std::int64_t i, const decode_plan&) {
+        rng g(std::uint64_t(i) + 100);
+        const float fy = g.uniform(0.2f, 0.6f), fx = g.uniform(0.2f, 0.6f), py = g.uniform(0, 6), px = g.uniform(0, 6);
+        std::vector<std::uint8_t> bytes(24 * 24 * 2);
+        for (int y = 0; y < 24; ++y)
+            for (int x = 0; x < 24; ++x) {
+                const float v = 0.5f + 0.3f * std::sin(fx * float(x) + px) * std::cos(fy * float(y) + py);
+                const auto q = std::uint16_t(std::lround(v * 65535.0f));
+                std::memcpy(bytes.data() + 2 * (y * 24 + x), &q, 2);
+            }
+        return source_image::adopt(std::move(bytes), 1, 24, 24, 16, 2);
+    };
+    return d;
+}
+double correlation(const image& a, const image& b) {
+    double ma = 0, mb = 0, sab = 0, saa = 0, sbb = 0;
+    const auto n = double(a.pixels.size());
+    for (std::size_t i = 0; i < a.pixels.size(); ++i) ma += a.pixels[i], mb += b.pixels[i];
+    ma /= n, mb /= n;
+    for (std::size_t i = 0; i < a.pixels.size(); ++i)
+        sab += (a.pixels[i] - ma) * (b.pixels[i] - mb), saa += (a.pixels[i] - ma) * (a.pixels[i] - ma), sbb += (b.pixels[i] - mb) * (b.pixels[i] - mb);
+    return sab / std::sqrt(saa * sbb);
+}
+}  // namespace
+
+TEST_CASE("simulated acquisitions: one bag per source image of 2-4 distinct acquisitions of it; no label read") {
+    const auto d = textured_images(120, 5);
+    const auto a = simulate_acquisitions(d, 7);
+    CHECK(a.simulated_patients);
+    std::map<std::int64_t, std::vector<std::int64_t>> bags;
+    for (std::int64_t j = 0; j < a.size(); ++j) bags[a.patients[std::size_t(j)]].push_back(j);
+    CHECK(bags.size() == 120);  // a bag per image, not per class
+    std::set<std::size_t> sizes;
+    for (const auto& [source, members] : bags) {
+        sizes.insert(members.size());
+        CHECK(members.size() >= 2);
+        CHECK(members.size() <= 4);
+        for (std::size_t k = 0; k < members.size(); ++k) {
+            CHECK(a.labels[std::size_t(members[k])] == d.labels[std::size_t(source)]);  // carried, not used
+        }
+    }
+    CHECK(sizes.size() == 3);
+    // Every instance is its source image under its own acquisition: bitwise what acquire()
+    // makes of the source with the seeded draw.
+    for (std::int64_t source : {0, 17, 119}) {
+        const auto& members = bags[source];
+        const image original = to_image(d.load_source(source));
+        std::vector<image> views;
+        for (std::size_t k = 0; k < members.size(); ++k) {
+            const auto got = a.load_source(members[k]);
+            const auto want = acquire(d.load_source(source), draw_acquisition(acquisition_seed(7, source, int(k))));
+            REQUIRE(got.sample_bytes == 2);
+            CHECK(std::memcmp(got.data, want.data, std::size_t(got.row_bytes() * got.height)) == 0);
+            views.push_back(to_image(got));
+            CHECK(correlation(views.back(), original) > 0.6);  // the same anatomy
+        }
+        double diff = 0;
+        for (std::size_t i = 0; i < views[0].pixels.size(); ++i) diff = std::max(diff, double(std::fabs(views[0].pixels[i] - views[1].pixels[i])));
+        CHECK(diff > 0.02);  // two acquisitions, not one image twice
+        const image other = to_image(d.load_source(source == 0 ? 1 : 0));
+        CHECK(std::fabs(correlation(views[0], other)) < correlation(views[0], original));
+    }
+    // The bags do not depend on the labels: relabelled (every image class 0, or shuffled),
+    // the same seed gives the same bags and pixels.
+    auto relabelled = d;
+    for (auto& l : relabelled.labels) l = 0;
+    const auto b = simulate_acquisitions(relabelled, 7);
+    CHECK(b.patients == a.patients);
+    CHECK(std::memcmp(b.load_source(5).data, a.load_source(5).data, 24 * 24 * 2) == 0);
+    const auto c = simulate_acquisitions(d, 8);
+    CHECK(std::memcmp(c.load_source(0).data, a.load_source(0).data, 24 * 24 * 2) != 0);
+    CHECK_THROWS_AS(simulate_acquisitions(d, 7, 1, 4), value_error);  // a bag of one has no pair
+}
+
+TEST_CASE("acquisition: the identity keeps the image; gamma, contrast and noise do what they say") {
+    const auto d = textured_images(1, 1);
+    const auto src = d.load_source(0);
+    const auto same = acquire(src, acquisition{});
+    CHECK(std::memcmp(same.data, src.data, 24 * 24 * 2) == 0);
+    const image x = to_image(src);
+    acquisition g;
+    g.gamma = 2;
+    const image xg = to_image(acquire(src, g));
+    for (std::size_t i = 0; i < x.pixels.size(); i += 37) CHECK(xg.pixels[i] == doctest::Approx(x.pixels[i] * x.pixels[i]).epsilon(1e-3));
+    acquisition c;
+    c.contrast = 0.5f;
+    const image xc = to_image(acquire(src, c));
+    double mean = 0;
+    for (float v : x.pixels) mean += v;
+    mean /= double(x.pixels.size());
+    for (std::size_t i = 0; i < x.pixels.size(); i += 37) CHECK(xc.pixels[i] == doctest::Approx(mean + 0.5 * (x.pixels[i] - mean)).epsilon(1e-3));
+    acquisition n;
+    n.noise_sigma = 0.05f;
+    n.noise_seed = 3;
+    const image xn = to_image(acquire(src, n));
+    double ss = 0;
+    for (std::size_t i = 0; i < x.pixels.size(); ++i) ss += double(xn.pixels[i] - x.pixels[i]) * double(xn.pixels[i] - x.pixels[i]);
+    CHECK(std::sqrt(ss / double(x.pixels.size())) == doctest::Approx(0.05).epsilon(0.1));
+    // the draws stay within their ranges
+    for (std::uint64_t s = 0; s < 200; ++s) {
+        const auto p = draw_acquisition(s);
+        CHECK(((p.gamma >= 1.0f && p.gamma <= 1.6f + 1e-6f) || (p.gamma <= 1.0f && p.gamma >= 1 / 1.6f - 1e-6f)));
+        CHECK((p.contrast <= 1.0f && p.contrast >= 0.5f - 1e-6f));
+        CHECK((p.noise_sigma >= 0 && p.noise_sigma <= 0.06f + 1e-6f));
+        CHECK(std::fabs(p.rotation_degrees) <= 5.0f);
+    }
 }
 
 TEST_CASE("patient_split: no patient in two splits, stratified, and the leakage check finds planted leaks") {

@@ -197,7 +197,10 @@ TEST_CASE("finetune recipe: a label fraction, validation, best selection, and ev
     // The probe's backbone is the pretrained one, untouched: embed_checkpoint of either file
     // gives the same features, and every one of the pretrained model's tensors is there.
     const auto from_init = train::embed_checkpoint(ctx, pre.path, val);
-    const auto from_probe = train::embed_checkpoint(ctx, p.selected, val, {3, 1, false, {}});
+    train::evaluate_options small;
+    small.batch = 3;
+    small.workers = 1;
+    const auto from_probe = train::embed_checkpoint(ctx, p.selected, val, small);
     CHECK(from_init.file == train::weights_file(pre.path));
     CHECK(from_init.dim == 32);  // tiny_recipe: resnet18, base 4 -> 8 x 4 features
     CHECK(from_init.image_size == 8);

@@ -381,12 +381,14 @@ inline void adjust_hue(image& img, float shift) {
     }
 }
 
-/// Separable Gaussian blur, kernel side the odd number nearest 10% of the image side
-/// (at least 3), edges reflected.
-inline void gaussian_blur(image& img, float sigma) {
+/// Separable Gaussian blur, edges reflected. The kernel spans `radius` pixels each side; by
+/// default (radius < 0) its side is the odd number nearest 10% of the image's shorter side
+/// (at least 3), as SimCLR's.
+inline void gaussian_blur(image& img, float sigma, std::int64_t radius = -1) {
     auto k = std::max<std::int64_t>(3, std::int64_t(std::lround(0.1 * double(std::min(img.height, img.width)))));
     if (k % 2 == 0) ++k;
-    const std::int64_t r = k / 2;
+    const std::int64_t r = radius >= 0 ? radius : k / 2;
+    k = 2 * r + 1;
     std::vector<float> w(static_cast<std::size_t>(k));
     float sum = 0;
     for (std::int64_t i = -r; i <= r; ++i) sum += w[std::size_t(i + r)] = std::exp(-float(i * i) / (2 * sigma * sigma));

@@ -35,7 +35,11 @@ public:
     std::vector<float> targets;         ///< multilabel: num_classes values per sample
     std::vector<std::string> names;     ///< per sample: file name or "record i", for messages
     std::vector<std::string> splits;    ///< per sample split name from the source (CSV split column), or empty
-    bool simulated_patients = false;    ///< patient ids come from simulate_bags()
+    bool simulated_patients = false;    ///< patient ids come from simulate_acquisitions() or simulate_bags()
+    /// What a simulated bag holds: "acquisitions" (simulate_acquisitions: one image's
+    /// simulated acquisitions, no label read) or "same-class" (simulate_bags: images of one
+    /// class, labels used); empty for real patient ids.
+    std::string simulated_bags;
     bool per_record_patients = false;   ///< the source has no patient ids: each record is its own (IDX, MedMNIST)
     /// Decodes sample i as `plan` allows (thread-safe; called from loader threads). An empty
     /// plan asks for the whole image at full resolution.
@@ -74,6 +78,7 @@ public:
         d.num_classes = num_classes;
         d.class_names = class_names;
         d.simulated_patients = simulated_patients;
+        d.simulated_bags = simulated_bags;
         d.per_record_patients = per_record_patients;
         auto order = std::make_shared<std::vector<std::int64_t>>(idx.begin(), idx.end());
         for (auto i : idx) {

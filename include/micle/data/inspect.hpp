@@ -1,7 +1,8 @@
 #pragma once
 // A pre-flight look at a dataset (`micle check`): every image decoded once, the ones that
-// cannot be read listed with their names (manifest line and path), and a summary of the
-// classes and patient bags.
+// cannot be read listed with their names (manifest line and path), a summary of the
+// classes and patient bags, and the patients found in two splits (a leak: the test
+// patients' images must not have been trained on).
 #include <algorithm>
 #include <cstdio>
 #include <filesystem>
@@ -65,18 +66,74 @@ inline dataset_summary summarize(const dataset& d) {
     return s;
 }
 
+/// A patient with images in two splits, named by one image in each.
+struct patient_leak {
+    std::string split_a, split_b;
+    std::int64_t patient = 0;
+    std::string image_a, image_b;
+};
+
+/// The patients of `splits` (name -> dataset, each opened from one source) found in two of
+/// them, in the order train/val, train/test, val/test and then by patient. None where the
+/// source has no patient ids (each record its own patient: IDX, MedMNIST).
+inline std::vector<patient_leak> find_leaks(const std::map<std::string, dataset>& splits) {
+    std::vector<patient_leak> out;
+    std::map<std::string, std::map<std::int64_t, std::string>> first_image;  // split -> patient -> an image
+    for (const auto& [name, d] : splits) {
+        if (d.per_record_patients) return {};
+        auto& m = first_image[name];
+        for (std::size_t i = 0; i < d.patients.size(); ++i) m.emplace(d.patients[i], d.names[i]);
+    }
+    for (const auto& [a, b] : {std::pair<std::string, std::string>{"train", "val"}, {"train", "test"}, {"val", "test"}}) {
+        if (!first_image.count(a) || !first_image.count(b)) continue;
+        const auto &ma = first_image[a], &mb = first_image[b];
+        for (const auto& [p, image] : ma)
+            if (const auto it = mb.find(p); it != mb.end()) out.push_back({a, b, p, image, it->second});
+    }
+    return out;
+}
+
+/// The leaks of a DATA SPEC: its train, val and test splits opened (no image decoded).
+inline std::vector<patient_leak> find_leaks(const std::string& spec, const open_options& opt = {}) {
+    std::map<std::string, dataset> splits;
+    for (const std::string split : {"train", "val", "test"})
+        if (auto d = try_open_split(spec, split, opt)) splits.emplace(split, std::move(*d));
+    return find_leaks(splits);
+}
+
+/// Prints the leaks to `out`, at most `max_listed` of them one per line (with an image of
+/// the patient in each split), then a count per pair of splits.
+inline void print_leaks(const std::vector<patient_leak>& leaks, std::FILE* out, std::size_t max_listed = 20) {
+    std::map<std::pair<std::string, std::string>, std::size_t> per_pair;
+    for (std::size_t i = 0; i < leaks.size(); ++i) {
+        const auto& l = leaks[i];
+        ++per_pair[{l.split_a, l.split_b}];
+        if (i < max_listed)
+            std::fprintf(out, "    one patient: %s in %s, %s in %s\n", l.image_a.c_str(), l.split_a.c_str(), l.image_b.c_str(),
+                         l.split_b.c_str());
+    }
+    if (leaks.size() > max_listed) std::fprintf(out, "    ... and %zu more\n", leaks.size() - max_listed);
+    for (const auto& [pair, n] : per_pair)
+        std::fprintf(out, "  LEAK: %zu patients have images in both %s and %s\n", n, pair.first.c_str(), pair.second.c_str());
+}
+
+/// What `micle check` found.
+struct check_result {
+    std::size_t unreadable = 0;
+    std::vector<patient_leak> leaks;
+};
+
 /// `micle check`: every split of a DATA SPEC read once and every image decoded, with a
 /// report on `out` - per split the images, patients and unreadable files (each with its
 /// manifest line), the class balance and patient bag sizes, and, where the source has
 /// patient ids (a CSV manifest, a prepared file of one), the patients found in two splits.
-/// Returns the number of unreadable images.
-inline std::size_t check(const std::string& spec, const open_options& opt, int workers, std::FILE* out) {
-    bool patient_ids = false;  // ids the same in every split: a manifest's, not per-record ones
-    std::size_t bad = 0;
-    std::map<std::string, std::set<std::int64_t>> patients_of;
+/// Returns the unreadable images' count and the leaks.
+inline check_result check(const std::string& spec, const open_options& opt, int workers, std::FILE* out) {
+    check_result r;
+    std::map<std::string, dataset> splits;
     std::fprintf(out, "%s\n", spec.c_str());
     for (const std::string split : {"train", "val", "test"}) {
-        const std::optional<dataset> found = try_open_split(spec, split, opt);  // each split read once
+        std::optional<dataset> found = try_open_split(spec, split, opt);  // each split read once
         if (!found) {
             std::fprintf(out, "  %s: none\n", split.c_str());
             continue;
@@ -84,7 +141,7 @@ inline std::size_t check(const std::string& spec, const open_options& opt, int w
         const auto& d = *found;
         const auto errors = unreadable_samples(d, workers);
         const auto s = summarize(d);
-        bad += errors.size();
+        r.unreadable += errors.size();
         std::fprintf(out, "  %s: %lld images, %lld patients, %zu unreadable\n", split.c_str(), (long long)s.images,
                      (long long)s.patients, errors.size());
         std::string line;
@@ -97,22 +154,16 @@ inline std::size_t check(const std::string& spec, const open_options& opt, int w
                          (long long)images);
         std::fprintf(out, "%s\n", d.per_record_patients ? " (each record is its own patient)" : "");
         for (const auto& e : errors) std::fprintf(out, "    unreadable: %s\n", e.c_str());
-        patient_ids = !d.per_record_patients;
-        if (patient_ids) patients_of[split].insert(d.patients.begin(), d.patients.end());
+        splits.emplace(split, std::move(*found));
     }
+    const bool patient_ids = !splits.empty() && !splits.begin()->second.per_record_patients;
     if (patient_ids) {
-        std::size_t leaks = 0;
-        for (const auto& [a, b] : {std::pair{"train", "val"}, {"train", "test"}, {"val", "test"}}) {
-            std::vector<std::int64_t> both;
-            std::set_intersection(patients_of[a].begin(), patients_of[a].end(), patients_of[b].begin(), patients_of[b].end(),
-                                  std::back_inserter(both));
-            if (!both.empty()) std::fprintf(out, "  LEAK: %zu patients have images in both %s and %s\n", both.size(), a, b);
-            leaks += both.size();
-        }
-        if (leaks == 0) std::fprintf(out, "  no patient is in two splits\n");
+        r.leaks = find_leaks(splits);
+        if (r.leaks.empty()) std::fprintf(out, "  no patient is in two splits\n");
+        print_leaks(r.leaks, out);
     }
-    std::fprintf(out, bad ? "%zu unreadable images\n" : "every image decodes\n", bad);
-    return bad;
+    std::fprintf(out, r.unreadable ? "%zu unreadable images\n" : "every image decodes\n", r.unreadable);
+    return r;
 }
 
 }  // namespace micle::data

@@ -118,10 +118,12 @@ inline dataset random_subset(const dataset& d, std::int64_t n, std::uint64_t see
     return d.subset(order);
 }
 
-/// SIMULATION for datasets without patient ids (Fashion-MNIST, say): groups images of the
-/// same class into "patients" of min_size..max_size images (uniform sizes, seeded), so
-/// MICLe's multi-instance pairs can be studied. The result is not real patient data and
-/// `simulated_patients` says so.
+/// SAME-CLASS BAGS, a simulation for datasets without patient ids: groups images of the
+/// same class into "patients" of min_size..max_size images (uniform sizes, seeded). MICLe's
+/// positives are then two images of one class: supervised contrastive learning, with the
+/// labels given to the pretraining - not what MICLe measures on patients. The label-free
+/// simulation is simulate_acquisitions (data/acquisition.hpp). `simulated_patients` and
+/// `simulated_bags` ("same-class") say what the result is.
 inline void simulate_bags(dataset& d, std::uint64_t seed, int min_size = 1, int max_size = 4) {
     check<value_error>(min_size >= 1 && max_size >= min_size, "simulate_bags: need 1 <= min_size <= max_size");
     check<value_error>(d.task == task_kind::multiclass, "simulate_bags: needs a multiclass dataset");
@@ -139,6 +141,7 @@ inline void simulate_bags(dataset& d, std::uint64_t seed, int min_size = 1, int 
         }
     }
     d.simulated_patients = true;
+    d.simulated_bags = "same-class";
 }
 
 }  // namespace micle::data

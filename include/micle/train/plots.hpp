@@ -1,17 +1,24 @@
 #pragma once
 // Plots of a run as SVG files, drawn by gnuplot (Debian's gnuplot-nox; a clear error
 // without it): the loss and learning rate per step from a run's metrics.jsonl, and the
-// one-vs-rest ROC curves of an evaluation (write_roc_csv). The data and gnuplot script are
+// one-vs-rest ROC curves of an evaluation (write_roc_csv), and the paper's label-efficiency
+// figure: a metric against the label fraction, a line per method with its 95% band
+// (plot_sweep). The data and gnuplot script are
 // left next to the plot, so a figure can be restyled by hand.
+#include <algorithm>
 #include <cmath>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <map>
+#include <set>
 #include <string>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
 #include "micle/core/error.hpp"
+#include "micle/data/csv.hpp"
 #include "micle/data/dataset.hpp"
 
 namespace micle::train {
@@ -92,6 +99,72 @@ inline std::filesystem::path plot_roc(const std::filesystem::path& report, std::
         gp << "'" << roc.string() << "' every ::1 using ($1==" << c << "?$2:NaN):3 with lines lw 1.5 title 'class " << c << "', ";
     gp << "x with lines dt 2 lc rgb 'gray' title 'chance'\n";
     gp.close();
+    detail::run_gnuplot(script);
+    return svg;
+}
+
+/// The label-efficiency figure of a sweep CSV with columns method,fraction,metric,value,lo,hi
+/// (one row per method, label fraction and metric, the interval the 95% band; the main
+/// job's sweep.csv): a panel per metric, the label fraction on a log axis, a line per
+/// method. Writes `svg` (default SWEEP.svg) and the same as PNG next to it; returns the SVG's
+/// path.
+inline std::filesystem::path plot_sweep(const std::filesystem::path& sweep, std::filesystem::path svg = {}) {
+    std::ifstream in(sweep);
+    check<data::data_error>(bool(in), "cannot open ", sweep.string());
+    std::string line;
+    check<data::data_error>(std::getline(in, line) && data::split_csv_line(line, sweep.string() + ":1") ==
+                                                          std::vector<std::string>{"method", "fraction", "metric", "value", "lo", "hi"},
+                            sweep.string(), ":1: want the header method,fraction,metric,value,lo,hi");
+    // metric -> method -> rows "fraction value lo hi", in file order
+    std::vector<std::string> metrics, methods;
+    std::map<std::string, std::map<std::string, std::string>> rows;
+    for (std::size_t n = 2; std::getline(in, line); ++n) {
+        if (line.empty()) continue;
+        const auto f = data::split_csv_line(line, sweep.string() + ":" + std::to_string(n));
+        check<data::data_error>(f.size() == 6, sweep.string(), ":", n, ": ", f.size(), " fields, want 6");
+        for (std::size_t k = 1; k < 6; k += k == 1 ? 2 : 1) {
+            char* end = nullptr;
+            std::strtod(f[k].c_str(), &end);
+            check<data::data_error>(!f[k].empty() && end && *end == 0, sweep.string(), ":", n, ": '", f[k], "' is not a number");
+        }
+        if (std::find(metrics.begin(), metrics.end(), f[2]) == metrics.end()) metrics.push_back(f[2]);
+        if (std::find(methods.begin(), methods.end(), f[0]) == methods.end()) methods.push_back(f[0]);
+        rows[f[2]][f[0]] += f[1] + ' ' + f[3] + ' ' + f[4] + ' ' + f[5] + '\n';
+    }
+    check<data::data_error>(!metrics.empty(), sweep.string(), " has no rows");
+    if (svg.empty()) svg = std::filesystem::path(sweep).replace_extension(".svg");
+    const auto png = std::filesystem::path(svg).replace_extension(".png"), script = std::filesystem::path(svg).replace_extension(".gp");
+    const auto dat = std::filesystem::path(svg).replace_extension(".dat");
+    {
+        std::ofstream d(dat);  // gnuplot data blocks: metric-major, a block per method, two blank lines apart
+        for (const auto& m : metrics)
+            for (const auto& method : methods) d << "# " << m << " / " << method << '\n' << rows[m][method] << "\n\n";
+    }
+    const char* colours[] = {"#1b9e77", "#d95f02", "#7570b3", "#e7298a", "#66a61e", "#e6ab02"};
+    auto body = [&](std::ostream& gp) {
+        gp << "set multiplot layout 1," << metrics.size() << " title 'label efficiency (95% intervals)'\n"
+           << "set logscale x; set xlabel 'fraction of labels'; set grid; set key bottom right; set style fill transparent solid 0.2 noborder\n";
+        for (std::size_t m = 0; m < metrics.size(); ++m) {
+            gp << "set ylabel '" << metrics[m] << "'\nplot ";
+            for (std::size_t k = 0; k < methods.size(); ++k) {
+                const auto index = m * methods.size() + k;
+                const char* c = colours[k % 6];
+                gp << "'" << dat.string() << "' index " << index << " using 1:3:4 with filledcurves lc rgb '" << c << "' notitle, '"
+                   << dat.string() << "' index " << index << " using 1:2 with linespoints lw 2 pt 7 lc rgb '" << c << "' title '"
+                   << methods[k] << "'" << (k + 1 < methods.size() ? ", " : "\n");
+            }
+        }
+        gp << "unset multiplot\n";
+    };
+    {
+        std::ofstream gp(script);
+        gp << "set terminal svg size " << 460 * metrics.size() << ",420 dynamic background rgb 'white'\n"
+           << "set output '" << svg.string() << "'\n";
+        body(gp);
+        gp << "set terminal pngcairo size " << 460 * metrics.size() << ",420 background rgb 'white'\n"
+           << "set output '" << png.string() << "'\n";
+        body(gp);
+    }
     detail::run_gnuplot(script);
     return svg;
 }

@@ -234,7 +234,8 @@ fit_result pretrain(context<B>& ctx, const data::dataset& images, std::optional<
                                   {"jitter_strength", aug.jitter_strength}, {"epochs", fo.epochs},
                                   {"batch_size", fo.batch}, {"image_size", r.image_size}, {"optimizer", r.optimizer.name},
                                   {"lr", lr}, {"temperature", r.temperature}, {"train_images", images.size()},
-                                  {"simulated_bags", images.simulated_patients}, {"seed", r.seed},
+                                  {"simulated_bags", images.simulated_patients ? nlohmann::json(images.simulated_bags) : nlohmann::json(false)},
+                                  {"seed", r.seed},
                                   {"init", r.init.string()}, {"model", fo.metadata},
                                   {"ranks", r.comm ? r.comm->size() : 1}});
 
