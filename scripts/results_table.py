@@ -58,7 +58,8 @@ def main():
     out = []
     for spec in a.reports:
         report, _, title = spec.partition(":")
-        tag = os.path.splitext(report)[0]
+        tag = os.path.splitext(report)[0]  # names the compare files
+        panel = "test" if tag == "report" else tag.replace("report-", "") + " test"  # names the figure's panels
         for key, metric in METRICS:
             out.append("")
             out.append(f"{title or report}: {metric}")
@@ -73,13 +74,13 @@ def main():
                     if seeds == 1:
                         lo, hi = rs[0][key + "_ci95"]
                         cells.append(f"{vals[0]:.4f} [{lo:.4f}, {hi:.4f}]")
-                        sweep.append(f"{SHORT[m]},{f},{tag} {metric},{vals[0]:.6f},{lo:.6f},{hi:.6f}")
+                        sweep.append(f"{SHORT[m]},{f},{panel}: {metric},{vals[0]:.6f},{lo:.6f},{hi:.6f}")
                     else:
                         mu, sd = mean_sd(vals)
                         cells.append(f"{mu:.4f} ±{sd:.4f} (sd)")
                         # the band over seeds: the mean's 95% interval from the seeds' spread
                         half = 1.96 * sd / math.sqrt(seeds)
-                        sweep.append(f"{SHORT[m]},{f},{tag} {metric},{mu:.6f},{mu - half:.6f},{mu + half:.6f}")
+                        sweep.append(f"{SHORT[m]},{f},{panel}: {metric},{mu:.6f},{mu - half:.6f},{mu + half:.6f}")
                 out.append(f"{NAMES[m]:<28}" + "".join(f"{c:<{cw}}" for c in cells))
             out.append("paired differences (A - B on the same test images; * p < 0.05, "
                        + ("DeLong" if key == "auc_macro" else "McNemar") + "):")
