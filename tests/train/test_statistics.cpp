@@ -151,6 +151,37 @@ TEST_CASE("statistics: a 4-class case's per-class (one-vs-rest) intervals equal 
     CHECK(one.variance() == doctest::Approx(parts[0].variance()).epsilon(1e-12));
 }
 
+TEST_CASE("statistics: multi-label intervals are pROC's per label, and accuracy's Wilson interval counts the N x K decisions") {
+    const std::int64_t n = 300, k = 3;
+    rng g(21);
+    std::vector<float> probs, targets;
+    for (std::int64_t i = 0; i < n; ++i)
+        for (std::int64_t c = 0; c < k; ++c) {
+            const bool t = g.bernoulli(0.2f + 0.2f * float(c));
+            targets.push_back(t ? 1.0f : 0.0f);
+            probs.push_back(1.0f / (1.0f + std::exp(-(float(t) * (0.5f + 0.5f * float(c)) + g.normal()))));
+        }
+    const stats::scored sc{probs, k, {}, targets};
+    REQUIRE(!sc.multiclass());
+    std::vector<stats::auc_components> parts;
+    const auto iv = stats::analytic_intervals(sc, &parts);
+    const auto report = metrics::multilabel(probs, targets, k);
+    for (std::int64_t c = 0; c < k; ++c) {
+        CAPTURE(c);
+        std::vector<int> y;
+        std::vector<float> s1;
+        for (std::int64_t i = 0; i < n; ++i) y.push_back(targets[std::size_t(i * k + c)] >= 0.5f), s1.push_back(probs[std::size_t(i * k + c)]);
+        const auto r = proc(y, s1, s1);
+        CHECK(parts[std::size_t(c)].auc == doctest::Approx(report.auc_per_class[std::size_t(c)]).epsilon(1e-12));
+        CHECK(iv.auc_per_class[std::size_t(c)].lo == doctest::Approx(r.at("lo1")).epsilon(1e-6));
+        CHECK(iv.auc_per_class[std::size_t(c)].hi == doctest::Approx(r.at("hi1")).epsilon(1e-6));
+    }
+    CHECK(stats::mean_of(parts).auc == doctest::Approx(report.auc_macro).epsilon(1e-12));
+    const auto w = stats::wilson(report.accuracy * double(n * k), double(n * k));
+    CHECK(iv.accuracy.lo == doctest::Approx(w.lo).epsilon(1e-9));
+    CHECK(iv.accuracy.hi == doctest::Approx(w.hi).epsilon(1e-9));
+}
+
 TEST_CASE("statistics: Wilson's interval and McNemar's test against hand computations and R") {
     // 8 of 10: p = 0.8, z^2 = 3.8415; centre (0.8 + 0.19207) / 1.38415 = 0.71678,
     // half 1.95996 / 1.38415 * sqrt(0.016 + 0.0096037) = 0.22658
