@@ -261,7 +261,8 @@ TEST_CASE("linear<onednn>: each pass reads the weights, and writes their gradien
                 CHECK(expected <= plain_reorders);
                 CHECK(expected <= transposed_reorders);
                 CHECK(w_desc.get_size() == plain.get_size());
-                const auto adopted_elsewhere = [&](const md& c) {
+                // (a structured binding is not captured by clang 14's lambdas: copies are)
+                const auto adopted_elsewhere = [&, xs = xs, out = out, bias = bias](const md& c) {
                     return c.get_size() == plain.get_size() ? expected_weight_reorders(xs, out, bias, c).n : 99;
                 };
                 const dnnl::engine eng(dnnl::engine::kind::cpu, 0);
