@@ -135,8 +135,9 @@ TEST_CASE("PNG: libdeflate inflating ahead of libpng changes no pixel and no out
     const int filters[] = {PNG_FILTER_NONE, PNG_FILTER_SUB, PNG_FILTER_UP, PNG_FILTER_AVG, PNG_FILTER_PAETH};
     const std::pair<int, int> pixels[] = {{1, 8}, {1, 16}, {3, 8}, {2, 16}, {3, 16}, {4, 16}};
     for (const int filter : filters)
-        for (const auto& [channels, bits] : pixels)
+        for (const auto& pixel : pixels)  // not a structured binding: clang 14 cannot capture one (CAPTURE)
             for (const int w : {1, 8, 37}) {
+                const int channels = pixel.first, bits = pixel.second;
                 CAPTURE(filter);
                 CAPTURE(channels);
                 CAPTURE(bits);
@@ -243,7 +244,9 @@ TEST_CASE("PNG: libdeflate inflating ahead of libpng changes no pixel and no out
         {"deflate data flipped", flipped},
         {"no IEND", no_iend},
     };
-    for (const auto& [what, f] : refused) {
+    for (const auto& item : refused) {
+        const auto& what = item.first;
+        const auto& f = item.second;
         CAPTURE(what);
         decode_detail::png_inflated ahead;
         CHECK_FALSE(decode_detail::png_inflate_ahead(f.data(), f.size(), {}, ahead));

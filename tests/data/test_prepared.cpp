@@ -187,7 +187,8 @@ TEST_CASE("prepare: multi-label targets and a manifest without splits: the same 
 
 TEST_CASE("area_resize: each output pixel is the mean of the area it covers (integer and fractional factors, 8 and 16 bit)") {
     for (const int bytes : {1, 2})
-        for (const auto& [h, w, oh, ow] : std::vector<std::array<std::int64_t, 4>>{{12, 12, 3, 4}, {10, 7, 3, 5}, {9, 9, 9, 2}}) {
+        for (const auto& dims : std::vector<std::array<std::int64_t, 4>>{{12, 12, 3, 4}, {10, 7, 3, 5}, {9, 9, 9, 2}}) {
+            const std::int64_t h = dims[0], w = dims[1], oh = dims[2], ow = dims[3];  // CAPTURE: no structured binding (clang 14)
             CAPTURE(bytes);
             CAPTURE(h);
             CAPTURE(oh);
