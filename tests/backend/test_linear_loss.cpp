@@ -29,8 +29,8 @@ linear_result run_linear(const shape& xs, std::int64_t out, bool bias, std::uint
 }
 
 struct loss_result {
-    float l2_loss, ce, bce;
-    std::vector<float> l2_y, l2_dx, ce_dx, bce_dx;
+    float l2_loss, ce, bce, masked_bce;
+    std::vector<float> l2_y, l2_dx, ce_dx, bce_dx, masked_bce_dx;
 };
 
 template <class B>
@@ -56,6 +56,11 @@ loss_result run_losses(const shape& s, std::uint64_t seed) {
     r.bce = bce.forward(ctx, testing::make(ctx, s, xv), testing::make(ctx, s, targets));
     bce.backward(ctx, dx);
     r.bce_dx = dx.to_host(ctx);
+    auto mask = random_values(s.numel(), seed + 3, 0.0f, 1.0f);
+    for (auto& v : mask) v = v < 0.3f ? 0.0f : 1.0f;
+    r.masked_bce = bce.forward(ctx, testing::make(ctx, s, xv), testing::make(ctx, s, targets), testing::make(ctx, s, mask));
+    bce.backward(ctx, dx);
+    r.masked_bce_dx = dx.to_host(ctx);
     return r;
 }
 
@@ -123,6 +128,93 @@ TEST_CASE("l2_normalize, softmax_cross_entropy, sigmoid_bce <reference>: gradien
     }
 }
 
+namespace {
+/// A 0/1 mask over [N, K] with about a third of the entries left out, and one whole row and
+/// one whole column out (an image with no label kept, a label with no image kept).
+std::vector<float> loss_mask(const shape& s, std::uint64_t seed) {
+    auto m = random_values(s.numel(), seed, 0.0f, 1.0f);
+    for (auto& v : m) v = v < 0.35f ? 0.0f : 1.0f;
+    for (std::int64_t c = 0; c < s[1]; ++c) m[std::size_t(c)] = 0.0f;                    // row 0
+    for (std::int64_t r = 0; r < s[0]; ++r) m[std::size_t(r * s[1] + s[1] - 1)] = 0.0f;  // last column
+    return m;
+}
+}  // namespace
+
+TEST_CASE_TEMPLATE("sigmoid_bce masked: left-out entries change neither the loss nor any gradient", B, MICLE_ALL_BACKENDS) {
+    MICLE_SKIP_WITHOUT_DEVICE(B);
+    context<B> ctx;
+    const shape s{6, 5};
+    const auto x = random_values(s.numel(), 41, -3.0f, 3.0f), mask = loss_mask(s, 42);
+    auto t = random_values(s.numel(), 43, 0.0f, 1.0f);
+    for (auto& v : t) v = v < 0.5f ? 0.0f : 1.0f;
+    auto run = [&](const std::vector<float>& logits, const std::vector<float>& targets, std::vector<float>& grad) {
+        ops::sigmoid_bce<B> op;
+        const float loss = op.forward(ctx, testing::make(ctx, s, logits), testing::make(ctx, s, targets), testing::make(ctx, s, mask));
+        tensor<B> dx;
+        op.backward(ctx, dx);
+        grad = dx.to_host(ctx);
+        return loss;
+    };
+    std::vector<float> g0, g1;
+    const float l0 = run(x, t, g0);
+    // Every left-out entry's logit and target changed (flipped target, logit moved by 5).
+    auto x1 = x, t1 = t;
+    std::int64_t kept = 0;
+    for (std::size_t i = 0; i < mask.size(); ++i) {
+        if (mask[i] == 1.0f) {
+            ++kept;
+            continue;
+        }
+        x1[i] += 5.0f;
+        t1[i] = 1.0f - t1[i];
+    }
+    const float l1 = run(x1, t1, g1);
+    CHECK(l1 == l0);
+    CHECK(g1 == g0);
+    for (std::size_t i = 0; i < mask.size(); ++i)
+        if (mask[i] == 0.0f) CHECK(g0[i] == 0.0f);
+    // The loss is the plain loss of the kept entries alone: their mean, as BCEWithLogitsLoss
+    // of logits[mask] against targets[mask].
+    std::vector<float> xs, ts;
+    for (std::size_t i = 0; i < mask.size(); ++i)
+        if (mask[i] == 1.0f) xs.push_back(x[i]), ts.push_back(t[i]);
+    ops::sigmoid_bce<B> plain;
+    const float want = plain.forward(ctx, testing::make(ctx, shape{kept, 1}, xs), testing::make(ctx, shape{kept, 1}, ts));
+    CHECK(l0 == doctest::Approx(want).epsilon(1e-5));
+    tensor<B> dplain;
+    plain.backward(ctx, dplain);
+    const auto gp = dplain.to_host(ctx);
+    for (std::size_t i = 0, k = 0; i < mask.size(); ++i)
+        if (mask[i] == 1.0f) CHECK(g0[i] == doctest::Approx(gp[k++]).epsilon(1e-5));
+    // Nothing kept: loss 0, gradient 0 (a batch whose every label is uncertain).
+    ops::sigmoid_bce<B> none;
+    CHECK(none.forward(ctx, testing::make(ctx, s, x), testing::make(ctx, s, t), tensor<B>::zeros(ctx, s)) == 0.0f);
+    tensor<B> dnone;
+    none.backward(ctx, dnone);
+    CHECK(dnone.to_host(ctx) == std::vector<float>(std::size_t(s.numel()), 0.0f));
+    // A mask value other than 0 or 1, or a mask of another shape, is refused.
+    auto bad = mask;
+    bad[3] = 0.5f;
+    CHECK_THROWS_WITH_AS(ops::sigmoid_bce<B>().forward(ctx, testing::make(ctx, s, x), testing::make(ctx, s, t), testing::make(ctx, s, bad)),
+                         "sigmoid_bce: mask value 0.5 at flat index 3 is not 0 or 1", value_error);
+    CHECK_THROWS_AS(ops::sigmoid_bce<B>().forward(ctx, testing::make(ctx, s, x), testing::make(ctx, s, t), tensor<B>::zeros(ctx, shape{5, 6})),
+                    shape_error);
+}
+
+TEST_CASE("sigmoid_bce<reference> masked: the gradient matches finite differences") {
+    using R = reference;
+    context<R> ctx;
+    const shape s{5, 4};
+    auto xv = random_values(s.numel(), 51, -2.0f, 2.0f);
+    const auto t = random_values(s.numel(), 52, 0.0f, 1.0f), m = loss_mask(s, 53);
+    ops::sigmoid_bce<R> op;
+    tensor<R> dx;
+    auto loss = [&] { return double(op.forward(ctx, testing::make(ctx, s, xv), testing::make(ctx, s, t), testing::make(ctx, s, m))); };
+    loss();
+    op.backward(ctx, dx);
+    testing::gradcheck(xv, dx.to_host(ctx), loss, "masked bce dx", 5e-3, 1e-2, 1e-4);
+}
+
 TEST_CASE("losses <reference>: values against independent hand computations") {
     context<reference> ctx;
     // logits [[0, ln 3]] with label 1: softmax = [1/4, 3/4], loss = -ln(3/4).
@@ -166,6 +258,8 @@ TEST_CASE_TEMPLATE("linear, l2_normalize and the losses equal the reference", B,
         testing::expect_close(got.l2_dx, want.l2_dx, 1e-4, 1e-5, "l2 dx");
         testing::expect_close(got.ce_dx, want.ce_dx, 1e-4, 1e-5, "ce dx");
         testing::expect_close(got.bce_dx, want.bce_dx, 1e-4, 1e-5, "bce dx");
+        CHECK(got.masked_bce == doctest::Approx(want.masked_bce).epsilon(1e-5));
+        testing::expect_close(got.masked_bce_dx, want.masked_bce_dx, 1e-4, 1e-5, "masked bce dx");
         seed += 10;
     }
 }

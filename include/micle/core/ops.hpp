@@ -143,6 +143,11 @@ class softmax_cross_entropy {
 /// Mean sigmoid binary cross-entropy of logits [N,K] against 0/1 targets [N,K] (a tensor,
 /// soft targets allowed), averaged over all N*K entries (as BCEWithLogitsLoss).
 ///   float forward(ctx, logits, targets);  void backward(ctx, dlogits);
+/// Masked: a 0/1 mask [N,K] leaves out the entries where it is 0 (an uncertain or
+/// unmentioned label): they add nothing to the loss or its gradient, and the mean is over
+/// the entries kept (sum of the mask). With none kept the loss is 0 and so is the gradient.
+/// A masked-out entry's target is not read (any finite value in [0, 1]).
+///   float forward(ctx, logits, targets, mask);
 template <class B>
 class sigmoid_bce {
     MICLE_MISSING_SPECIALISATION("op sigmoid_bce");
@@ -309,6 +314,16 @@ inline void unit_interval(const char* op, const char* what, std::span<const floa
     for (std::size_t i = 0; i < v.size(); ++i)
         check<value_error>(v[i] >= 0.0f && v[i] <= 1.0f, op, ": ", what, " value ", v[i], " at flat index ", i,
                            " is not in [0, 1]");
+}
+
+/// Every value 0 or 1 (a loss mask); returns how many are 1.
+inline std::int64_t binary_mask(const char* op, std::span<const float> v) {
+    std::int64_t kept = 0;
+    for (std::size_t i = 0; i < v.size(); ++i) {
+        check<value_error>(v[i] == 0.0f || v[i] == 1.0f, op, ": mask value ", v[i], " at flat index ", i, " is not 0 or 1");
+        kept += v[i] == 1.0f;
+    }
+    return kept;
 }
 
 }  // namespace micle::ops::checks

@@ -4,6 +4,7 @@
 // optimizers for backbone and head so the head can learn at its own rate. With
 // `freeze_backbone` the backbone runs in inference mode and is not updated (a linear probe
 // on fixed features).
+#include <algorithm>
 #include <cmath>
 #include <memory>
 #include <span>
@@ -170,18 +171,33 @@ private:
         if (cfg_.task == task_type::multiclass) {
             loss = ce_.forward(ctx_, logits, labels);
         } else {
-            target_t_ = tensor<B>::from_host(ctx_, logits.shape(), targets);
-            loss = bce_.forward(ctx_, logits, target_t_);
+            // A NaN target is a label the data leaves out (uncertain or not mentioned): masked.
+            const bool masked = std::any_of(targets.begin(), targets.end(), [](float t) { return std::isnan(t); });
+            if (masked) {
+                clean_.assign(targets.begin(), targets.end());
+                mask_.resize(clean_.size());
+                for (std::size_t i = 0; i < clean_.size(); ++i) {
+                    mask_[i] = std::isnan(clean_[i]) ? 0.0f : 1.0f;
+                    if (std::isnan(clean_[i])) clean_[i] = 0.0f;
+                }
+                target_t_ = tensor<B>::from_host(ctx_, logits.shape(), clean_);
+                mask_t_ = tensor<B>::from_host(ctx_, logits.shape(), mask_);
+                loss = bce_.forward(ctx_, logits, target_t_, mask_t_);
+            } else {
+                target_t_ = tensor<B>::from_host(ctx_, logits.shape(), targets);
+                loss = bce_.forward(ctx_, logits, target_t_);
+            }
+            kept_ = masked ? double(std::count(mask_.begin(), mask_.end(), 1.0f)) : double(targets.size());
         }
         if (comm_ && comm_->size() > 1) {
-            // The global batch's mean loss: this rank's mean weighted by its share of the
-            // images, summed over the ranks (every rank then sees the same loss, so a
-            // non-finite one stops them all).
-            const double n = double(logits.shape()[0]);
+            // The global batch's mean loss: this rank's mean weighted by its share of what
+            // the loss averages (images; multi-label: the label entries kept), summed over
+            // the ranks (every rank then sees the same loss, so a non-finite one stops them all).
+            const double n = cfg_.task == task_type::multiclass ? double(logits.shape()[0]) : kept_;
             double both[2] = {double(loss) * n, n};
             comm_->all_reduce_sum(std::span<double>(both, 2));
-            loss = float(both[0] / both[1]);
-            share_ = float(n / both[1]);
+            loss = both[1] > 0 ? float(both[0] / both[1]) : 0.0f;
+            share_ = both[1] > 0 ? float(n / both[1]) : 0.0f;
         }
         check<nonfinite_loss_error>(std::isfinite(loss), "supervised_learner: the loss is ",
                            std::isnan(loss) ? "NaN" : (loss > 0 ? "+inf" : "-inf"), " at step ", steps_,
@@ -205,7 +221,9 @@ private:
     optimizer_type backbone_opt_, head_opt_;
     ops::softmax_cross_entropy<B> ce_;
     ops::sigmoid_bce<B> bce_;
-    tensor<B> dlogits_, target_t_;
+    tensor<B> dlogits_, target_t_, mask_t_;
+    std::vector<float> clean_, mask_;  // a masked batch's targets (NaN as 0) and its 0/1 mask
+    double kept_ = 0;                  // the label entries this rank's loss averages
     std::int64_t steps_ = 0;
     dist::communicator* comm_ = nullptr;
     std::unique_ptr<dist::gradient_buckets<B>> buckets_;

@@ -296,20 +296,29 @@ inline void softmax_xent_backward(cudaStream_t s, const float* prob, const int* 
 }
 
 // ---------------------------------------------------------------- sigmoid binary cross-entropy
-MICLE_KERNEL bce_forward_kernel(const float* __restrict__ x, const float* __restrict__ t, float* __restrict__ loss,
-                                   std::int64_t n) {
-    MICLE_GRID_STRIDE(i, n) loss[i] = fmaxf(x[i], 0.0f) - x[i] * t[i] + log1pf(expf(-fabsf(x[i])));
+MICLE_KERNEL bce_forward_kernel(const float* __restrict__ x, const float* __restrict__ t, const float* __restrict__ m,
+                                   float* __restrict__ loss, std::int64_t n) {
+    MICLE_GRID_STRIDE(i, n) {
+        const float l = fmaxf(x[i], 0.0f) - x[i] * t[i] + log1pf(expf(-fabsf(x[i])));
+        loss[i] = m == nullptr ? l : (m[i] != 0.0f ? l : 0.0f);
+    }
 }
-MICLE_KERNEL bce_backward_kernel(const float* __restrict__ x, const float* __restrict__ t, float* __restrict__ d,
-                                    std::int64_t n, float inv) {
-    MICLE_GRID_STRIDE(i, n) d[i] = (1.0f / (1.0f + expf(-x[i])) - t[i]) * inv;
+MICLE_KERNEL bce_backward_kernel(const float* __restrict__ x, const float* __restrict__ t, const float* __restrict__ m,
+                                    float* __restrict__ d, std::int64_t n, float inv) {
+    MICLE_GRID_STRIDE(i, n) {
+        const float g = (1.0f / (1.0f + expf(-x[i])) - t[i]) * inv;
+        d[i] = m == nullptr ? g : (m[i] != 0.0f ? g : 0.0f);
+    }
 }
-inline void bce_forward(cudaStream_t s, const float* x, const float* t, float* loss, std::int64_t n) {
-    bce_forward_kernel<0><<<blocks_for(n), threads, 0, s>>>(x, t, loss, n);
+/// Per-entry losses; `m` (a 0/1 mask, or null for every entry) zeroes the entries left out.
+inline void bce_forward(cudaStream_t s, const float* x, const float* t, const float* m, float* loss, std::int64_t n) {
+    bce_forward_kernel<0><<<blocks_for(n), threads, 0, s>>>(x, t, m, loss, n);
     check_launch("bce_forward_kernel");
 }
-inline void bce_backward(cudaStream_t s, const float* x, const float* t, float* d, std::int64_t n) {
-    bce_backward_kernel<0><<<blocks_for(n), threads, 0, s>>>(x, t, d, n, 1.0f / static_cast<float>(n));
+/// The gradient of the mean over `kept` entries (0 where `m` leaves an entry out).
+inline void bce_backward(cudaStream_t s, const float* x, const float* t, const float* m, float* d, std::int64_t n,
+                         std::int64_t kept) {
+    bce_backward_kernel<0><<<blocks_for(n), threads, 0, s>>>(x, t, m, d, n, kept ? 1.0f / static_cast<float>(kept) : 0.0f);
     check_launch("bce_backward_kernel");
 }
 

@@ -94,7 +94,22 @@ public:
     using tensor_t = tensor<cudnn>;
     using context_t = context<cudnn>;
 
-    float forward(context_t& ctx, const tensor_t& logits, const tensor_t& targets) {
+    float forward(context_t& ctx, const tensor_t& logits, const tensor_t& targets) { return run(ctx, logits, targets, nullptr); }
+    float forward(context_t& ctx, const tensor_t& logits, const tensor_t& targets, const tensor_t& mask) {
+        checks::same_shape("sigmoid_bce", "logits", logits.shape(), "mask", mask.shape());
+        checks::f32("sigmoid_bce", "mask", mask.dtype());
+        return run(ctx, logits, targets, &mask);
+    }
+
+    void backward(context_t& ctx, tensor_t& dlogits) {
+        check(logits_.defined(), "sigmoid_bce: backward called before forward");
+        dlogits.ensure(ctx, logits_.shape());
+        cudnn_detail::kernels::bce_backward(ctx.stream(), logits_.f32(), targets_.f32(), masked_ ? mask_.f32() : nullptr,
+                                            dlogits.f32(), logits_.numel(), kept_);
+    }
+
+private:
+    float run(context_t& ctx, const tensor_t& logits, const tensor_t& targets, const tensor_t* mask) {
         checks::f32("sigmoid_bce", "logits", logits.dtype());
         checks::f32("sigmoid_bce", "targets", targets.dtype());
         checks::rows("sigmoid_bce", logits.shape());
@@ -102,24 +117,25 @@ public:
         const auto host_targets = targets.to_host(ctx);
         checks::unit_interval("sigmoid_bce", "targets", host_targets);
         const auto n = logits.numel();
+        masked_ = mask != nullptr;
+        kept_ = masked_ ? checks::binary_mask("sigmoid_bce", mask->to_host(ctx)) : n;
         logits_.ensure(ctx, logits.shape());
         logits_.copy_from(ctx, logits);
         targets_.ensure(ctx, targets.shape());
         targets_.copy_from(ctx, targets);
+        if (masked_) {
+            mask_.ensure(ctx, mask->shape());
+            mask_.copy_from(ctx, *mask);
+        }
         loss_.ensure(ctx.runtime_ptr(), static_cast<std::size_t>(n));
-        cudnn_detail::kernels::bce_forward(ctx.stream(), logits.f32(), targets.f32(), loss_.get(), n);
-        return static_cast<float>(cudnn_detail::host_sum(loss_, static_cast<std::size_t>(n)) / double(n));
+        cudnn_detail::kernels::bce_forward(ctx.stream(), logits.f32(), targets.f32(), masked_ ? mask->f32() : nullptr, loss_.get(), n);
+        return kept_ ? static_cast<float>(cudnn_detail::host_sum(loss_, static_cast<std::size_t>(n)) / double(kept_)) : 0.0f;
     }
 
-    void backward(context_t& ctx, tensor_t& dlogits) {
-        check(logits_.defined(), "sigmoid_bce: backward called before forward");
-        dlogits.ensure(ctx, logits_.shape());
-        cudnn_detail::kernels::bce_backward(ctx.stream(), logits_.f32(), targets_.f32(), dlogits.f32(), logits_.numel());
-    }
-
-private:
-    tensor_t logits_, targets_;
+    tensor_t logits_, targets_, mask_;
     cudnn_detail::device_array<float> loss_;
+    bool masked_ = false;
+    std::int64_t kept_ = 0;
 };
 
 }  // namespace micle::ops

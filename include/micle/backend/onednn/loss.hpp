@@ -123,7 +123,24 @@ public:
     using tensor_t = tensor<onednn>;
     using context_t = context<onednn>;
 
-    float forward(context_t& ctx, const tensor_t& logits, const tensor_t& targets) {
+    float forward(context_t& ctx, const tensor_t& logits, const tensor_t& targets) { return run(ctx, logits, targets, nullptr); }
+    float forward(context_t& ctx, const tensor_t& logits, const tensor_t& targets, const tensor_t& mask) {
+        checks::same_shape("sigmoid_bce", "logits", logits.shape(), "mask", mask.shape());
+        return run(ctx, logits, targets, &mask);
+    }
+
+    void backward(context_t& ctx, tensor_t& dlogits) {
+        using namespace onednn_detail_rows;
+        check(x_.size() > 0, "sigmoid_bce: backward called before forward");
+        dlogits.ensure(ctx, onednn_detail::plain_md(shape{x_.rows(), x_.cols()}));
+        const float inv = kept_ ? 1.0f / static_cast<float>(kept_) : 0.0f;
+        auto d = map(dlogits.data(), x_.rows(), x_.cols()).array();
+        d = ((1.0f + (-x_.array()).exp()).inverse() - t_.array()) * inv;
+        if (m_.size() > 0) d *= m_.array();
+    }
+
+private:
+    float run(context_t& ctx, const tensor_t& logits, const tensor_t& targets, const tensor_t* mask) {
         using namespace onednn_detail_rows;
         checks::f32("sigmoid_bce", "logits", logits.dtype());
         checks::rows("sigmoid_bce", logits.shape());
@@ -132,25 +149,24 @@ public:
         x_ = cmap(plain_rows(ctx, logits, x_in_), N, K);
         t_ = cmap(plain_rows(ctx, targets, t_in_), N, K);
         checks::unit_interval("sigmoid_bce", "targets", std::span<const float>(t_.data(), static_cast<std::size_t>(t_.size())));
+        if (mask) {
+            m_ = cmap(plain_rows(ctx, *mask, m_in_), N, K);
+            kept_ = checks::binary_mask("sigmoid_bce", std::span<const float>(m_.data(), static_cast<std::size_t>(m_.size())));
+        } else {
+            m_.resize(0, 0);
+            kept_ = N * K;
+        }
         // max(x, 0) - x t + log(1 + exp(-|x|)), stable for large |x|.
         const auto x = x_.array().template cast<double>();
         const auto t = t_.array().template cast<double>();
-        const double sum = (x.max(0.0) - x * t + (-x.abs()).exp().log1p()).sum();
-        return static_cast<float>(sum / double(x_.size()));
+        const auto l = x.max(0.0) - x * t + (-x.abs()).exp().log1p();
+        const double sum = mask ? (l * m_.array().template cast<double>()).sum() : l.sum();
+        return kept_ ? static_cast<float>(sum / double(kept_)) : 0.0f;
     }
 
-    void backward(context_t& ctx, tensor_t& dlogits) {
-        using namespace onednn_detail_rows;
-        check(x_.size() > 0, "sigmoid_bce: backward called before forward");
-        dlogits.ensure(ctx, onednn_detail::plain_md(shape{x_.rows(), x_.cols()}));
-        const float inv = 1.0f / static_cast<float>(x_.size());
-        map(dlogits.data(), x_.rows(), x_.cols()).array() =
-            ((1.0f + (-x_.array()).exp()).inverse() - t_.array()) * inv;
-    }
-
-private:
-    onednn_detail_rows::matrix x_, t_;
-    onednn_detail::stage x_in_, t_in_;
+    onednn_detail_rows::matrix x_, t_, m_;  // m_ empty: every entry
+    onednn_detail::stage x_in_, t_in_, m_in_;
+    std::int64_t kept_ = 0;
 };
 
 }  // namespace micle::ops

@@ -106,33 +106,46 @@ public:
     using tensor_t = tensor<reference>;
     using context_t = context<reference>;
 
-    float forward(context_t& ctx, const tensor_t& logits, const tensor_t& targets) {
-        checks::f32("sigmoid_bce", "logits", logits.dtype());
-        checks::rows("sigmoid_bce", logits.shape());
-        checks::same_shape("sigmoid_bce", "logits", logits.shape(), "targets", targets.shape());
-        checks::unit_interval("sigmoid_bce", "targets", targets.values());
-        double loss = 0;
-        for (std::int64_t i = 0; i < logits.numel(); ++i) {
-            const double x = logits.data()[i], t = targets.data()[i];
-            loss += std::max(x, 0.0) - x * t + std::log1p(std::exp(-std::abs(x)));
-        }
-        logits_ = logits.clone(ctx);
-        targets_ = targets.clone(ctx);
-        return static_cast<float>(loss / double(logits.numel()));
+    float forward(context_t& ctx, const tensor_t& logits, const tensor_t& targets) { return run(ctx, logits, targets, nullptr); }
+    float forward(context_t& ctx, const tensor_t& logits, const tensor_t& targets, const tensor_t& mask) {
+        checks::same_shape("sigmoid_bce", "logits", logits.shape(), "mask", mask.shape());
+        return run(ctx, logits, targets, &mask);
     }
 
     void backward(context_t&, tensor_t& dlogits) {
         check(logits_.defined(), "sigmoid_bce: backward called before forward");
         dlogits.ensure(logits_.shape());
-        const double inv = 1.0 / double(logits_.numel());
+        const double inv = kept_ ? 1.0 / double(kept_) : 0.0;
         for (std::int64_t i = 0; i < logits_.numel(); ++i) {
             const double s = 1.0 / (1.0 + std::exp(-double(logits_.data()[i])));
-            dlogits.data()[i] = static_cast<float>((s - targets_.data()[i]) * inv);
+            const double w = mask_.empty() ? 1.0 : double(mask_[std::size_t(i)]);
+            dlogits.data()[i] = static_cast<float>(w * (s - targets_.data()[i]) * inv);
         }
     }
 
 private:
+    float run(context_t& ctx, const tensor_t& logits, const tensor_t& targets, const tensor_t* mask) {
+        checks::f32("sigmoid_bce", "logits", logits.dtype());
+        checks::rows("sigmoid_bce", logits.shape());
+        checks::same_shape("sigmoid_bce", "logits", logits.shape(), "targets", targets.shape());
+        checks::unit_interval("sigmoid_bce", "targets", targets.values());
+        mask_.clear();
+        if (mask) mask_.assign(mask->values().begin(), mask->values().end());
+        kept_ = mask ? checks::binary_mask("sigmoid_bce", mask_) : logits.numel();
+        double loss = 0;
+        for (std::int64_t i = 0; i < logits.numel(); ++i) {
+            if (mask && mask_[std::size_t(i)] == 0.0f) continue;
+            const double x = logits.data()[i], t = targets.data()[i];
+            loss += std::max(x, 0.0) - x * t + std::log1p(std::exp(-std::abs(x)));
+        }
+        logits_ = logits.clone(ctx);
+        targets_ = targets.clone(ctx);
+        return kept_ ? static_cast<float>(loss / double(kept_)) : 0.0f;
+    }
+
     tensor_t logits_, targets_;
+    std::vector<float> mask_;  // empty: every entry
+    std::int64_t kept_ = 0;
 };
 
 }  // namespace micle::ops
