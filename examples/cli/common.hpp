@@ -153,7 +153,7 @@ private:
 /// The backend options every training command takes (after its own).
 inline const std::set<std::string> backend_options{"device", "precision", "conv-algorithm"};
 /// The options of the commands that read a DATA SPEC, besides --data itself.
-inline const std::set<std::string> data_options{"max-image-pixels"};
+inline const std::set<std::string> data_options{"max-image-pixels", "labels", "uncertain", "missing", "views"};
 inline std::set<std::string> with_backend_options(std::set<std::string> valued) {
     valued.insert(backend_options.begin(), backend_options.end());
     if (valued.count("data")) valued.insert(data_options.begin(), data_options.end());
@@ -221,13 +221,29 @@ inline context<backend> make_context(const options& o) {
 
 
 inline constexpr const char* data_usage =
-    "  --max-image-pixels N   refuse decoded images over N pixels (89478485, Pillow's limit; 0: no limit)\n";
+    "  --max-image-pixels N   refuse decoded images over N pixels (89478485, Pillow's limit; 0: no limit)\n"
+    "  chest X-ray specs (chexpert:, mimic-cxr:, nih:):\n"
+    "  --labels chexpert5|all|A,B,...   the labels used (chexpert5 for CheXpert and MIMIC-CXR, all for NIH)\n"
+    "  --uncertain ignore|ones|zeros    a -1.0 label: left out of loss and metrics (ignore), or positive, or negative\n"
+    "  --missing ignore|zeros           a blank label: left out (ignore), or negative\n"
+    "  --views frontal|lateral|all      the images read (all)\n";
 
-/// How --data is read: --max-image-pixels.
+/// How --data is read: --max-image-pixels, and for chest X-ray specs --labels, --uncertain,
+/// --missing and --views.
 inline data::open_options open_options_from(const options& o) {
     data::open_options opt;
     opt.read.limits.max_pixels = o.integer("max-image-pixels", opt.read.limits.max_pixels);
     if (opt.read.limits.max_pixels < 0) throw usage_error("--max-image-pixels must be >= 0 (0: no limit)");
+    try {
+        opt.labels.labels = o.str("labels");
+        opt.labels.uncertain = data::parse_uncertain_policy(o.str("uncertain", "ignore"));
+        opt.labels.missing_zeros = data::parse_missing_policy(o.str("missing", "ignore"));
+        opt.views = data::parse_view_filter(o.str("views", "all"));
+    } catch (const value_error& e) {
+        throw usage_error(e.what());
+    }
+    if ((o.has("uncertain") || o.has("missing")) && !data::chest_source(o.required("data")))
+        throw usage_error("--uncertain and --missing are for chest X-ray specs (chexpert:, mimic-cxr:, nih:)");
     return opt;
 }
 

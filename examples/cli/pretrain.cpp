@@ -6,9 +6,12 @@ namespace micle::cli {
 
 const char* pretrain_usage =
     "usage: micle pretrain --data SPEC --out DIR [options]\n"
-    "  --data SPEC            CSV manifest, MedMNIST .npz, prepared dataset (micle prepare), IDX directory, or fashion-mnist\n"
+    "  --data SPEC            CSV manifest, MedMNIST .npz, prepared dataset (micle prepare), IDX directory, fashion-mnist,\n"
+    "                         or chexpert:train.csv, mimic-cxr:ROOT, nih:Data_Entry_2017.csv (docs/datasets.md)\n"
     "  --out DIR              run directory (checkpoints, metrics.jsonl, config.json)\n"
     "  --pairs simclr|micle   positive pairs: two views of one image, or two images of a patient (simclr)\n"
+    "  --bag patient|study    micle: a bag is a patient's images (patient), or one study's: its frontal and lateral\n"
+    "                         views of one visit (CheXpert, MIMIC-CXR)\n"
     "  --simulated-bags SEED  MICLe without patient ids: each image becomes a simulated patient of 2-4 simulated\n"
     "                         acquisitions of it (gamma, contrast, blur, resampling, noise, a small shift); no label read\n"
     "  --label-bags SEED      same-class positives: images of one class grouped into bags of 1-4 (labels used in\n"
@@ -34,13 +37,17 @@ const char* pretrain_usage =
 
 int pretrain(int argc, char** argv) {
     const options o(argc, argv, 2,
-                    with_training_options({"pairs", "simulated-bags", "label-bags", "augment", "crop-min", "rotation", "jitter", "temperature", "knn-every", "knn-samples"}),
+                    with_training_options({"pairs", "bag", "simulated-bags", "label-bags", "augment", "crop-min", "rotation", "jitter", "temperature", "knn-every", "knn-samples"}),
                     {"resume"});
     if (o.help()) return std::printf("%s%s%s", pretrain_usage, data_usage, backend_usage), 0;
     train::pretrain_recipe r;
     r.fit = fit_options_from(o);
     r.pairs = o.str("pairs", "simclr");
     r.augment = o.str("augment", "simclr");
+    const auto bag = o.str("bag", "patient");
+    if (bag != "patient" && bag != "study") throw usage_error("--bag must be patient or study, not '" + bag + "'");
+    if (o.has("bag") && r.pairs != "micle") throw usage_error("--bag chooses MICLe's bags: give --pairs micle too");
+    r.bag = bag == "study" ? contrastive::bag_by::study : contrastive::bag_by::patient;
     if (o.has("crop-min")) r.crop_area_min = float(o.number("crop-min", 0));
     if (o.has("rotation")) r.rotation_degrees = float(o.number("rotation", 0));
     if (o.has("jitter")) r.jitter_strength = float(o.number("jitter", 0));

@@ -110,12 +110,20 @@ public:
     }
 };
 
+/// What makes a MICLe bag: a patient's images (every study), or one study's (the paper's
+/// frontal and lateral views of one visit; the dataset must have study ids).
+enum class bag_by : std::uint8_t { patient, study };
+
 class multi_instance : public detail::pair_strategy_base {
 public:
-    multi_instance(const data::dataset& d, data::augment_config aug, std::int64_t channels, std::uint64_t seed)
+    multi_instance(const data::dataset& d, data::augment_config aug, std::int64_t channels, std::uint64_t seed,
+                   bag_by by = bag_by::patient)
         : pair_strategy_base(d, std::move(aug), channels, seed) {
+        check<value_error>(by == bag_by::patient || !d.studies.empty(), "multi_instance: ", d.source,
+                           " has no study ids, so bags can only be patients (--bag patient)");
+        const auto& key = by == bag_by::patient ? d.patients : d.studies;
         std::map<std::int64_t, std::vector<std::int64_t>> bags;
-        for (std::int64_t i = 0; i < d.size(); ++i) bags[d.patients[std::size_t(i)]].push_back(i);
+        for (std::int64_t i = 0; i < d.size(); ++i) bags[key[std::size_t(i)]].push_back(i);
         for (auto& [patient, samples] : bags) {
             bag_ids_.push_back(patient);
             bags_.push_back(std::move(samples));
@@ -157,7 +165,7 @@ public:
             }
             for (int v = 0; v < 2; ++v) {
                 const std::int64_t row = k + v * count;
-                out.groups[std::size_t(row)] = bag_ids_[std::size_t(order[std::size_t(pos)])];
+                out.groups[std::size_t(row)] = data_->patients[std::size_t(chosen[v])];  // the patient, also for study bags
                 out.samples[std::size_t(row)] = chosen[v];
             }
         }

@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <functional>
+#include <limits>
 #include <memory>
 #include <span>
 #include <string>
@@ -24,6 +25,15 @@ enum class task_kind : std::uint8_t {
     multilabel,  ///< K independent 0/1 labels per sample (sigmoid BCE)
 };
 
+/// A multi-label entry as its source wrote it (CheXpert, MIMIC-CXR: 1.0, 0.0, -1.0 or blank).
+enum class label_state : std::int8_t { missing = -2, uncertain = -1, negative = 0, positive = 1 };
+
+/// The target value that leaves a multi-label entry out: NaN. A left-out entry adds nothing
+/// to the loss or its gradient (the loss is masked) and is not counted in that label's AUC,
+/// accuracy or interval.
+inline constexpr float left_out = std::numeric_limits<float>::quiet_NaN();
+inline bool is_left_out(float target) noexcept { return target != target; }
+
 class dataset {
 public:
     std::string source;                 ///< file or directory, for messages
@@ -32,7 +42,13 @@ public:
     std::vector<std::string> class_names;
     std::vector<std::int64_t> patients; ///< patient id per sample
     std::vector<int> labels;            ///< multiclass: class index per sample
-    std::vector<float> targets;         ///< multilabel: num_classes values per sample
+    std::vector<float> targets;         ///< multilabel: num_classes values per sample (0, 1, or left_out)
+    /// Multi-label, where the source has them: each entry as written, num_classes per sample
+    /// (what `micle check` counts); the label policy made `targets` from them. Else empty.
+    std::vector<label_state> label_states;
+    /// Per sample study (one visit's images: frontal and lateral), where the source has
+    /// them (CheXpert, MIMIC-CXR): MICLe's bags with `bag_by::study`. Else empty.
+    std::vector<std::int64_t> studies;
     std::vector<std::string> names;     ///< per sample: file name or "record i", for messages
     std::vector<std::string> splits;    ///< per sample split name from the source (CSV split column), or empty
     bool simulated_patients = false;    ///< patient ids come from simulate_acquisitions() or simulate_bags()
@@ -90,6 +106,10 @@ public:
                 d.labels.push_back(labels[std::size_t(i)]);
             else
                 d.targets.insert(d.targets.end(), targets.begin() + i * num_classes, targets.begin() + (i + 1) * num_classes);
+            if (!label_states.empty())
+                d.label_states.insert(d.label_states.end(), label_states.begin() + i * num_classes,
+                                      label_states.begin() + (i + 1) * num_classes);
+            if (!studies.empty()) d.studies.push_back(studies[std::size_t(i)]);
         }
         d.decode = [parent = decode, order](std::int64_t i, const decode_plan& plan) { return parent((*order)[std::size_t(i)], plan); };
         return d;
@@ -108,7 +128,14 @@ public:
         } else {
             check<data_error>(targets.size() == n * std::size_t(num_classes), "dataset ", source, ": ", targets.size(),
                               " targets for ", n, " samples x ", num_classes, " labels");
+            for (std::size_t i = 0; i < targets.size(); ++i)
+                check<data_error>(is_left_out(targets[i]) || (targets[i] >= 0.0f && targets[i] <= 1.0f), "dataset ", source, ": ",
+                                  names[i / std::size_t(num_classes)], ": target ", targets[i], " is not in [0, 1]");
+            check<data_error>(label_states.empty() || label_states.size() == targets.size(), "dataset ", source, ": ",
+                              label_states.size(), " label states for ", targets.size(), " targets");
         }
+        check<data_error>(studies.empty() || studies.size() == n, "dataset ", source, ": ", studies.size(), " study ids for ", n,
+                          " samples");
         check<data_error>(static_cast<bool>(decode), "dataset ", source, ": no decoder");
     }
 };

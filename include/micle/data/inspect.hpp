@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "micle/data/dataset.hpp"
+#include "micle/data/labels.hpp"
 #include "micle/data/open.hpp"
 
 namespace micle::data {
@@ -144,11 +145,25 @@ inline check_result check(const std::string& spec, const open_options& opt, int 
         r.unreadable += errors.size();
         std::fprintf(out, "  %s: %lld images, %lld patients, %zu unreadable\n", split.c_str(), (long long)s.images,
                      (long long)s.patients, errors.size());
-        std::string line;
-        for (std::size_t c = 0; c < s.per_class.size(); ++c)
-            line += micle::detail::cat(c ? ", " : "", c < d.class_names.size() ? d.class_names[c] : std::to_string(c), ": ",
-                                       s.per_class[c], d.task == task_kind::multilabel ? " positive" : "");
-        std::fprintf(out, "    classes: %s\n    patient bags (patients x images): ", line.c_str());
+        if (d.task == task_kind::multiclass) {
+            std::string line;
+            for (std::size_t c = 0; c < s.per_class.size(); ++c)
+                line += micle::detail::cat(c ? ", " : "", c < d.class_names.size() ? d.class_names[c] : std::to_string(c), ": ",
+                                           s.per_class[c]);
+            std::fprintf(out, "    classes: %s\n", line.c_str());
+        } else {  // per label, what the source wrote, and how many entries the label policy leaves out
+            const auto counts = count_labels(d);
+            std::fprintf(out, "    labels (positive / negative / uncertain / missing; left out of loss and metrics):\n");
+            for (std::size_t c = 0; c < counts.size(); ++c) {
+                const auto& k = counts[c];
+                std::fprintf(out, "      %s: %lld / %lld / %lld / %lld; %lld left out\n",
+                             c < d.class_names.size() ? d.class_names[c].c_str() : std::to_string(c).c_str(), (long long)k.positive,
+                             (long long)k.negative, (long long)k.uncertain, (long long)k.missing, (long long)k.left_out);
+            }
+        }
+        if (!d.studies.empty())
+            std::fprintf(out, "    studies: %zu\n", std::set<std::int64_t>(d.studies.begin(), d.studies.end()).size());
+        std::fprintf(out, "    patient bags (patients x images): ");
         for (const auto& [images, patients] : s.bag_sizes)
             std::fprintf(out, "%s%lld x %lld", images == s.bag_sizes.begin()->first ? "" : ", ", (long long)patients,
                          (long long)images);

@@ -6,11 +6,15 @@
 //   an IDX directory    train and test as stored ("fashion-mnist" names Debian's copy)
 //   a prepared file     (`micle prepare`, prepared.hpp) the splits it was written with, or
 //                       else the same seeded patient-level split as its source manifest
+//   chexpert:CSV, mimic-cxr:ROOT, nih:CSV   the chest X-ray datasets as shipped
+//                       (chest_xray.hpp; the prefix may be left out: the header or the
+//                       folder's files tell), their official splits, labels by `labels`
 #include <filesystem>
 #include <optional>
 #include <string>
 #include <vector>
 
+#include "micle/data/chest_xray.hpp"
 #include "micle/data/prepared.hpp"
 #include "micle/data/readers.hpp"
 #include "micle/data/split.hpp"
@@ -21,7 +25,22 @@ struct open_options {
     read_options read;                               ///< per-image limits, DICOM window
     split_fractions fractions;                       ///< a manifest without a split column
     std::uint64_t split_seed = 0;
+    label_policy labels;                             ///< chest X-ray specs: --labels, --uncertain, --missing
+    view_filter views = view_filter::all;            ///< chest X-ray specs: --views
+    chest_options chest() const { return {labels, views, fractions, split_seed}; }
 };
+
+/// A spec's chest X-ray layout and path, or nothing (another kind of source).
+struct chest_spec {
+    chest_layout layout;
+    std::filesystem::path path;
+};
+inline std::optional<chest_spec> chest_source(const std::string& spec) {
+    std::string path = spec;
+    if (const auto l = take_layout_prefix(path)) return chest_spec{*l, path};
+    if (const auto l = detect_layout(path)) return chest_spec{*l, path};
+    return std::nullopt;
+}
 
 /// The path a spec names ("fashion-mnist" is Debian's copy).
 inline std::filesystem::path spec_path(const std::string& spec) {
@@ -39,7 +58,7 @@ inline dataset select_split(const dataset& all, const std::string& split, const 
         const auto parts = patient_split(all, opt.fractions, opt.split_seed);
         idx = split == "train" ? parts.train : (split == "val" ? parts.val : parts.test);
     }
-    if (idx.empty()) throw data_error((all.source.ends_with(".csv") ? "manifest " : "prepared dataset ") + all.source +
+    if (idx.empty()) throw data_error((all.source.ends_with(".csv") ? "manifest " : std::filesystem::is_directory(all.source) ? "dataset " : "prepared dataset ") + all.source +
                                       " has no " + split + " images");
     return all.subset(idx);
 }
@@ -49,6 +68,9 @@ inline dataset select_split(const dataset& all, const std::string& split, const 
 inline dataset open_split(const std::string& spec, const std::string& split, const open_options& opt = {}) {
     check<value_error>(split == "train" || split == "val" || split == "test", "split must be train, val or test, not '",
                        split, "'");
+    if (const auto c = chest_source(spec)) return select_split(read_chest_xray(c->layout, c->path, opt.chest(), opt.read), split, opt);
+    check<value_error>(opt.labels.labels.empty() && opt.views == view_filter::all, "data ", spec,
+                       ": --labels and --views are for chest X-ray specs (chexpert:, mimic-cxr:, nih:)");
     const auto p = spec_path(spec);
     if (std::filesystem::is_directory(p)) {
         check<value_error>(split != "val", "the IDX dataset ", p.string(), " has train and test splits only");
@@ -92,7 +114,7 @@ inline dataset concat_splits(const std::vector<dataset>& parts, const std::vecto
     d.per_record_patients = parts.front().per_record_patients;
     d.class_names = parts.front().class_names;
     std::vector<std::int64_t> starts;
-    std::int64_t patient_base = 0;
+    std::int64_t patient_base = 0, study_base = 0;
     for (std::size_t k = 0; k < parts.size(); ++k) {
         const auto& p = parts[k];
         check<data_error>(p.task == d.task, d.source, ": split ", names[k], " has another task than ", names[0]);
@@ -111,6 +133,12 @@ inline dataset concat_splits(const std::vector<dataset>& parts, const std::vecto
         patient_base += top + 1;
         d.labels.insert(d.labels.end(), p.labels.begin(), p.labels.end());
         d.targets.insert(d.targets.end(), p.targets.begin(), p.targets.end());
+        d.label_states.insert(d.label_states.end(), p.label_states.begin(), p.label_states.end());
+        check<data_error>(p.label_states.empty() == parts.front().label_states.empty() && p.studies.empty() == parts.front().studies.empty(),
+                          d.source, ": split ", names[k], " has label states or study ids and ", names[0], " not, or the reverse");
+        std::int64_t study_top = -1;
+        for (auto s : p.studies) d.studies.push_back(study_base + s), study_top = std::max(study_top, s);
+        study_base += study_top + 1;
     }
     d.decode = [parts, starts](std::int64_t i, const decode_plan& plan) {
         const auto k = std::size_t(std::upper_bound(starts.begin(), starts.end(), i) - starts.begin() - 1);
@@ -124,6 +152,7 @@ inline dataset concat_splits(const std::vector<dataset>& parts, const std::vecto
 /// prepared file as read, and an IDX directory's or a MedMNIST file's splits one after the
 /// other (what `micle prepare` writes).
 inline dataset open_all(const std::string& spec, const open_options& opt = {}) {
+    if (const auto c = chest_source(spec)) return read_chest_xray(c->layout, c->path, opt.chest(), opt.read);
     const auto p = spec_path(spec);
     if (is_prepared_file(p)) return read_prepared(p);
     const std::string ext = p.extension().string();

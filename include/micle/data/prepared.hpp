@@ -185,8 +185,10 @@ inline prepare_result prepare(const dataset& d, const std::filesystem::path& out
             if (d.task == task_kind::multiclass)
                 index += micle::detail::cat(",", d.labels[std::size_t(i)]);
             else
-                for (std::int64_t c = 0; c < d.num_classes; ++c)
-                    index += "," + float_text(d.targets[std::size_t(i * d.num_classes + c)]);
+                for (std::int64_t c = 0; c < d.num_classes; ++c) {  // blank: left out (a masked label)
+                    const float t = d.targets[std::size_t(i * d.num_classes + c)];
+                    index += "," + (is_left_out(t) ? std::string() : float_text(t));
+                }
             index += "\n";
             ++r.images;
             if (opt.progress) opt.progress(i + 1, n);
@@ -396,8 +398,9 @@ inline dataset read_prepared(const std::filesystem::path& path) {
         } else {
             for (std::int64_t c = 0; c < d.num_classes; ++c) {
                 const auto& v = row[std::size_t(7 + c)];
-                if (v != "0" && v != "1") zip::fail(where, "label '", expected[std::size_t(7 + c)], "' is '", v, "' (0 or 1)");
-                d.targets.push_back(v == "1" ? 1.0f : 0.0f);
+                if (v != "0" && v != "1" && !v.empty())
+                    zip::fail(where, "label '", expected[std::size_t(7 + c)], "' is '", v, "' (0, 1, or blank: left out)");
+                d.targets.push_back(v.empty() ? left_out : (v == "1" ? 1.0f : 0.0f));
             }
         }
         d.patients.push_back(patient);

@@ -5,8 +5,10 @@
 // each metric with its 95% interval (train/statistics.hpp), and per-image predictions.
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <cmath>
 #include <filesystem>
+#include <limits>
 #include <fstream>
 #include <map>
 #include <memory>
@@ -17,6 +19,7 @@
 #include "micle/core/file.hpp"
 #include "micle/data/csv.hpp"
 #include "micle/data/labeled.hpp"
+#include "micle/data/labels.hpp"
 #include "micle/models/resnet.hpp"
 #include "micle/optim/optimizer.hpp"
 #include "micle/train/callbacks.hpp"
@@ -66,12 +69,17 @@ evaluation evaluate(Learner& learner, const data::dataset& d, std::int64_t image
 /// A number for JSON: NaN (the AUC of a class absent from the split) becomes null.
 inline nlohmann::json json_number(double v) { return std::isnan(v) ? nlohmann::json(nullptr) : nlohmann::json(v); }
 
-/// {"n", "accuracy", "auc_macro", "auc_per_class", "confusion_matrix" (multi-class)}.
+/// {"n", "accuracy", "auc_macro", "auc_per_class", "confusion_matrix" (multi-class) or
+/// "n_per_label" and "positives_per_label" (multi-label)}.
 inline nlohmann::json to_json(const metrics::classification_report& r, bool multiclass) {
     nlohmann::json j{{"n", r.n}, {"accuracy", json_number(r.accuracy)}, {"auc_macro", json_number(r.auc_macro)}};
     j["auc_per_class"] = nlohmann::json::array();
     for (double a : r.auc_per_class) j["auc_per_class"].push_back(json_number(a));
     if (multiclass) j["confusion_matrix"] = r.confusion;
+    if (!multiclass) {  // what each label's AUC counts once left-out entries are masked
+        j["n_per_label"] = r.n_per_class;
+        j["positives_per_label"] = r.positives_per_class;
+    }
     return j;
 }
 
@@ -104,7 +112,7 @@ inline std::string csv_field(const std::string& v) {
 }
 
 /// One row per image: index, source (file or record), patient, the true label (multi-class)
-/// or one 0/1 column per label (multi-label), and the score per class or label: what a
+/// or one 0/1 column per label (multi-label; blank where left out), and the score per class or label: what a
 /// user needs to run their own statistics (tests check ours against R from it).
 inline void write_predictions_csv(const std::filesystem::path& path, std::span<const float> probs, const data::dataset& d) {
     const auto n = d.size(), k = d.num_classes;
@@ -126,7 +134,11 @@ inline void write_predictions_csv(const std::filesystem::path& path, std::span<c
         out << i << ',' << csv_field(d.names[std::size_t(i)]) << ',' << d.patients[std::size_t(i)];
         if (mc) out << ',' << d.labels[std::size_t(i)];
         else
-            for (std::int64_t c = 0; c < k; ++c) out << ',' << (d.targets[std::size_t(i * k + c)] >= 0.5f ? 1 : 0);
+            for (std::int64_t c = 0; c < k; ++c) {  // blank: left out
+                const float t = d.targets[std::size_t(i * k + c)];
+                out << ',';
+                if (!metrics::left_out(t)) out << (t >= 0.5f ? 1 : 0);
+            }
         for (std::int64_t c = 0; c < k; ++c) out << ',' << probs[std::size_t(i * k + c)];
         out << '\n';
     }
@@ -193,7 +205,8 @@ inline predictions read_predictions_csv(const std::filesystem::path& path) {
                                     p.k, ")");
             p.labels.push_back(int(l));
         } else {
-            for (std::size_t c = 3; c < first_score; ++c) p.targets.push_back(float(number(f[c], where)));
+            for (std::size_t c = 3; c < first_score; ++c)
+                p.targets.push_back(f[c].empty() ? std::numeric_limits<float>::quiet_NaN() : float(number(f[c], where)));
         }
         for (std::size_t c = first_score; c < f.size(); ++c) p.probs.push_back(float(number(f[c], where)));
     }
@@ -210,11 +223,13 @@ inline void write_roc_csv(const std::filesystem::path& path, std::span<const flo
     std::vector<float> col(static_cast<std::size_t>(n));
     std::unique_ptr<bool[]> pos(new bool[std::size_t(std::max<std::int64_t>(n, 1))]);
     for (std::int64_t c = 0; c < k; ++c) {
+        std::size_t m = 0;  // the samples class c counts (multi-label: not left out)
         for (std::int64_t i = 0; i < n; ++i) {
-            col[std::size_t(i)] = probs[std::size_t(i * k + c)];
-            pos[std::size_t(i)] = mc ? d.labels[std::size_t(i)] == c : d.targets[std::size_t(i * k + c)] >= 0.5f;
+            if (!mc && metrics::left_out(d.targets[std::size_t(i * k + c)])) continue;
+            col[m] = probs[std::size_t(i * k + c)];
+            pos[m++] = mc ? d.labels[std::size_t(i)] == c : d.targets[std::size_t(i * k + c)] >= 0.5f;
         }
-        for (const auto& [fpr, tpr] : metrics::roc_curve(col, std::span<const bool>(pos.get(), std::size_t(n))))
+        for (const auto& [fpr, tpr] : metrics::roc_curve(std::span<const float>(col.data(), m), std::span<const bool>(pos.get(), m)))
             roc << c << ',' << fpr << ',' << tpr << '\n';
     }
     write_file_atomically<data::data_error>(path, roc.str(), "write_roc_csv");
@@ -278,6 +293,32 @@ struct scored_checkpoint {
     }
 };
 
+/// The class names a model file's metadata gives (empty without them).
+inline std::vector<std::string> model_class_names(const std::filesystem::path& model) {
+    scored_checkpoint s;
+    s.meta = safetensors::reader(weights_file(model)).metadata();
+    return s.class_names();
+}
+
+/// A multi-label `d` with the labels of `model`, matched by name (data::map_labels: the
+/// paper's shifted-dataset protocol, e.g. a CheXpert model on NIH ChestX-ray14): label j is
+/// the model's j-th, left out wherever `d` lacks it. `d` itself when the names agree, when
+/// either is multi-class or when the model has no names. `absent` gets the model's labels
+/// `d` lacks; `mapped` says whether anything was remapped.
+inline data::dataset with_model_labels(const data::dataset& d, const std::filesystem::path& model, std::vector<std::string>& absent,
+                                       bool& mapped) {
+    absent.clear();
+    mapped = false;
+    if (d.task != data::task_kind::multilabel) return d;
+    const auto names = model_class_names(model);
+    if (names.empty() || names == d.class_names) return d;
+    auto out = data::map_labels(d, names, &absent);
+    check<data::data_error>(absent.size() < names.size(), "evaluate: ", d.source, " has none of the model's labels (it has ",
+                            d.class_names.size(), ": ", d.class_names.empty() ? std::string("?") : d.class_names.front(), ", ...)");
+    mapped = true;
+    return out;
+}
+
 /// A fine-tuned model - a `finetune` run directory (its `selected` checkpoint) or a model
 /// file with micle's classifier metadata - run over every image of `d` (unaugmented).
 template <class B>
@@ -315,8 +356,11 @@ scored_checkpoint score_checkpoint(context<B>& ctx, const std::filesystem::path&
 /// (add_evaluation_intervals), patient_level, roc_csv, predictions_csv and class_names
 /// where there are some.
 template <class B>
-nlohmann::json evaluate_checkpoint(context<B>& ctx, const std::filesystem::path& model, const data::dataset& d,
+nlohmann::json evaluate_checkpoint(context<B>& ctx, const std::filesystem::path& model, const data::dataset& given,
                                    const evaluate_options& opt = {}) {
+    std::vector<std::string> absent;
+    bool mapped = false;
+    const auto d = with_model_labels(given, model, absent, mapped);
     const auto s = score_checkpoint(ctx, model, d, opt);
     const auto& e = s.e;
     nlohmann::json j{{"task", e.multiclass ? "multiclass" : "multilabel"}, {"model", s.file.string()}};
@@ -334,6 +378,10 @@ nlohmann::json evaluate_checkpoint(context<B>& ctx, const std::filesystem::path&
         j["roc_csv"] = opt.roc_csv.string();
     }
     if (const auto names = s.class_names(); !names.empty()) j["class_names"] = names;
+    if (mapped) {
+        j["labels_matched_by_name"] = true;
+        j["labels_absent"] = absent;  // their AUC is null, and the mean is over the others
+    }
     return j;
 }
 
@@ -393,7 +441,10 @@ inline nlohmann::json compare_scores(const stats::scored& a, const stats::scored
 /// `d`, compared as compare_scores does.
 template <class B>
 nlohmann::json compare_checkpoints(context<B>& ctx, const std::filesystem::path& model_a, const std::filesystem::path& model_b,
-                                   const data::dataset& d, const evaluate_options& opt = {}) {
+                                   const data::dataset& given, const evaluate_options& opt = {}) {
+    std::vector<std::string> absent;
+    bool mapped = false;
+    const auto d = with_model_labels(given, model_a, absent, mapped);
     const auto a = score_checkpoint(ctx, model_a, d, opt), b = score_checkpoint(ctx, model_b, d, opt);
     auto j = compare_scores(a.e.image_scores(d), b.e.image_scores(d), d.patients, opt);
     j["model_a"] = a.file.string();
@@ -415,7 +466,9 @@ inline nlohmann::json compare_predictions(const std::filesystem::path& file_a, c
                                 file_a.string(), " is ", a.sources[u], ", of ", file_b.string(), " ", b.sources[u],
                                 ": not the same images in the same order");
     }
-    check<data::data_error>(a.labels == b.labels && a.targets == b.targets, "compare: ", file_a.string(), " and ", file_b.string(),
+    const bool same_targets = std::equal(a.targets.begin(), a.targets.end(), b.targets.begin(), b.targets.end(),
+                                         [](float x, float y) { return x == y || (std::isnan(x) && std::isnan(y)); });
+    check<data::data_error>(a.labels == b.labels && same_targets, "compare: ", file_a.string(), " and ", file_b.string(),
                             " give different labels");
     auto j = compare_scores(a.scores(), b.scores(), a.patients, opt);
     j["model_a"] = file_a.string();

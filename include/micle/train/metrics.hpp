@@ -79,7 +79,13 @@ struct classification_report {
     double auc_macro = 0;                      ///< one-vs-rest macro AUC / mean AUC over labels
     std::vector<double> auc_per_class;         ///< NaN for a class absent (or always present)
     std::vector<std::vector<std::int64_t>> confusion;  ///< multiclass: [true][predicted]
+    /// Multi-label: per label, the samples its AUC and accuracy count (those not left out)
+    /// and the positives among them.
+    std::vector<std::int64_t> n_per_class, positives_per_class;
 };
+
+/// A multi-label target that is left out (NaN: an uncertain or unmentioned label, masked).
+inline bool left_out(float target) noexcept { return target != target; }
 
 /// probs: N x K class probabilities (rows sum to 1), labels: N class indices.
 inline classification_report multiclass(std::span<const float> probs, std::span<const int> labels, std::int64_t k) {
@@ -112,24 +118,33 @@ inline classification_report multiclass(std::span<const float> probs, std::span<
     return r;
 }
 
-/// probs: N x K independent probabilities, targets: N x K in {0, 1}.
+/// probs: N x K independent probabilities, targets: N x K in {0, 1}, or NaN where a label is
+/// left out: such entries count in neither that label's AUC nor the accuracy.
 inline classification_report multilabel(std::span<const float> probs, std::span<const float> targets, std::int64_t k) {
     check(k > 0 && probs.size() == targets.size() && probs.size() % std::size_t(k) == 0, "metrics::multilabel: ",
           probs.size(), " probabilities and ", targets.size(), " targets for ", k, " labels");
     const auto n = std::int64_t(probs.size()) / k;
     classification_report r;
     r.n = n;
-    std::int64_t correct = 0;
-    for (std::size_t i = 0; i < probs.size(); ++i) correct += (probs[i] >= 0.5f) == (targets[i] >= 0.5f);
-    r.accuracy = probs.empty() ? 0.0 : double(correct) / double(probs.size());
-    std::vector<float> col(static_cast<std::size_t>(n));
+    std::int64_t correct = 0, counted = 0;
+    for (std::size_t i = 0; i < probs.size(); ++i)
+        if (!left_out(targets[i])) correct += (probs[i] >= 0.5f) == (targets[i] >= 0.5f), ++counted;
+    r.accuracy = counted ? double(correct) / double(counted) : std::numeric_limits<double>::quiet_NaN();
+    std::vector<float> col;
     std::unique_ptr<bool[]> pos(new bool[std::size_t(std::max<std::int64_t>(n, 1))]);
     for (std::int64_t c = 0; c < k; ++c) {
+        col.clear();
+        std::int64_t positives = 0;
         for (std::int64_t i = 0; i < n; ++i) {
-            col[std::size_t(i)] = probs[std::size_t(i * k + c)];
-            pos[std::size_t(i)] = targets[std::size_t(i * k + c)] >= 0.5f;
+            const float t = targets[std::size_t(i * k + c)];
+            if (left_out(t)) continue;
+            pos[col.size()] = t >= 0.5f;
+            positives += t >= 0.5f;
+            col.push_back(probs[std::size_t(i * k + c)]);
         }
-        r.auc_per_class.push_back(roc_auc(col, std::span<const bool>(pos.get(), std::size_t(n))));
+        r.auc_per_class.push_back(roc_auc(col, std::span<const bool>(pos.get(), col.size())));
+        r.n_per_class.push_back(std::int64_t(col.size()));
+        r.positives_per_class.push_back(positives);
     }
     r.auc_macro = nan_mean(r.auc_per_class);
     return r;
@@ -138,7 +153,8 @@ inline classification_report multilabel(std::span<const float> probs, std::span<
 /// Patient-level aggregation: the mean of each patient's image probabilities (N x K), in
 /// order of first appearance, and the patient's target: the label of its images
 /// (multiclass: most frequent, ties to the smaller class) or, multi-label, each label
-/// positive if any image has it. Returns the aggregated probabilities; fills the
+/// positive if any image has it (of the images where it is not left out; left out if it is
+/// on every image). Returns the aggregated probabilities; fills the
 /// aggregated labels/targets.
 struct patient_aggregate {
     std::vector<float> probs;
@@ -162,16 +178,18 @@ inline patient_aggregate aggregate_by_patient(std::span<const float> probs, std:
             out.probs.resize(out.probs.size() + std::size_t(k), 0.0f);
             counts.push_back(0);
             votes.emplace_back();
-            if (!targets.empty()) out.targets.resize(out.targets.size() + std::size_t(k), 0.0f);
+            if (!targets.empty()) out.targets.resize(out.targets.size() + std::size_t(k), std::numeric_limits<float>::quiet_NaN());
         }
         const std::size_t p = it->second;
         ++counts[p];
         for (std::int64_t c = 0; c < k; ++c) out.probs[p * std::size_t(k) + std::size_t(c)] += probs[std::size_t(i * k + c)];
         if (!labels.empty()) ++votes[p][labels[std::size_t(i)]];
         if (!targets.empty())
-            for (std::int64_t c = 0; c < k; ++c)
-                out.targets[p * std::size_t(k) + std::size_t(c)] =
-                    std::max(out.targets[p * std::size_t(k) + std::size_t(c)], targets[std::size_t(i * k + c)]);
+            for (std::int64_t c = 0; c < k; ++c) {  // positive if any image is; left out if every image is
+                const float t = targets[std::size_t(i * k + c)];
+                float& cur = out.targets[p * std::size_t(k) + std::size_t(c)];
+                if (!left_out(t)) cur = left_out(cur) ? t : std::max(cur, t);
+            }
     }
     for (std::size_t p = 0; p < out.patients.size(); ++p) {
         for (std::int64_t c = 0; c < k; ++c) out.probs[p * std::size_t(k) + std::size_t(c)] /= float(counts[p]);

@@ -61,6 +61,7 @@ struct optimizer_choice {
 /// SimCLR or MICLe pretraining.
 struct pretrain_recipe {
     std::string pairs = "simclr";    ///< simclr: two views of one image; micle: two images of one patient
+    contrastive::bag_by bag = contrastive::bag_by::patient;  ///< micle: a bag is a patient's images or one study's
     std::string augment = "simclr";  ///< simclr | chest_xray (data::augment_config)
     /// Over the augment preset's: the smallest crop area (a fraction of the image, 0-1], the
     /// rotation range (+-degrees, 0-180) and the colour jitter strength (SimCLR's s, >= 0).
@@ -229,7 +230,8 @@ fit_result pretrain(context<B>& ctx, const data::dataset& images, std::optional<
         detail::load_init(r.init, fo, ctx, learner.state(), r.log);
         if (r.comm) learner.distribute(*r.comm, r.dist);  // rank 0's model and optimizer state everywhere
         if (lead)
-            detail::write_config(fo, {{"command", "pretrain"}, {"pairs", r.pairs}, {"augment", r.augment},
+            detail::write_config(fo, {{"command", "pretrain"}, {"pairs", r.pairs},
+                                  {"bag", r.bag == contrastive::bag_by::study ? "study" : "patient"}, {"augment", r.augment},
                                   {"crop_area_min", aug.crop_area_min}, {"rotation_degrees", aug.rotation_degrees},
                                   {"jitter_strength", aug.jitter_strength}, {"epochs", fo.epochs},
                                   {"batch_size", fo.batch}, {"image_size", r.image_size}, {"optimizer", r.optimizer.name},
@@ -251,10 +253,11 @@ fit_result pretrain(context<B>& ctx, const data::dataset& images, std::optional<
                        std::forward<Callbacks>(callbacks)...);
         };
         if (r.pairs == "simclr") return train(contrastive::augmented_views(images, aug, backbone.in_channels, r.seed));
-        const contrastive::multi_instance bags(images, aug, backbone.in_channels, r.seed);
+        const contrastive::multi_instance bags(images, aug, backbone.in_channels, r.seed, r.bag);
         std::int64_t multi = 0;
         for (const auto& b : bags.bags()) multi += b.size() >= 2;
-        r.log(micle::detail::cat(bags.units(), " patient bags, ", multi, " with two or more images"));
+        r.log(micle::detail::cat(bags.units(), r.bag == contrastive::bag_by::study ? " study bags, " : " patient bags, ", multi,
+                                 " with two or more images"));
         return train(bags);
     });
 }

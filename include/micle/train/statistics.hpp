@@ -247,7 +247,8 @@ private:
 };
 
 /// A model's scores on a labelled set: N x K probabilities with N labels (multi-class) or
-/// N x K targets in {0, 1} (multi-label), the inputs of metrics::multiclass/multilabel.
+/// N x K targets in {0, 1} (multi-label; NaN where a label is left out, which then counts in
+/// neither that label's AUC nor the accuracy), the inputs of metrics::multiclass/multilabel.
 struct scored {
     std::span<const float> probs;
     std::int64_t k = 0;
@@ -255,32 +256,41 @@ struct scored {
     std::span<const float> targets;  ///< multi-label
     bool multiclass() const noexcept { return !labels.empty() || targets.empty(); }
     std::int64_t n() const { return k ? std::int64_t(probs.size()) / k : 0; }
-    /// Class c's one-vs-rest flags and scores.
-    void column(std::int64_t c, std::vector<float>& s, std::vector<char>& pos) const {
-        const auto rows = n();
-        s.resize(std::size_t(rows));
-        pos.resize(std::size_t(rows));
-        for (std::int64_t i = 0; i < rows; ++i) {
-            s[std::size_t(i)] = probs[std::size_t(i * k + c)];
-            pos[std::size_t(i)] = multiclass() ? labels[std::size_t(i)] == c : targets[std::size_t(i * k + c)] >= 0.5f;
+    bool counted(std::int64_t i, std::int64_t c) const { return multiclass() || !std::isnan(targets[std::size_t(i * k + c)]); }
+    /// Class c's one-vs-rest flags and scores over the samples it counts (`rows`: which).
+    void column(std::int64_t c, std::vector<float>& s, std::vector<char>& pos, std::vector<std::size_t>* rows = nullptr) const {
+        s.clear();
+        pos.clear();
+        if (rows) rows->clear();
+        for (std::int64_t i = 0; i < n(); ++i) {
+            if (!counted(i, c)) continue;
+            s.push_back(probs[std::size_t(i * k + c)]);
+            pos.push_back(multiclass() ? labels[std::size_t(i)] == c : targets[std::size_t(i * k + c)] >= 0.5f);
+            if (rows) rows->push_back(std::size_t(i));
         }
     }
-    /// The decisions accuracy counts: N argmax hits (multi-class), or N x K label hits at 0.5,
-    /// and the sample each belongs to (decision i of sample i / K).
-    std::vector<bool> right() const {
+    /// The decisions accuracy counts: N argmax hits (multi-class), or a hit at 0.5 per label
+    /// entry not left out, and in `sample` the sample each belongs to.
+    std::vector<bool> right(std::vector<std::size_t>* sample = nullptr) const {
         std::vector<bool> r;
         const auto rows = n();
-        if (multiclass()) {
-            for (std::int64_t i = 0; i < rows; ++i) {
+        if (sample) sample->clear();
+        for (std::int64_t i = 0; i < rows; ++i) {
+            if (multiclass()) {
                 const float* row = probs.data() + i * k;
                 r.push_back(std::max_element(row, row + k) - row == labels[std::size_t(i)]);
+                if (sample) sample->push_back(std::size_t(i));
+                continue;
             }
-        } else {
-            for (std::size_t i = 0; i < probs.size(); ++i) r.push_back((probs[i] >= 0.5f) == (targets[i] >= 0.5f));
+            for (std::int64_t c = 0; c < k; ++c) {
+                const auto e = std::size_t(i * k + c);
+                if (std::isnan(targets[e])) continue;
+                r.push_back((probs[e] >= 0.5f) == (targets[e] >= 0.5f));
+                if (sample) sample->push_back(std::size_t(i));
+            }
         }
         return r;
     }
-    std::int64_t decisions_per_sample() const { return multiclass() ? 1 : k; }
     void validate(const char* what) const {
         check<value_error>(k > 0 && probs.size() % std::size_t(k) == 0, what, ": ", probs.size(), " scores for ", k, " classes");
         check<value_error>(multiclass() ? std::int64_t(labels.size()) == n() : targets.size() == probs.size(), what, ": ",
@@ -302,6 +312,15 @@ inline std::span<const bool> as_bools(const std::vector<char>& v) {
     return {reinterpret_cast<const bool*>(v.data()), v.size()};  // char and bool: both one byte of 0 or 1
 }
 static_assert(sizeof(bool) == 1);
+/// An AUC over the samples `rows` of n, its components spread over all n (0 for a sample
+/// it leaves out: a masked label), so AUCs over different subsets average and pair.
+inline auc_components over_all(auc_components a, const std::vector<std::size_t>& rows, std::size_t n) {
+    if (a.phi.empty() || rows.size() == n) return a;
+    std::vector<double> phi(n, 0.0);
+    for (std::size_t r = 0; r < rows.size(); ++r) phi[rows[r]] = a.phi[r];
+    a.phi = std::move(phi);
+    return a;
+}
 }  // namespace detail
 
 /// DeLong per class and for the macro mean (the components of each class, averaged), Wilson
@@ -312,9 +331,10 @@ inline intervals analytic_intervals(const scored& s, std::vector<auc_components>
     std::vector<auc_components> parts;
     std::vector<float> col;
     std::vector<char> pos;
+    std::vector<std::size_t> rows;
     for (std::int64_t c = 0; c < s.k; ++c) {
-        s.column(c, col, pos);
-        parts.push_back(delong(col, detail::as_bools(pos)));
+        s.column(c, col, pos, &rows);
+        parts.push_back(detail::over_all(delong(col, detail::as_bools(pos)), rows, std::size_t(s.n())));
         out.auc_per_class.push_back(delong_interval(parts.back()));
     }
     out.auc_macro = delong_interval(mean_of(parts));
@@ -327,14 +347,16 @@ inline intervals analytic_intervals(const scored& s, std::vector<auc_components>
 /// Metrics of one replicate from sample weights: accuracy, per-class AUC, their mean.
 class weighted_metrics {
 public:
-    explicit weighted_metrics(const scored& s) : s_(s), right_(s.right()) {
+    explicit weighted_metrics(const scored& s) : s_(s), right_(s.right(&sample_)) {
         s.validate("stats::bootstrap");
         std::vector<float> col;
         for (std::int64_t c = 0; c < s.k; ++c) {
             std::vector<char> pos;
-            s.column(c, col, pos);
+            std::vector<std::size_t> rows;
+            s.column(c, col, pos, &rows);
             ranks_.emplace_back(col);
             pos_.push_back(std::move(pos));
+            rows_.push_back(rows.size() == samples() ? std::vector<std::size_t>{} : std::move(rows));
         }
     }
     std::int64_t k() const noexcept { return s_.k; }
@@ -342,10 +364,17 @@ public:
     /// Fills auc (K values) and returns the macro AUC; `accuracy` too.
     double operator()(std::span<const double> w, std::vector<double>& auc, double& accuracy) const {
         auc.resize(std::size_t(s_.k));
-        for (std::size_t c = 0; c < auc.size(); ++c) auc[c] = weighted_auc(ranks_[c], detail::as_bools(pos_[c]), w);
-        const auto per = std::size_t(s_.decisions_per_sample());
+        for (std::size_t c = 0; c < auc.size(); ++c) {
+            if (rows_[c].empty()) {
+                auc[c] = weighted_auc(ranks_[c], detail::as_bools(pos_[c]), w);
+                continue;
+            }
+            sub_.resize(rows_[c].size());  // the weights of the samples this label counts
+            for (std::size_t r = 0; r < sub_.size(); ++r) sub_[r] = w[rows_[c][r]];
+            auc[c] = weighted_auc(ranks_[c], detail::as_bools(pos_[c]), sub_);
+        }
         double hit = 0, all = 0;
-        for (std::size_t d = 0; d < right_.size(); ++d) all += w[d / per], hit += right_[d] ? w[d / per] : 0.0;
+        for (std::size_t d = 0; d < right_.size(); ++d) all += w[sample_[d]], hit += right_[d] ? w[sample_[d]] : 0.0;
         accuracy = all > 0 ? hit / all : nan;
         double sum = 0;
         int defined = 0;
@@ -356,9 +385,12 @@ public:
 
 private:
     scored s_;
+    std::vector<std::size_t> sample_;  // per decision, its sample
     std::vector<bool> right_;
     std::vector<ranked> ranks_;
     std::vector<std::vector<char>> pos_;
+    std::vector<std::vector<std::size_t>> rows_;  // per class, the samples it counts (empty: all)
+    mutable std::vector<double> sub_;
 };
 
 /// Percentile intervals from a bootstrap over `cluster` (patient ids, one per sample).
@@ -401,7 +433,9 @@ inline void check_same_samples(const scored& a, const scored& b) {
     check<value_error>(a.k == b.k && a.n() == b.n() && a.multiclass() == b.multiclass(), "stats::compare: model A scores ", a.n(),
                        " x ", a.k, ", model B ", b.n(), " x ", b.k, ": not the same samples");
     const bool same = a.multiclass() ? std::equal(a.labels.begin(), a.labels.end(), b.labels.begin())
-                                     : std::equal(a.targets.begin(), a.targets.end(), b.targets.begin());
+                                     : std::equal(a.targets.begin(), a.targets.end(), b.targets.begin(), [](float x, float y) {
+                                           return x == y || (std::isnan(x) && std::isnan(y));  // left out in both
+                                       });
     check<value_error>(same, "stats::compare: the two models were scored against different labels");
 }
 inline double accuracy_of(const std::vector<bool>& r) {
