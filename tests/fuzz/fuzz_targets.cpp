@@ -13,11 +13,14 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <numeric>
+#include <optional>
 #include <sstream>
 #include <string>
 #include <unistd.h>
 
+#include "micle/data/chest_xray.hpp"
 #include "micle/data/csv.hpp"
 #include "micle/data/decode.hpp"
 #include "micle/data/dicom.hpp"
@@ -52,10 +55,59 @@ const std::filesystem::path& csv_root() {
         root() {
             std::filesystem::create_directories(p);
             for (const char* name : {"a.png", "b.png", "q.png", "x.png", "y.png"}) std::ofstream(p / name).put('\n');
+            // The chest X-ray layouts' images (chest_source below): CheXpert's nested paths,
+            // NIH's images/ folder, a MIMIC-CXR-JPG root with its labels and split files.
+            for (const char* name : {"train/patient00001/study1/view1_frontal.jpg", "train/patient00001/study1/view2_lateral.jpg",
+                                     "train/patient00002/study1/view1_frontal.jpg", "images/00000001_000.png",
+                                     "images/00000002_000.png", "mimic/files/p10/p10000032/s50414267/d1.jpg",
+                                     "mimic/files/p10/p10000032/s50414267/d2.jpg"}) {
+                std::filesystem::create_directories((p / name).parent_path());
+                std::ofstream(p / name).put('\n');
+            }
+            std::ofstream(p / "mimic" / "mimic-cxr-2.0.0-metadata.csv")
+                << "dicom_id,subject_id,study_id,ViewPosition\nd1,10000032,50414267,PA\nd2,10000032,50414267,LATERAL\n";
+            std::ofstream(p / "mimic" / "mimic-cxr-2.0.0-chexpert.csv")
+                << "subject_id,study_id,Atelectasis,Cardiomegaly,Consolidation,Edema,Pleural Effusion\n10000032,50414267,1.0,-1.0,,0.0,1.0\n";
+            std::ofstream(p / "mimic" / "mimic-cxr-2.0.0-split.csv") << "dicom_id,study_id,subject_id,split\nd1,50414267,10000032,test\n";
         }
         ~root() { std::filesystem::remove_all(p); }
     } r;
     return r.p;
+}
+
+/// A chest X-ray layout's file, found by its header as open.hpp finds it (CheXpert's or
+/// NIH's CSV; a MIMIC-CXR-JPG metadata, labels or split file), written where that layout
+/// reads it under csv_root() and read as the layout; nothing for any other CSV.
+std::optional<micle::data::dataset> read_chest_layout(const std::string& text) {
+    using namespace micle::data;
+    const auto& root = csv_root();
+    auto starts = [&](const char* h) { return text.rfind(h, 0) == 0; };
+    struct restore {  // a MIMIC file put back as it was, whatever the input did
+        std::filesystem::path p;
+        std::string old;
+        ~restore() {
+            if (!p.empty()) std::ofstream(p, std::ios::binary) << old;
+        }
+    } undo;
+    auto put = [&](const std::filesystem::path& p, bool keep) {
+        if (keep) {
+            std::ifstream in(p, std::ios::binary);
+            undo.old.assign(std::istreambuf_iterator<char>(in), {});
+            undo.p = p;
+        }
+        std::ofstream(p, std::ios::binary) << text;
+        return p;
+    };
+    if (starts("Path,Sex,Age,Frontal/Lateral")) return read_chexpert(put(root / "train.csv", false));
+    if (starts("Image Index,Finding Labels")) return read_nih(put(root / "Data_Entry_2017.csv", false));
+    for (const auto& [file, header] : {std::pair{"mimic-cxr-2.0.0-metadata.csv", "dicom_id,subject_id,study_id"},
+                                       std::pair{"mimic-cxr-2.0.0-chexpert.csv", "subject_id,study_id,"},
+                                       std::pair{"mimic-cxr-2.0.0-split.csv", "dicom_id,study_id,subject_id,split"}})
+        if (starts(header)) {
+            put(root / "mimic" / file, true);
+            return read_mimic_cxr(root / "mimic");
+        }
+    return std::nullopt;
 }
 
 std::string join_shape(const std::vector<std::int64_t>& shape) {
@@ -113,11 +165,19 @@ int micle_fuzz_one(const std::string& format, const std::uint8_t* data, std::siz
             for (const auto& [name, a] : data::parse_npz(std::vector<std::uint8_t>(data, data + size), "fuzz.npz"))
                 got += (got.empty() ? "" : "; ") + name + " " + a.descr + " " + join_shape(a.shape) + " byte sum " + byte_sum(a.bytes);
         } else if (format == "csv") {
-            std::istringstream in(std::string(reinterpret_cast<const char*>(data), size));
-            const auto d = data::parse_csv_manifest(in, csv_root(), "fuzz.csv");
+            const std::string text(reinterpret_cast<const char*>(data), size);
+            std::istringstream in(text);
+            const auto chest = read_chest_layout(text);
+            const auto d = chest ? *chest : data::parse_csv_manifest(in, csv_root(), "fuzz.csv");
             got = std::to_string(d.size()) + " images, " + std::to_string(d.num_classes) + " classes (" +
                   (d.task == data::task_kind::multilabel ? "multilabel" : "multiclass") + "), " +
                   std::to_string(d.splits.size()) + " splits";
+            if (chest) {
+                std::size_t kept = 0;
+                for (float t : d.targets) kept += !data::is_left_out(t);
+                got += ", " + std::to_string(kept) + " label entries kept of " + std::to_string(d.targets.size()) + ", " +
+                       std::to_string(d.studies.size()) + " study ids";
+            }
         } else if (format == "dicom") {
             with_file(".dcm", data, size, [&](const std::filesystem::path& p) { got = summary(data::decode_dicom(p)); });
         } else if (format == "idx") {

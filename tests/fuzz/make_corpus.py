@@ -67,6 +67,26 @@ for i, text in enumerate([
     "path,\"la\"\"bel\",split\nq.png,1,val\n",
 ]):
     variants(f"manifest{i}.csv", text.encode(), os.path.join(out, "csv"))
+# The chest X-ray layouts (the fuzz target reads them as their header says, against the
+# images and MIMIC-CXR-JPG files it lays out).
+chexpert_head = ("Path,Sex,Age,Frontal/Lateral,AP/PA,No Finding,Enlarged Cardiomediastinum,Cardiomegaly,Lung Opacity,"
+                 "Lung Lesion,Edema,Consolidation,Pneumonia,Atelectasis,Pneumothorax,Pleural Effusion,Pleural Other,"
+                 "Fracture,Support Devices\n")
+for name, text in [
+    ("chexpert.csv", chexpert_head +
+     "train/patient00001/study1/view1_frontal.jpg,Female,68,Frontal,AP,,,1.0,,,-1.0,0.0,,1.0,,,,,1.0\n"
+     "\"train/patient00001/study1/view2_lateral.jpg\",Female,68,Lateral,,,,1.0,,,-1,0,,1,,,,,\n"
+     "train/patient00002/study1/view1_frontal.jpg,Male,41,Frontal,PA,1.0,,0.0,,,,,,,,0.0,,,\n"),
+    ("nih.csv", "Image Index,Finding Labels,Follow-up #,Patient ID,Patient Age,Patient Gender,View Position,"
+     "OriginalImage[Width,Height],OriginalImagePixelSpacing[x,y],\n"
+     "00000001_000.png,Cardiomegaly|Effusion,0,1,58,M,PA,2682,2749,0.143,0.143,\n"
+     "00000002_000.png,No Finding,0,2,81,M,PA,2500,2048,0.171,0.171,\n"),
+    ("mimic-metadata.csv", "dicom_id,subject_id,study_id,ViewPosition\nd1,10000032,50414267,PA\nd2,10000032,50414267,LATERAL\n"),
+    ("mimic-labels.csv", "subject_id,study_id,Atelectasis,Cardiomegaly,Consolidation,Edema,Pleural Effusion\n"
+     "10000032,50414267,-1.0,1.0,,0.0,1.0\n"),
+    ("mimic-split.csv", "dicom_id,study_id,subject_id,split\nd1,50414267,10000032,train\nd2,50414267,10000032,validate\n"),
+]:
+    variants(name, text.encode(), os.path.join(out, "csv"))
 
 header = json.dumps({"w": {"dtype": "F32", "shape": [2, 2], "data_offsets": [0, 16]},
                      "n": {"dtype": "I64", "shape": [], "data_offsets": [16, 24]},
