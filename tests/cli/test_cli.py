@@ -88,6 +88,96 @@ def split_sizes(manifest):
     return {m[0]: (int(m[1]), int(m[2])) for m in re.findall(r"^  (train|val|test): (\d+) images, (\d+) patients", out, re.M)}
 
 
+CHEXPERT_FINDINGS = ["No Finding", "Enlarged Cardiomediastinum", "Cardiomegaly", "Lung Opacity", "Lung Lesion", "Edema",
+                     "Consolidation", "Pneumonia", "Atelectasis", "Pneumothorax", "Pleural Effusion", "Pleural Other",
+                     "Fracture", "Support Devices"]
+
+
+def chest_xray_layouts():
+    """A CheXpert-layout folder (train.csv + valid.csv, patientNNNNN/studyN/viewK_*.jpg, values
+    1.0/0.0/-1.0/blank) and an NIH ChestX-ray14 one (Data_Entry_2017.csv, images/, test_list.txt)."""
+    root = f"{work}/chexpert/CheXpert-v1.0-small"
+    head = "Path,Sex,Age,Frontal/Lateral,AP/PA," + ",".join(CHEXPERT_FINDINGS)
+    values = ["1.0", "0.0", "-1.0", ""]
+    for csv, first, count in [("train", 1, 24), ("valid", 64541, 6)]:
+        rows = [head]
+        for p in range(first, first + count):
+            for study in range(1, 2 + p % 2):
+                for view, kind in [(1, "Frontal"), (2, "Lateral")][: 1 + (p + study) % 2]:
+                    path = f"CheXpert-v1.0-small/{csv}/patient{p:05d}/study{study}/view{view}_{kind.lower()}.jpg"
+                    os.makedirs(os.path.dirname(f"{work}/chexpert/{path}"), exist_ok=True)
+                    arr = (rng.random((20, 20)) * 60).astype(np.uint8)
+                    arr[: 6 + (p % 3) * 4] += 120 * (p % 2)
+                    Image.fromarray(arr, "L").save(f"{work}/chexpert/{path}")
+                    labels = [values[(p * 7 + k * 3 + study) % 4] if csv == "train" else ["1.0", "0.0"][(p + k) % 2]
+                              for k in range(14)]
+                    rows.append(",".join([path, "Female", "60", kind, "AP" if kind == "Frontal" else ""] + labels))
+        with open(f"{root}/{csv}.csv", "w") as f:
+            f.write("\n".join(rows) + "\n")
+    nih = f"{work}/nih"
+    os.makedirs(f"{nih}/images")
+    rows = ["Image Index,Finding Labels,Follow-up #,Patient ID,Patient Age,Patient Gender,View Position,"
+            "OriginalImage[Width,Height],OriginalImagePixelSpacing[x,y],"]
+    findings = ["Cardiomegaly", "Effusion", "Atelectasis|Effusion", "No Finding", "Edema", "Consolidation|Cardiomegaly"]
+    for i in range(24):
+        name = f"{i // 2 + 1:08d}_{i % 2:03d}.png"
+        Image.fromarray((rng.random((20, 20)) * 200).astype(np.uint8), "L").save(f"{nih}/images/{name}")
+        rows.append(f"{name},{findings[i % 6]},{i % 2},{i // 2 + 1},50,F,PA,2500,2048,0.168,0.168,")
+    with open(f"{nih}/Data_Entry_2017.csv", "w") as f:
+        f.write("\n".join(rows) + "\n")
+    with open(f"{nih}/test_list.txt", "w") as f:
+        f.write("".join(f"{i // 2 + 1:08d}_{i % 2:03d}.png\n" for i in range(12, 24)))
+    return f"{root}/train.csv", f"{nih}/Data_Entry_2017.csv"
+
+
+def chest_xray_pipeline():
+    chexpert, nih = chest_xray_layouts()
+    spec = f"chexpert:{chexpert}"
+    out = run("check", "--data", spec).stdout
+    assert "labels (positive / negative / uncertain / missing; left out of loss and metrics):" in out, out
+    assert re.search(r"^      Edema: \d+ / \d+ / \d+ / \d+; \d+ left out$", out, re.M), out
+    assert "  test: " in out and "studies: " in out, out
+    # MICLe with study bags (frontal + lateral of one visit), then fine-tuning on all 14
+    # findings with uncertain and blank labels left out of the loss.
+    r = run("pretrain", "--data", spec, "--pairs", "micle", "--bag", "study", "--out", f"{work}/p-cx", "--epochs", "1",
+            "--batch-size", "4", "--augment", "chest_xray", *MODEL)
+    assert " study bags, " in r.stderr, r.stderr
+    assert json.load(open(f"{work}/p-cx/config.json"))["bag"] == "study"
+    run("finetune", "--data", spec, "--labels", "all", "--init", f"{work}/p-cx", "--out", f"{work}/f-cx", "--epochs", "2",
+        "--batch-size", "8")
+    run("evaluate", "--data", spec, "--labels", "all", "--split", "test", "--model", f"{work}/f-cx", "--report",
+        f"{work}/cx-report.json", "--predictions", f"{work}/cx-pred.csv")
+    r = json.load(open(f"{work}/cx-report.json"))
+    assert r["task"] == "multilabel" and r["class_names"] == CHEXPERT_FINDINGS and len(r["n_per_label"]) == 14, r
+    assert all(n == r["n"] for n in r["n_per_label"]), r["n_per_label"]  # valid.csv: no uncertain or blank labels
+    # The shifted-dataset protocol: the CheXpert model on NIH ChestX-ray14, labels by name.
+    run("evaluate", "--data", f"nih:{nih}", "--split", "test", "--model", f"{work}/f-cx", "--report", f"{work}/nih-report.json",
+        "--predictions", f"{work}/nih-pred.csv")
+    r = json.load(open(f"{work}/nih-report.json"))
+    assert r["labels_matched_by_name"] is True, r
+    absent = ["No Finding", "Enlarged Cardiomediastinum", "Lung Opacity", "Lung Lesion", "Pleural Other", "Fracture",
+              "Support Devices"]
+    assert r["labels_absent"] == absent, r["labels_absent"]
+    for name, auc, n in zip(CHEXPERT_FINDINGS, r["auc_per_class"], r["n_per_label"]):
+        assert (auc is None and n == 0) if name in absent else n == r["n"] == 12, (name, auc, n)
+    effusion = CHEXPERT_FINDINGS.index("Pleural Effusion")  # NIH's Effusion
+    assert r["positives_per_label"][effusion] == 4, r["positives_per_label"]
+    defined = [a for a in r["auc_per_class"] if a is not None]
+    assert abs(r["auc_macro"] - sum(defined) / len(defined)) < 1e-9, r
+    # Predictions: an absent label's column is blank on every row.
+    with open(f"{work}/nih-pred.csv") as f:
+        rows = [line.rstrip("\n").split(",") for line in f]
+    col = rows[0].index("label_Support Devices")
+    assert all(row[col] == "" for row in rows[1:]) and len(rows) == 13, rows[:3]
+    # Options for chest X-ray specs only, and bad values, are usage errors.
+    r = run("check", "--data", f"{work}/csv/manifest.csv", "--views", "frontal", expect=2)
+    assert "--labels and --views are for chest X-ray specs" in r.stderr, r.stderr
+    r = run("check", "--data", spec, "--uncertain", "maybe", expect=2)
+    assert "--uncertain must be ignore, ones or zeros, not 'maybe'" in r.stderr, r.stderr
+    r = run("pretrain", "--data", f"nih:{nih}", "--pairs", "micle", "--bag", "study", "--out", f"{work}/p-nih", *MODEL, expect=None)
+    assert r.returncode != 0 and "has no study ids, so bags can only be patients" in r.stderr, r.stderr
+
+
 def csv_pipeline():
     # 24 patients of 1-3 images (48 images); the seeded patient-level split gives train
     # 18 patients, val 3, test 3 (`micle check`).
@@ -520,6 +610,8 @@ def info_names_backend():
 
 
 check("CSV manifest: MICLe pretrain, fine-tune on 50% of labels, patient-level evaluation", csv_pipeline)
+check("CheXpert and NIH ChestX-ray14 as shipped: masked labels, study bags, CheXpert model evaluated on NIH by name",
+      chest_xray_pipeline)
 check("MedMNIST .npz (multi-label): SimCLR/AdamW pretrain, linear probe, evaluation", npz_pipeline)
 check("IDX Fashion-MNIST: supervised fine-tuning from random init, evaluation", idx_pipeline)
 check("pretraining interrupted after epoch 1 and resumed ends with the same weights", exact_resume)
