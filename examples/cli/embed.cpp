@@ -13,7 +13,7 @@ const char* embed_usage =
     "  --split train|val|test (test)\n"
     "  --out PREFIX           writes PREFIX.features.npy (float32, N x D backbone features of the unaugmented\n"
     "                         images at the model's size, in the data's order) and PREFIX.labels.npy (int64:\n"
-    "                         N class indices, or N x K 0/1 targets for multi-label data)\n"
+    "                         N class indices, or N x K 0/1 targets for multi-label data, -1 where left out)\n"
     "  --batch-size N (128)  --workers W (2)\n";
 
 int embed(int argc, char** argv) {
@@ -37,7 +37,7 @@ int embed(int argc, char** argv) {
         labels.assign(d.labels.begin(), d.labels.end());
     } else {
         label_shape.push_back(d.num_classes);
-        for (float t : d.targets) labels.push_back(t > 0.5f ? 1 : 0);
+        for (float t : d.targets) labels.push_back(data::is_left_out(t) ? -1 : (t > 0.5f ? 1 : 0));
     }
     const fs::path features_path = prefix + ".features.npy", labels_path = prefix + ".labels.npy";
     if (features_path.has_parent_path()) fs::create_directories(features_path.parent_path());

@@ -417,8 +417,7 @@ inline dataset read_mimic_cxr(const std::filesystem::path& root, const chest_opt
 /// NIH ChestX-ray14's Data_Entry_2017.csv (or its v2020 revision).
 inline dataset read_nih(const std::filesystem::path& csv, const chest_options& opt = {}, const read_options& read = {}) {
     csv_table t(csv);
-    const int image_col = t.column("Image Index"), finding_col = t.column("Finding Labels"), patient_col = t.column("Patient ID"),
-              view_col = t.find("View Position");
+    const int image_col = t.column("Image Index"), finding_col = t.column("Finding Labels"), patient_col = t.column("Patient ID");
     const auto& labels = nih_findings();
     chest_detail::builder b(csv.string(), labels, opt.policy, "all");
     b.with_studies = false;  // one image per follow-up: bags are patients
@@ -448,7 +447,6 @@ inline dataset read_nih(const std::filesystem::path& csv, const chest_options& o
             }
         }
         if (opt.views == view_filter::lateral) continue;  // ChestX-ray14 is frontal (PA and AP) only
-        (void)view_col;
         const auto found = images.find(name);
         check<data_error>(found != images.end(), where, ": image ", name, " is in none of ", (dir / "images").string(), ", ",
                           (dir / "images_*" / "images").string(), ", ", dir.string());
