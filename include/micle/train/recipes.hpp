@@ -31,7 +31,7 @@
 #include "micle/contrastive/pairs.hpp"
 #include "micle/data/labeled.hpp"
 #include "micle/data/split.hpp"
-#include "micle/dist/communicator.hpp"
+#include "micle/core/communicator.hpp"
 #include "micle/dist/data_parallel.hpp"
 #include "micle/heads/projection.hpp"
 #include "micle/models/resnet.hpp"
