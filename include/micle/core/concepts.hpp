@@ -15,13 +15,17 @@
 //       t.assign(ctx, span<const float>) (plain host values into the existing layout),
 //       t.clone(ctx), t.fill(ctx, v), t.shape(), t.dtype(), t.numel(), t.defined().
 //   - the ops of micle/core/ops.hpp specialised for B (conv2d, batch_norm, relu, add,
-//     pool2d, global_avg_pool, linear, l2_normalize, softmax_cross_entropy, sigmoid_bce),
+//     pool2d, global_avg_pool, linear, l2_normalize, softmax_cross_entropy, sigmoid_bce,
+//     nt_xent),
 //     each with the member functions documented there.
 //
 // Backbone<B> (models::resnet): configured at run time from `typename M::config`
+//   - M(ctx, cfg, seed)                  built with its weights drawn from the seed
 //   - m.forward(ctx, images, training) -> const tensor<B>& [N, output_dim()]
 //   - m.backward(ctx, d_output)          parameter gradients (the image gets none)
 //   - m.output_dim(), m.state()          (nn::state_list: parameters, buffers, counters)
+//   The recipes and evaluation also need models::backbone_traits<M> (models/backbone.hpp):
+//   its config to and from checkpoint metadata.
 // Head<B> (heads::projection, heads::linear): the same, and backward returns the gradient
 //   of its input: m.backward(ctx, dy) -> const tensor<B>&.
 // Loss<B> (contrastive::nt_xent): l.forward(ctx, z, groups) -> float (synchronises),
@@ -63,8 +67,9 @@ concept Backend = requires(context<B>& ctx, const tensor<B>& ct, tensor<B>& t, c
 } && std::default_initializable<context<B>> && std::movable<tensor<B>>;
 
 template <class M, class B>
-concept Backbone = requires(M& m, context<B>& ctx, const tensor<B>& x) {
+concept Backbone = requires(M& m, context<B>& ctx, const tensor<B>& x, const typename M::config& cfg, std::uint64_t seed) {
     typename M::config;
+    M(ctx, cfg, seed);  // what the learners construct it with
     { m.forward(ctx, x, true) } -> std::same_as<const tensor<B>&>;
     { m.backward(ctx, x) };
     { m.output_dim() } -> std::convertible_to<std::int64_t>;

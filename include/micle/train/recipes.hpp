@@ -11,9 +11,10 @@
 // them. Everything here is the same in a program that builds its learner by hand and calls
 // fit itself (examples/pretrain_fit.cpp); the recipes only save the wiring.
 //
-// The model is described with the keys of its checkpoint metadata (models::resnet_metadata:
-// arch, width, stem, base-channels, channels), so a recipe can leave any of them to the
-// initial checkpoint (fine-tuning) or to the defaults: resnet18 with the data's channels.
+// The model is described with the keys of its checkpoint metadata (models::backbone_traits;
+// a ResNet's: arch, width, stem, base-channels, channels), so a recipe can leave any of them
+// to the initial checkpoint (fine-tuning) or to the backbone's defaults (resnet18 with the
+// data's channels). The backbone is a template argument, models::resnet by default.
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
@@ -67,7 +68,7 @@ struct pretrain_recipe {
     /// rotation range (+-degrees, 0-180) and the colour jitter strength (SimCLR's s, >= 0).
     std::optional<float> crop_area_min, rotation_degrees, jitter_strength;
     std::int64_t image_size = 224;   ///< view size in pixels
-    std::map<std::string, std::string> model;  ///< backbone keys over resnet18 with the data's channels
+    std::map<std::string, std::string> model;  ///< backbone keys over its defaults (resnet18) with the data's channels
     optimizer_choice optimizer{"lars"};        ///< lars | sgd | adamw
     float temperature = 0.1f;
     std::int64_t warmup_epochs = -1;  ///< -1: 10% of the steps
@@ -89,7 +90,7 @@ struct finetune_recipe {
     double label_fraction = 1.0; ///< of the training patients, stratified by label (data::label_fraction)
     bool linear_probe = false;   ///< train a linear classifier on frozen features, computed once
     std::int64_t image_size = 0; ///< 0: the init checkpoint's, else 224
-    std::map<std::string, std::string> model;  ///< backbone keys over the init checkpoint's, then resnet18/data's channels
+    std::map<std::string, std::string> model;  ///< backbone keys over the init checkpoint's, then the defaults
     optimizer_choice optimizer{"sgd"};         ///< sgd | adamw
     float head_lr_scale = 1.0f;
     std::int64_t val_every = 0;  ///< accuracy and AUC on the val split every K epochs (0: off)
@@ -135,17 +136,19 @@ decltype(auto) with_optimizer(const optimizer_choice& o, double default_base, st
     return f(optimizer_tag<optim::adamw>{}, c, float(o.base_lr < 0 ? 1e-3 : o.base_lr));
 }
 
-/// The backbone: `model` over `base` (a checkpoint's metadata) over resnet18 with the
-/// data's channels. Fewer input channels than the data has is refused.
-inline models::resnet_config resolve_backbone(std::map<std::string, std::string> base,
-                                              const std::map<std::string, std::string>& model, const data::dataset& d) {
+/// The backbone: `model` over `base` (a checkpoint's metadata) over the backbone's
+/// defaults for the data's channels (backbone_traits). Fewer input channels than the data
+/// has is refused.
+template <template <class> class M>
+typename models::backbone_traits<M>::config resolve_backbone(std::map<std::string, std::string> base,
+                                                             const std::map<std::string, std::string>& model,
+                                                             const data::dataset& d) {
+    using traits = models::backbone_traits<M>;
     for (const auto& [k, v] : model) base[k] = v;
-    models::resnet_config defaults;
-    defaults.depth = 18;
-    defaults.in_channels = d.load(0).channels;
-    const auto c = models::resnet_from_metadata(base, defaults);
-    check<value_error>(c.in_channels >= defaults.in_channels, "a model with ", c.in_channels,
-                       " input channel(s) cannot read the images of ", d.source, ", which have ", defaults.in_channels,
+    const std::int64_t channels = d.load(0).channels;
+    const auto c = traits::from_metadata(base, traits::defaults(channels));
+    check<value_error>(traits::in_channels(c) >= channels, "a model with ", traits::in_channels(c),
+                       " input channel(s) cannot read the images of ", d.source, ", which have ", channels,
                        " channels (the default: the data's channels)");
     return c;
 }
@@ -188,8 +191,9 @@ inline data::labeled_images unaugmented(data::dataset d, std::int64_t size, std:
 }  // namespace detail
 
 /// Pretrains on `images` (their patient ids are MICLe's bags); `val` feeds the kNN monitor.
-/// Extra callbacks (progress, jsonl, a stop rule, your own) go to train::fit.
-template <class B, class... Callbacks>
+/// Extra callbacks (progress, jsonl, a stop rule, your own) go to train::fit. The backbone
+/// M is given first (`pretrain<my_net>(...)`, with backbone_traits<my_net>), or left out for a ResNet.
+template <template <class> class M, class B, class... Callbacks>
 fit_result pretrain(context<B>& ctx, const data::dataset& images, std::optional<data::dataset> val, pretrain_recipe r,
                     Callbacks&&... callbacks) {
     check<value_error>(r.pairs == "simclr" || r.pairs == "micle", "pretrain: pairs must be simclr or micle, not '", r.pairs, "'");
@@ -200,7 +204,8 @@ fit_result pretrain(context<B>& ctx, const data::dataset& images, std::optional<
     check<value_error>(r.knn_every == 0 || val, "pretrain: the kNN monitor needs a val split");
     const bool lead = !r.comm || r.comm->rank() == 0;  // rank 0 logs and writes config.json
     if (!lead) r.log = [](const std::string&) {};
-    const auto backbone = detail::resolve_backbone({}, r.model, images);
+    const auto backbone = detail::resolve_backbone<M>({}, r.model, images);
+    const std::int64_t channels = models::backbone_traits<M>::in_channels(backbone);
     auto aug = r.augment == "simclr" ? data::augment_config::simclr(r.image_size) : data::augment_config::chest_xray(r.image_size);
     check<value_error>(!r.crop_area_min || (*r.crop_area_min > 0 && *r.crop_area_min <= 1),
                        "pretrain: crop_area_min must be in (0, 1], not ", r.crop_area_min.value_or(0));
@@ -214,7 +219,7 @@ fit_result pretrain(context<B>& ctx, const data::dataset& images, std::optional<
 
     return detail::with_optimizer(r.optimizer, 0.3, r.fit.batch, true, [&]<template <class> class Opt>(detail::optimizer_tag<Opt>,
                                                                                                        auto opt_cfg, float lr) {
-        using learner_t = contrastive_learner<B, models::resnet, heads::projection, contrastive::nt_xent, Opt>;
+        using learner_t = contrastive_learner<B, M, heads::projection, contrastive::nt_xent, Opt>;
         typename learner_t::config cfg;
         cfg.backbone = backbone;
         cfg.head = heads::projection_config::simclr_v1();
@@ -224,7 +229,7 @@ fit_result pretrain(context<B>& ctx, const data::dataset& images, std::optional<
         learner_t learner(ctx, cfg);
         auto fo = r.fit;
         fo.lr = lr;
-        fo.metadata = models::resnet_metadata(backbone, r.image_size);
+        fo.metadata = models::checkpoint_metadata<M>(backbone, r.image_size);
         fo.metadata["method"] = r.pairs;
         fo.metadata["seed"] = std::to_string(r.seed);
         detail::load_init(r.init, fo, ctx, learner.state(), r.log);
@@ -247,13 +252,13 @@ fit_result pretrain(context<B>& ctx, const data::dataset& images, std::optional<
                                source.units(), r.pairs == "micle" ? " patient bags" : " training images");
             std::optional<knn_monitor<learner_t>> knn;
             if (r.knn_every > 0)  // knn_samples train images vote for as many val images, unaugmented
-                knn.emplace(learner, detail::unaugmented(images, r.image_size, backbone.in_channels, r.knn_samples),
-                            detail::unaugmented(*val, r.image_size, backbone.in_channels, r.knn_samples), r.knn_every);
+                knn.emplace(learner, detail::unaugmented(images, r.image_size, channels, r.knn_samples),
+                            detail::unaugmented(*val, r.image_size, channels, r.knn_samples), r.knn_every);
             return fit(learner, source, fo, detail::optional_monitor<knn_monitor<learner_t>>{knn},
                        std::forward<Callbacks>(callbacks)...);
         };
-        if (r.pairs == "simclr") return train(contrastive::augmented_views(images, aug, backbone.in_channels, r.seed));
-        const contrastive::multi_instance bags(images, aug, backbone.in_channels, r.seed, r.bag);
+        if (r.pairs == "simclr") return train(contrastive::augmented_views(images, aug, channels, r.seed));
+        const contrastive::multi_instance bags(images, aug, channels, r.seed, r.bag);
         std::int64_t multi = 0;
         for (const auto& b : bags.bags()) multi += b.size() >= 2;
         r.log(micle::detail::cat(bags.units(), r.bag == contrastive::bag_by::study ? " study bags, " : " patient bags, ", multi,
@@ -264,7 +269,8 @@ fit_result pretrain(context<B>& ctx, const data::dataset& images, std::optional<
 
 /// Fine-tunes on a label_fraction of `pool`'s patients (the chosen sample indices go to
 /// run_dir/label_ids.txt); `val` feeds validation. run_dir/selected names the run's model.
-template <class B, class... Callbacks>
+/// The backbone M as for pretrain.
+template <template <class> class M, class B, class... Callbacks>
 finetune_result finetune(context<B>& ctx, const data::dataset& pool, std::optional<data::dataset> val, finetune_recipe r,
                          Callbacks&&... callbacks) {
     check<value_error>(r.val_every >= 0, "finetune: val_every must be >= 0");
@@ -287,11 +293,12 @@ finetune_result finetune(context<B>& ctx, const data::dataset& pool, std::option
         for (auto i : chosen) ids << i << "\n";
         write_file_atomically<data::data_error>(r.fit.run_dir / "label_ids.txt", ids.str(), "label_ids.txt");
     }
-    const auto backbone = detail::resolve_backbone(init_meta, r.model, labelled);
+    const auto backbone = detail::resolve_backbone<M>(init_meta, r.model, labelled);
+    const std::int64_t channels = models::backbone_traits<M>::in_channels(backbone);
 
     return detail::with_optimizer(r.optimizer, 0.1, r.fit.batch, false, [&]<template <class> class Opt>(detail::optimizer_tag<Opt>,
                                                                                                         auto opt_cfg, float lr) {
-        using learner_t = supervised_learner<B, models::resnet, Opt>;
+        using learner_t = supervised_learner<B, M, Opt>;
         typename learner_t::config cfg;
         cfg.backbone = backbone;
         cfg.classes = labelled.num_classes;
@@ -307,7 +314,7 @@ finetune_result finetune(context<B>& ctx, const data::dataset& pool, std::option
         fo.warmup_steps = 0;
         check<data::data_error>(detail::load_init(r.init, fo, ctx, learner.backbone().state(), r.log) != 0, "finetune: init ",
                                 r.init.string(), ": no backbone tensor matched");
-        fo.metadata = models::resnet_metadata(backbone, r.image_size);
+        fo.metadata = models::checkpoint_metadata<M>(backbone, r.image_size);
         fo.metadata["classes"] = std::to_string(cfg.classes);
         fo.metadata["task"] = cfg.task == task_type::multiclass ? "multiclass" : "multilabel";
         fo.metadata["label-fraction"] = micle::detail::cat(r.label_fraction);
@@ -326,14 +333,14 @@ finetune_result finetune(context<B>& ctx, const data::dataset& pool, std::option
 
         std::optional<validation<learner_t>> validate;
         if (r.val_every > 0)
-            validate.emplace(learner, detail::unaugmented(*val, r.image_size, backbone.in_channels), r.val_every, 128, fo.workers);
+            validate.emplace(learner, detail::unaugmented(*val, r.image_size, channels), r.val_every, 128, fo.workers);
         detail::optional_monitor<validation<learner_t>> monitor{validate};
         finetune_result out;
         out.labelled = labelled.size();
         if (r.linear_probe) {  // the backbone is frozen and the views are not augmented: features are computed once
             std::int64_t dim = 0;
             auto features = embed_all(
-                learner, data::labeled_images(labelled, data::augment_config::eval(r.image_size), backbone.in_channels, r.seed, false),
+                learner, data::labeled_images(labelled, data::augment_config::eval(r.image_size), channels, r.seed, false),
                 fo.batch, fo.workers, &dim);
             r.log(micle::detail::cat("linear probe on ", labelled.size(), " precomputed ", dim, "-d features",
                                      r.init.empty() ? " of a random-init backbone (the baseline of a probe)" : ""));
@@ -341,13 +348,25 @@ finetune_result finetune(context<B>& ctx, const data::dataset& pool, std::option
                                                 monitor, std::forward<Callbacks>(callbacks)...);
         } else {
             static_cast<fit_result&>(out) =
-                fit(learner, data::labeled_images(labelled, data::augment_config::finetune(r.image_size), backbone.in_channels, r.seed),
+                fit(learner, data::labeled_images(labelled, data::augment_config::finetune(r.image_size), channels, r.seed),
                     fo, monitor, std::forward<Callbacks>(callbacks)...);
         }
         out.selected = r.select_best && !out.best_checkpoint.empty() ? out.best_checkpoint : out.last_checkpoint;
         if (!out.selected.empty() && lead) detail::write_pointer(fo.run_dir, "selected", out.selected.filename().string());
         return out;
     });
+}
+
+/// The recipes with the ResNet backbone (what the trainer runs).
+template <class B, class... Callbacks>
+fit_result pretrain(context<B>& ctx, const data::dataset& images, std::optional<data::dataset> val, pretrain_recipe r,
+                    Callbacks&&... callbacks) {
+    return pretrain<models::resnet>(ctx, images, std::move(val), std::move(r), std::forward<Callbacks>(callbacks)...);
+}
+template <class B, class... Callbacks>
+finetune_result finetune(context<B>& ctx, const data::dataset& pool, std::optional<data::dataset> val, finetune_recipe r,
+                         Callbacks&&... callbacks) {
+    return finetune<models::resnet>(ctx, pool, std::move(val), std::move(r), std::forward<Callbacks>(callbacks)...);
 }
 
 }  // namespace micle::train
