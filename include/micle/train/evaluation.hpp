@@ -303,7 +303,7 @@ inline std::vector<std::string> model_class_names(const std::filesystem::path& m
 /// A multi-label `d` with the labels of `model`, matched by name (data::map_labels: the
 /// paper's shifted-dataset protocol, e.g. a CheXpert model on NIH ChestX-ray14): label j is
 /// the model's j-th, left out wherever `d` lacks it. `d` itself when the names agree, when
-/// either is multi-class or when the model has no names. `absent` gets the model's labels
+/// either is multi-class, or when either has no names. `absent` gets the model's labels
 /// `d` lacks; `mapped` says whether anything was remapped.
 inline data::dataset with_model_labels(const data::dataset& d, const std::filesystem::path& model, std::vector<std::string>& absent,
                                        bool& mapped) {
@@ -311,7 +311,10 @@ inline data::dataset with_model_labels(const data::dataset& d, const std::filesy
     mapped = false;
     if (d.task != data::task_kind::multilabel) return d;
     const auto names = model_class_names(model);
-    if (names.empty() || names == d.class_names) return d;
+    auto unnamed = [](const std::vector<std::string>& v) {  // no names, or some left blank (a MedMNIST .npz)
+        return v.empty() || std::any_of(v.begin(), v.end(), [](const std::string& n) { return n.empty(); });
+    };
+    if (unnamed(names) || unnamed(d.class_names) || names == d.class_names) return d;
     auto out = data::map_labels(d, names, &absent);
     check<data::data_error>(absent.size() < names.size(), "evaluate: ", d.source, " has none of the model's labels (it has ",
                             d.class_names.size(), ": ", d.class_names.empty() ? std::string("?") : d.class_names.front(), ", ...)");
