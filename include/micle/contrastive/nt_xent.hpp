@@ -13,8 +13,9 @@
 namespace micle::contrastive {
 
 struct nt_xent_config {
-    float temperature = 0.1f;
-    /// Views of the same group (patient) other than the positive are not used as negatives.
+    float temperature = ops::nt_xent_params{}.temperature;  ///< 0.1, SimCLR's (the op's default)
+    /// Views of the same group (patient) other than the positive are not used as negatives
+    /// (the recipes set it from the method, train/methods.hpp).
     bool mask_same_group = true;
 };
 

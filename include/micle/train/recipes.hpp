@@ -42,6 +42,7 @@
 #include "micle/train/checkpoint.hpp"
 #include "micle/train/contrastive_learner.hpp"
 #include "micle/train/fit.hpp"
+#include "micle/train/methods.hpp"
 #include "micle/train/supervised_learner.hpp"
 
 namespace micle::train {
@@ -55,13 +56,13 @@ inline void log_to_stderr(const std::string& line) { std::fprintf(stderr, "micle
 /// batch / 256 (batch in pairs for pretraining, images for fine-tuning); adamw uses it as is.
 struct optimizer_choice {
     std::string name;
-    double base_lr = -1;       ///< < 0: lars/sgd the stage's default (0.3 pretraining, 0.1 fine-tuning), adamw 1e-3
+    double base_lr = -1;       ///< < 0: the stage's default (train::pretraining, train::finetuning; adamw 1e-3)
     double weight_decay = -1;  ///< < 0: lars 1e-6, sgd 1e-4, adamw 1e-2
 };
 
 /// SimCLR or MICLe pretraining.
 struct pretrain_recipe {
-    std::string pairs = "simclr";    ///< simclr: two views of one image; micle: two images of one patient
+    std::string pairs = "simclr";    ///< a train::methods name: simclr (two views of one image) or micle (two images of a bag)
     contrastive::bag_by bag = contrastive::bag_by::patient;  ///< micle: a bag is a patient's images or one study's
     std::string augment = "simclr";  ///< simclr | chest_xray (data::augment_config)
     /// Over the augment preset's: the smallest crop area (a fraction of the image, 0-1], the
@@ -70,7 +71,7 @@ struct pretrain_recipe {
     std::int64_t image_size = 224;   ///< view size in pixels
     std::map<std::string, std::string> model;  ///< backbone keys over its defaults (resnet18) with the data's channels
     optimizer_choice optimizer{"lars"};        ///< lars | sgd | adamw
-    float temperature = 0.1f;
+    std::optional<float> temperature;  ///< NT-Xent's; unset: contrastive::nt_xent_config's (0.1)
     std::int64_t warmup_epochs = -1;  ///< -1: 10% of the steps
     std::uint64_t seed = 0;
     std::filesystem::path init;       ///< start from these weights (a run directory or a file); not when resuming
@@ -116,7 +117,9 @@ struct optimizer_tag {};
 
 /// Calls f(optimizer_tag<Opt>{}, Opt's config, peak lr) for the optimizer `o` names.
 template <class F>
-decltype(auto) with_optimizer(const optimizer_choice& o, double default_base, std::int64_t batch, bool lars_allowed, F&& f) {
+decltype(auto) with_optimizer(const optimizer_choice& o, const stage_defaults& stage, std::int64_t batch, F&& f) {
+    const double default_base = stage.base_lr;
+    const bool lars_allowed = stage.lars_allowed;
     auto decay = [&](double fallback) { return float(o.weight_decay < 0 ? fallback : o.weight_decay); };
     auto scaled = [&] { return optim::scaled_lr(float(o.base_lr < 0 ? default_base : o.base_lr), batch, optim::lr_scaling::linear); };
     if (o.name == "lars" && lars_allowed) {
@@ -196,7 +199,7 @@ inline data::labeled_images unaugmented(data::dataset d, std::int64_t size, std:
 template <template <class> class M, class B, class... Callbacks>
 fit_result pretrain(context<B>& ctx, const data::dataset& images, std::optional<data::dataset> val, pretrain_recipe r,
                     Callbacks&&... callbacks) {
-    check<value_error>(r.pairs == "simclr" || r.pairs == "micle", "pretrain: pairs must be simclr or micle, not '", r.pairs, "'");
+    const method& how = find_method(r.pairs, "pretrain");
     check<value_error>(r.augment == "simclr" || r.augment == "chest_xray", "pretrain: augment must be simclr or chest_xray, not '",
                        r.augment, "'");
     check<value_error>(r.image_size >= 8 && r.fit.batch >= 2, "pretrain: need image_size >= 8 and a batch of >= 2 pairs");
@@ -217,13 +220,14 @@ fit_result pretrain(context<B>& ctx, const data::dataset& images, std::optional<
     aug.rotation_degrees = r.rotation_degrees.value_or(aug.rotation_degrees);
     aug.jitter_strength = r.jitter_strength.value_or(aug.jitter_strength);
 
-    return detail::with_optimizer(r.optimizer, 0.3, r.fit.batch, true, [&]<template <class> class Opt>(detail::optimizer_tag<Opt>,
+    return detail::with_optimizer(r.optimizer, pretraining, r.fit.batch, [&]<template <class> class Opt>(detail::optimizer_tag<Opt>,
                                                                                                        auto opt_cfg, float lr) {
         using learner_t = contrastive_learner<B, M, heads::projection, contrastive::nt_xent, Opt>;
         typename learner_t::config cfg;
         cfg.backbone = backbone;
         cfg.head = heads::projection_config::simclr_v1();
-        cfg.loss.temperature = r.temperature;
+        cfg.loss.temperature = r.temperature.value_or(cfg.loss.temperature);
+        cfg.loss.mask_same_group = how.mask_same_patient;
         cfg.optimizer = opt_cfg;
         cfg.seed = r.seed;
         learner_t learner(ctx, cfg);
@@ -240,7 +244,7 @@ fit_result pretrain(context<B>& ctx, const data::dataset& images, std::optional<
                                   {"crop_area_min", aug.crop_area_min}, {"rotation_degrees", aug.rotation_degrees},
                                   {"jitter_strength", aug.jitter_strength}, {"epochs", fo.epochs},
                                   {"batch_size", fo.batch}, {"image_size", r.image_size}, {"optimizer", r.optimizer.name},
-                                  {"lr", lr}, {"temperature", r.temperature}, {"train_images", images.size()},
+                                  {"lr", lr}, {"temperature", cfg.loss.temperature}, {"train_images", images.size()},
                                   {"simulated_bags", images.simulated_patients ? nlohmann::json(images.simulated_bags) : nlohmann::json(false)},
                                   {"seed", r.seed},
                                   {"init", r.init.string()}, {"model", fo.metadata},
@@ -249,7 +253,7 @@ fit_result pretrain(context<B>& ctx, const data::dataset& images, std::optional<
         auto train = [&](const auto& source) {
             if (r.warmup_epochs >= 0) fo.warmup_steps = r.warmup_epochs * source.batches(fo.batch);
             check<value_error>(source.batches(fo.batch) >= 1, "pretrain: a batch of ", fo.batch, " pairs is larger than the ",
-                               source.units(), r.pairs == "micle" ? " patient bags" : " training images");
+                               source.units(), how.pairs_from_bags ? " patient bags" : " training images");
             std::optional<knn_monitor<learner_t>> knn;
             if (r.knn_every > 0)  // knn_samples train images vote for as many val images, unaugmented
                 knn.emplace(learner, detail::unaugmented(images, r.image_size, channels, r.knn_samples),
@@ -257,7 +261,7 @@ fit_result pretrain(context<B>& ctx, const data::dataset& images, std::optional<
             return fit(learner, source, fo, detail::optional_monitor<knn_monitor<learner_t>>{knn},
                        std::forward<Callbacks>(callbacks)...);
         };
-        if (r.pairs == "simclr") return train(contrastive::augmented_views(images, aug, channels, r.seed));
+        if (!how.pairs_from_bags) return train(contrastive::augmented_views(images, aug, channels, r.seed));
         const contrastive::multi_instance bags(images, aug, channels, r.seed, r.bag);
         std::int64_t multi = 0;
         for (const auto& b : bags.bags()) multi += b.size() >= 2;
@@ -296,7 +300,7 @@ finetune_result finetune(context<B>& ctx, const data::dataset& pool, std::option
     const auto backbone = detail::resolve_backbone<M>(init_meta, r.model, labelled);
     const std::int64_t channels = models::backbone_traits<M>::in_channels(backbone);
 
-    return detail::with_optimizer(r.optimizer, 0.1, r.fit.batch, false, [&]<template <class> class Opt>(detail::optimizer_tag<Opt>,
+    return detail::with_optimizer(r.optimizer, finetuning, r.fit.batch, [&]<template <class> class Opt>(detail::optimizer_tag<Opt>,
                                                                                                         auto opt_cfg, float lr) {
         using learner_t = supervised_learner<B, M, Opt>;
         typename learner_t::config cfg;
