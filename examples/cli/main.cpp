@@ -25,15 +25,34 @@ int plot(int argc, char** argv);
 int info(int argc, char** argv);
 int check_data(int argc, char** argv);
 int prepare(int argc, char** argv);
-extern const char* check_usage;
-extern const char* prepare_usage;
-extern const char* plot_usage;
-extern const char* info_usage;
-extern const char* pretrain_usage;
-extern const char* finetune_usage;
-extern const char* evaluate_usage;
-extern const char* compare_usage;
-extern const char* embed_usage;
+extern const char *pretrain_usage, *finetune_usage, *evaluate_usage, *compare_usage, *embed_usage, *check_usage,
+    *prepare_usage, *plot_usage, *info_usage;
+
+/// The commands: name, entry point, usage text (each command's file), one line of summary.
+struct command {
+    const char* name;
+    int (*run)(int, char**);
+    const char* const* usage;
+    const char* summary;
+};
+const command commands[] = {
+    {"pretrain", pretrain, &pretrain_usage, "contrastive pretraining: SimCLR, or MICLe with patient bags"},
+    {"finetune", finetune, &finetune_usage, "supervised fine-tuning or a linear probe on a fraction of the labels"},
+    {"evaluate", evaluate, &evaluate_usage,
+     "accuracy, per-class and macro AUC with 95% intervals, confusion matrix, patient-level metrics"},
+    {"compare", compare, &compare_usage, "two models on the same images: paired DeLong and McNemar tests, patient bootstrap"},
+    {"embed", embed, &embed_usage, "a checkpoint's backbone features and the labels of a split, as .npy files"},
+    {"check", check_data, &check_usage, "decode every image once: unreadable files, splits, class balance, patients in two splits"},
+    {"prepare", prepare, &prepare_usage, "decode every image once into a prepared dataset file that trains with no decoding per epoch"},
+    {"plot", plot, &plot_usage, "loss/learning-rate curves of a run, ROC curves of an evaluation (SVG, gnuplot)"},
+    {"info", info, &info_usage, "version, backend and device"},
+};
+
+std::string top_usage() {
+    std::string s = "usage: micle <command> [options]   (micle <command> --help for its options)\n";
+    for (const auto& c : commands) s += micle::detail::cat("  ", c.name, std::string(11 - std::strlen(c.name), ' '), c.summary, "\n");
+    return s;
+}
 }  // namespace micle::cli
 
 int main(int argc, char** argv) {
@@ -58,34 +77,19 @@ int main(int argc, char** argv) {
     world_ = &ranks->comm();
     auto fail = [&](int code) { return ranks->fail(code); };
     const std::string who = world().size() > 1 ? micle::detail::cat(" (rank ", world().rank(), ")") : std::string();
-    const char* top =
-        "usage: micle <command> [options]   (micle <command> --help for its options)\n"
-        "  pretrain   contrastive pretraining: SimCLR, or MICLe with patient bags\n"
-        "  finetune   supervised fine-tuning or a linear probe on a fraction of the labels\n"
-        "  evaluate   accuracy, per-class and macro AUC with 95% intervals, confusion matrix, patient-level metrics\n"
-        "  compare    two models on the same images: paired DeLong and McNemar tests, patient bootstrap\n"
-        "  embed      a checkpoint's backbone features and the labels of a split, as .npy files\n"
-        "  check      decode every image once: unreadable files, splits, class balance, patients in two splits\n"
-        "  prepare    decode every image once into a prepared dataset file that trains with no decoding per epoch\n"
-        "  plot       loss/learning-rate curves of a run, ROC curves of an evaluation (SVG, gnuplot)\n"
-        "  info       version, backend and device\n";
+    const std::string top = top_usage();
     if (argc < 2 || !std::strcmp(argv[1], "--help") || !std::strcmp(argv[1], "-h")) {
-        std::printf("%s", top);
+        std::printf("%s", top.c_str());
         return argc < 2 ? 2 : 0;
     }
     const std::string cmd = argv[1];
-    const char* usage = cmd == "pretrain" ? pretrain_usage : cmd == "finetune" ? finetune_usage : cmd == "evaluate" ? evaluate_usage : cmd == "compare" ? compare_usage : cmd == "embed" ? embed_usage : cmd == "plot" ? plot_usage : cmd == "info" ? info_usage : cmd == "check" ? check_usage : cmd == "prepare" ? prepare_usage : top;
+    const command* found = nullptr;
+    for (const auto& c : commands)
+        if (cmd == c.name) found = &c;
+    const char* usage = found ? *found->usage : top.c_str();
     try {
-        if (cmd == "pretrain") return pretrain(argc, argv);
-        if (cmd == "finetune") return finetune(argc, argv);
-        if (cmd == "evaluate") return evaluate(argc, argv);
-        if (cmd == "compare") return compare(argc, argv);
-        if (cmd == "embed") return embed(argc, argv);
-        if (cmd == "plot") return plot(argc, argv);
-        if (cmd == "info") return info(argc, argv);
-        if (cmd == "check") return check_data(argc, argv);
-        if (cmd == "prepare") return prepare(argc, argv);
-        std::fprintf(stderr, "micle: unknown command '%s'\n%s", cmd.c_str(), top);
+        if (found) return found->run(argc, argv);
+        std::fprintf(stderr, "micle: unknown command '%s'\n%s", cmd.c_str(), top.c_str());
         return 2;
     } catch (const micle::nonfinite_loss_error& e) {  // training diverged: its own exit code
         std::fprintf(stderr, "micle %s%s: stopping: %s\n", cmd.c_str(), who.c_str(), e.what());

@@ -4,7 +4,8 @@
 
 namespace micle::cli {
 
-const char* pretrain_usage =
+namespace {
+const std::string pretrain_usage_text = std::string(
     "usage: micle pretrain --data SPEC --out DIR [options]\n"
     "  --data SPEC            CSV manifest, MedMNIST .npz, prepared dataset (micle prepare), IDX directory, fashion-mnist,\n"
     "                         or chexpert:train.csv, mimic-cxr:ROOT, nih:Data_Entry_2017.csv (docs/datasets.md)\n"
@@ -26,14 +27,17 @@ const char* pretrain_usage =
     "  --epochs E (10)  --batch-size N pairs per step (64)\n"
     "  --optimizer lars|sgd|adamw (lars)  --lr BASE (lars/sgd 0.3, adamw 1e-3; lars and sgd use BASE x N / 256)\n"
     "  --weight-decay WD (lars 1e-6, sgd 1e-4, adamw 1e-2)  --warmup-epochs W (10% of the epochs)\n"
-    "  --temperature T (0.1)\n"
+    "  --temperature T (") + micle::detail::cat(contrastive::nt_xent_config{}.temperature) + ")\n" +
+    std::string(
     "  --init CKPT            start from a checkpoint (micle run dir or torchvision-named .safetensors)\n"
     "  --max-samples N        use a seeded random subset of N training images\n"
     "  --knn-every K          every K epochs, kNN accuracy (k 20, cosine) of the backbone on the val split -> metrics.jsonl\n"
     "  --knn-samples M (2000) images of the train and val splits the kNN monitor uses\n"
     "  --workers W (2)  --seed S (0)  --resume   continue the run in --out from its latest checkpoint\n"
     "  --checkpoint-every N   also checkpoint every N steps   --keep-last K (1) checkpoints kept\n"
-    "  --stop-after K         stop after epoch K, checkpointed (for time-limited jobs; --resume continues)\n";
+    "  --stop-after K         stop after epoch K, checkpointed (for time-limited jobs; --resume continues)\n");
+}  // namespace
+const char* pretrain_usage = pretrain_usage_text.c_str();
 
 int pretrain(int argc, char** argv) {
     const options o(argc, argv, 2,
@@ -54,7 +58,7 @@ int pretrain(int argc, char** argv) {
     r.image_size = o.integer("image-size", 224);
     r.model = model_options(o);
     r.optimizer = optimizer_from(o, "lars");
-    r.temperature = float(o.number("temperature", 0.1));
+    if (o.has("temperature")) r.temperature = float(o.number("temperature", 0));
     r.warmup_epochs = o.integer("warmup-epochs", -1);
     r.seed = std::uint64_t(o.integer("seed", 0));
     r.init = o.str("init");

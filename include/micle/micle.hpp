@@ -6,6 +6,16 @@
 // learners, the trainer (micle::train::fit) and its callbacks, checkpoints and metrics;
 // images, augmentation, datasets, splits and loaders; and, when the target micle::data is
 // linked (MICLE_HAS_DATA), the file readers (micle/data/readers.hpp).
+//
+// The folders are layers, each including only those below it:
+//   core <- backend, data <- nn <- models, heads, contrastive, optim <- dist <- train
+// core declares the interfaces the layers above share (ops, concepts and backend
+// capabilities, the communicator); backend implements the ops, data reads images; nn holds
+// layers (cross-replica batch norm among them, talking through core's communicator);
+// models, heads, contrastive and optim are the policies built from them; dist implements
+// the communicator (MPI, NCCL) and wires learners for data-parallel runs; train composes it
+// all. The ctest include_layers (tests/layering/check_layers.py) fails on a header that
+// breaks this order.
 #include "micle/config.hpp"
 #include "micle/core/backend.hpp"
 #include "micle/core/concepts.hpp"

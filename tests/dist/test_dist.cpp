@@ -195,12 +195,12 @@ TEST_CASE_TEMPLATE("nt_xent over the ranks: the loss and dL/dz of the whole batc
         // share's gradient (no reduce-scatter). That gradient misses every term where these
         // rows are another rank's negatives, and must be far from the true one - so the
         // check above catches it. (Checked by hand too: replacing reduce_scatter_sum with a
-        // copy of the local block in dist::gather_rows::backward fails the check above.)
+        // copy of the local block in contrastive::gather_rows::backward fails the check above.)
         if (c.size() > 1) {
             std::vector<float> gathered(std::size_t(2 * pairs * D));
             c.all_gather(std::span<const float>(mine), std::span<float>(gathered));
             std::vector<std::int64_t> all_groups;
-            if (grouped) all_groups = dist::gather_ids(c, my_groups);
+            if (grouped) all_groups = contrastive::gather_ids(c, my_groups);
             ops::l2_normalize<B> norm;
             tensor<B> zn, dzn, dz_all, dz;
             norm.forward(ctx, testing::make(ctx, shape{2 * pairs, D}, gathered), zn);

@@ -4,8 +4,8 @@
 // summing to the whole loss and gradient.
 #include <vector>
 
-#include "micle/dist/batch_norm.hpp"
-#include "micle/dist/communicator.hpp"
+#include "micle/nn/cross_replica_batch_norm.hpp"
+#include "micle/core/communicator.hpp"
 #include "testing.hpp"
 
 using namespace micle;
@@ -28,8 +28,8 @@ TEST_CASE("single_process: rank 0 of 1, collectives are copies") {
 
 #if MICLE_HAS_ONEDNN && !defined(MICLE_TEST_GPU_PASS)
 // oneDNN's global batch norm runs on its primitives (the host path is for the others).
-static_assert(dist::normalises_with_given_statistics<onednn>);
-static_assert(!dist::normalises_with_given_statistics<reference>);
+static_assert(normalises_with_given_statistics<onednn>);
+static_assert(!normalises_with_given_statistics<reference>);
 #endif
 
 TEST_CASE_TEMPLATE("cross-replica batch norm in one process equals the batch norm op", B, MICLE_ALL_BACKENDS) {
@@ -47,7 +47,7 @@ TEST_CASE_TEMPLATE("cross-replica batch norm in one process equals the batch nor
         auto rm2 = rm1.clone(ctx), rv2 = rv1.clone(ctx);
         const ops::batch_norm_params p{1e-5f, 0.1f, relu};
         ops::batch_norm<B> op(p);
-        dist::cross_replica_batch_norm<B> global(p);
+        nn::cross_replica_batch_norm<B> global(p);
         tensor<B> y1, y2, dx1, dx2, dg1, dg2, db1, db2;
         op.forward_training(ctx, x, gamma, beta, rm1, rv1, y1);
         global.forward_training(ctx, one, x, gamma, beta, rm2, rv2, y2);
@@ -65,7 +65,7 @@ TEST_CASE_TEMPLATE("cross-replica batch norm in one process equals the batch nor
 TEST_CASE_TEMPLATE("nt_xent: the anchor shares of the ranks sum to the whole loss and gradient", B, MICLE_ALL_BACKENDS) {
     MICLE_SKIP_WITHOUT_DEVICE(B);
     context<B> ctx;
-    // 3 "ranks" of 2 pairs each, laid out rank-major as dist::gather_rows stacks them:
+    // 3 "ranks" of 2 pairs each, laid out rank-major as contrastive::gather_rows stacks them:
     // [a0 a1 b0 b1 | a2 a3 b2 b3 | a4 a5 b4 b5]; the whole batch is [a0..a5 b0..b5].
     constexpr std::int64_t D = 4, n = 2, R = 3, M = 2 * n * R;
     const auto whole_z = testing::random_values(M * D, 5);

@@ -1,20 +1,21 @@
 #pragma once
 // The contrastive loss policy: NT-Xent on L2-normalised projections, optionally masking
 // same-patient negatives (MICLe's bags). Distributed over a communicator, every rank's
-// anchors see the global batch's 2N views as negatives (dist::gather_rows), and the
+// anchors see the global batch's 2N views as negatives (gather_rows), and the
 // gradient of every rank's share reaches the rows' owners.
 #include <span>
 #include <vector>
 
 #include "micle/core/ops.hpp"
-#include "micle/dist/communicator.hpp"
-#include "micle/dist/gather.hpp"
+#include "micle/contrastive/gather.hpp"
+#include "micle/core/communicator.hpp"
 
 namespace micle::contrastive {
 
 struct nt_xent_config {
-    float temperature = 0.1f;
-    /// Views of the same group (patient) other than the positive are not used as negatives.
+    float temperature = ops::nt_xent_params{}.temperature;  ///< 0.1, SimCLR's (the op's default)
+    /// Views of the same group (patient) other than the positive are not used as negatives
+    /// (the recipes set it from the method, train/methods.hpp).
     bool mask_same_group = true;
 };
 
@@ -36,7 +37,7 @@ public:
         // share of the global mean is summed over the ranks.
         gather_.forward(ctx, *comm_, zn_, all_);
         const std::int64_t m = zn_.shape()[0];
-        all_groups_ = g.empty() ? std::vector<std::int64_t>{} : dist::gather_ids(*comm_, g);
+        all_groups_ = g.empty() ? std::vector<std::int64_t>{} : gather_ids(*comm_, g);
         const float share = op_.forward(ctx, all_, all_groups_, ops::nt_xent_anchors{m * comm_->rank(), m, m * comm_->size()});
         return float(comm_->sum(share));
     }
@@ -64,7 +65,7 @@ private:
     ops::nt_xent<B> op_;
     tensor<B> zn_, dzn_, dz_;
     dist::communicator* comm_ = nullptr;
-    dist::gather_rows<B> gather_;
+    gather_rows<B> gather_;
     tensor<B> all_, dall_;
     std::vector<std::int64_t> all_groups_;
 };

@@ -15,13 +15,17 @@
 //       t.assign(ctx, span<const float>) (plain host values into the existing layout),
 //       t.clone(ctx), t.fill(ctx, v), t.shape(), t.dtype(), t.numel(), t.defined().
 //   - the ops of micle/core/ops.hpp specialised for B (conv2d, batch_norm, relu, add,
-//     pool2d, global_avg_pool, linear, l2_normalize, softmax_cross_entropy, sigmoid_bce),
+//     pool2d, global_avg_pool, linear, l2_normalize, softmax_cross_entropy, sigmoid_bce,
+//     nt_xent),
 //     each with the member functions documented there.
 //
 // Backbone<B> (models::resnet): configured at run time from `typename M::config`
+//   - M(ctx, cfg, seed)                  built with its weights drawn from the seed
 //   - m.forward(ctx, images, training) -> const tensor<B>& [N, output_dim()]
 //   - m.backward(ctx, d_output)          parameter gradients (the image gets none)
 //   - m.output_dim(), m.state()          (nn::state_list: parameters, buffers, counters)
+//   The recipes and evaluation also need models::backbone_traits<M> (models/backbone.hpp):
+//   its config to and from checkpoint metadata.
 // Head<B> (heads::projection, heads::linear): the same, and backward returns the gradient
 //   of its input: m.backward(ctx, dy) -> const tensor<B>&.
 // Loss<B> (contrastive::nt_xent): l.forward(ctx, z, groups) -> float (synchronises),
@@ -39,6 +43,7 @@
 
 #include "micle/core/backend.hpp"
 #include "micle/core/dtype.hpp"
+#include "micle/core/ops.hpp"
 #include "micle/core/shape.hpp"
 
 namespace micle {
@@ -62,8 +67,9 @@ concept Backend = requires(context<B>& ctx, const tensor<B>& ct, tensor<B>& t, c
 } && std::default_initializable<context<B>> && std::movable<tensor<B>>;
 
 template <class M, class B>
-concept Backbone = requires(M& m, context<B>& ctx, const tensor<B>& x) {
+concept Backbone = requires(M& m, context<B>& ctx, const tensor<B>& x, const typename M::config& cfg, std::uint64_t seed) {
     typename M::config;
+    M(ctx, cfg, seed);  // what the learners construct it with
     { m.forward(ctx, x, true) } -> std::same_as<const tensor<B>&>;
     { m.backward(ctx, x) };
     { m.output_dim() } -> std::convertible_to<std::int64_t>;
@@ -92,5 +98,41 @@ concept Optimizer = requires(O& o, context<B>& ctx, float lr) {
     { o.step(ctx, lr) };
     { o.state() };
 };
+
+// ---------------------------------------------------------------- backend capabilities
+// What some backends offer beyond the Backend concept, asked for with `if constexpr` by
+// the layers above (optim, nn, dist), so that none of them names a backend.
+
+/// Host tensors with layouts (oneDNN's blocked ones): a tensor's `desc()`, the plain layout
+/// of a shape, a copy of host values from one layout to another, and a layout's fingerprint.
+template <class B>
+concept host_layouts = requires(const tensor<B>& t, std::span<const float> in, std::span<float> out) {
+    tensor<B>::relayout_host(t.desc(), in, tensor<B>::plain_layout(t.shape()), out);
+    { tensor<B>::layout_id(t.desc()) } -> std::convertible_to<std::uint64_t>;
+};
+
+/// Tensors in device memory, which a device-aware communicator (NCCL) takes as they are:
+/// `t.f32()` is the device pointer of an fp32 tensor.
+template <class B>
+concept device_tensors = requires(tensor<B>& t) {
+    { t.f32() } -> std::convertible_to<float*>;
+};
+
+/// Tensors whose storage is host memory, readable once the context is synchronised
+/// (`t.host_buffer()`: the reference and oneDNN backends).
+template <class B>
+concept host_tensors = requires(tensor<B>& t) { t.host_buffer(); };
+
+/// A batch-norm op that normalises with statistics it is given (oneDNN): cross-replica
+/// batch norm (nn/cross_replica_batch_norm.hpp) then runs on the op's primitives, and only
+/// per-channel values cross to the host.
+template <class B>
+concept normalises_with_given_statistics =
+    requires(ops::batch_norm<B>& op, context<B>& c, const tensor<B>& t, tensor<B>& o, std::span<float> s) {
+        op.local_statistics(c, t, s, s);
+        op.forward_with_statistics(c, t, t, t, t, t, o);
+        op.backward_with_statistics(c, t, t, t, t, t, t, o, o, o);
+        op.subtract_affine(c, t, t, t, o);
+    };
 
 }  // namespace micle

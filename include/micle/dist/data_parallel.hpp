@@ -10,7 +10,8 @@
 #include <vector>
 
 #include "micle/core/backend.hpp"
-#include "micle/dist/communicator.hpp"
+#include "micle/core/concepts.hpp"
+#include "micle/core/communicator.hpp"
 #include "micle/nn/parameter.hpp"
 #include "micle/optim/optimizer.hpp"
 
@@ -122,7 +123,7 @@ private:
     void start(context<B>& ctx, communicator& comm, std::size_t i) {
         auto& b = buckets_[i];
         b.started = true;
-        if constexpr (requires(tensor<B>& t) { t.f32(); }) {  // a GPU backend and NCCL: the gradients where they are
+        if constexpr (device_tensors<B>) {  // a GPU backend and NCCL: the gradients where they are
             if (comm.device_memory()) {
                 b.on_device = true;
                 comm.group_begin();
@@ -134,8 +135,8 @@ private:
                 return;
             }
         }
-        if constexpr (requires(tensor<B>& t) { t.host_buffer(); }) ctx.synchronize();
-        if constexpr (optim::host_layouts<B>)
+        if constexpr (host_tensors<B>) ctx.synchronize();
+        if constexpr (host_layouts<B>)
             if (!agreed_) agree(comm);
         b.flat.clear();
         b.flat.reserve(b.values);
@@ -150,7 +151,7 @@ private:
     /// that is laid out alike everywhere is summed as its buffers lie (padding included,
     /// which is zero everywhere), the others in plain order (a reorder each way per
     /// gradient). One small all_gather a step; every rank decides alike.
-    /// (Called only where optim::host_layouts<B>.)
+    /// (Called only where host_layouts<B>.)
     void agree(communicator& comm) {
         std::vector<std::int64_t> mine(buckets_.size()), all(buckets_.size() * std::size_t(comm.size()));
         for (std::size_t i = 0; i < buckets_.size(); ++i) {
@@ -172,7 +173,7 @@ private:
     /// backend has it, else through to_host.
     static void append(context<B>& ctx, nn::parameter<B>& p, bool raw, std::vector<float>& flat) {
         auto& g = p.grad;
-        if constexpr (optim::host_layouts<B>) {
+        if constexpr (host_layouts<B>) {
             const auto to_md = raw ? p.value.desc() : tensor<B>::plain_layout(g.shape());
             const auto at = flat.size(), n = to_md.get_size() / sizeof(float);
             flat.resize(at + n);
@@ -189,7 +190,7 @@ private:
         std::size_t at = 0;
         for (auto k : b.members) {
             auto& g = params_[k]->grad;
-            if constexpr (optim::host_layouts<B>) {
+            if constexpr (host_layouts<B>) {
                 const auto from_md = b.raw ? params_[k]->value.desc() : tensor<B>::plain_layout(g.shape());
                 const auto n = from_md.get_size() / sizeof(float);
                 tensor<B>::relayout_host(from_md, std::span<const float>(b.flat.data() + at, n), g.desc(), g.host_buffer());

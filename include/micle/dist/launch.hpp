@@ -8,14 +8,31 @@
 //
 // A build without MPI (no micle::mpi target) refuses to run as one of several ranks
 // rather than train R unrelated copies.
+#include <cstdlib>
 #include <optional>
 
-#include "micle/dist/communicator.hpp"
+#include "micle/core/communicator.hpp"
 #if defined(MICLE_HAS_MPI) && MICLE_HAS_MPI
 #include "micle/dist/mpi.hpp"
 #endif
 
 namespace micle::dist {
+
+/// True when this process was started by mpirun/mpiexec or srun with more than one rank
+/// (the environment tells; MPI need not be initialised yet).
+inline bool launched_with_ranks() {
+    for (const char* v : {"OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_SIZE"})
+        if (const char* s = std::getenv(v); s && std::atoi(s) > 1) return true;
+    return false;
+}
+
+/// This rank's index among the ranks on its machine (the GPU it drives): Open MPI's
+/// OMPI_COMM_WORLD_LOCAL_RANK, Slurm's SLURM_LOCALID, else 0.
+inline int local_rank() {
+    for (const char* v : {"OMPI_COMM_WORLD_LOCAL_RANK", "MPI_LOCALRANKID", "SLURM_LOCALID"})
+        if (const char* s = std::getenv(v)) return std::atoi(s);
+    return 0;
+}
 
 class launch {
 public:

@@ -17,7 +17,7 @@
 #include <string>
 #include <vector>
 
-#include "micle/dist/communicator.hpp"
+#include "micle/core/communicator.hpp"
 
 namespace micle::dist {
 

@@ -21,7 +21,7 @@
 #include <string>
 
 #include "micle/backend/cudnn/runtime.hpp"
-#include "micle/dist/communicator.hpp"
+#include "micle/core/communicator.hpp"
 
 namespace micle::dist {
 

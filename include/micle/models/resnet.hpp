@@ -11,6 +11,7 @@
 #include "micle/core/error.hpp"
 #include "micle/core/ops.hpp"
 #include "micle/core/rng.hpp"
+#include "micle/models/backbone.hpp"
 #include "micle/nn/layers.hpp"
 
 namespace micle::models {
@@ -355,5 +356,25 @@ inline resnet_config resnet_from_metadata(const std::map<std::string, std::strin
     c.validate();
     return c;
 }
+
+/// How recipes and evaluation describe a ResNet (models/backbone.hpp): resnet18 with the
+/// data's channels by default, the keys of resnet_metadata in checkpoints.
+template <>
+struct backbone_traits<resnet> {
+    using config = resnet_config;
+    static config defaults(std::int64_t in_channels) {
+        config c;
+        c.depth = 18;
+        c.in_channels = in_channels;
+        return c;
+    }
+    static config from_metadata(const metadata& m, const config& base) { return resnet_from_metadata(m, base); }
+    static metadata to_metadata(const config& c) {
+        auto m = resnet_metadata(c, 0);
+        m.erase("image-size");
+        return m;
+    }
+    static std::int64_t in_channels(const config& c) { return c.in_channels; }
+};
 
 }  // namespace micle::models

@@ -9,7 +9,7 @@
 
 #include "micle/core/ops.hpp"
 #include "micle/core/rng.hpp"
-#include "micle/dist/batch_norm.hpp"
+#include "micle/nn/cross_replica_batch_norm.hpp"
 #include "micle/nn/parameter.hpp"
 
 namespace micle::nn {
@@ -155,7 +155,7 @@ public:
 
 private:
     ops::batch_norm<B> op_;
-    dist::cross_replica_batch_norm<B> global_;
+    cross_replica_batch_norm<B> global_;
     dist::communicator* sync_ = nullptr;
     parameter<B> gamma_, beta_;
     buffer<B> mean_, var_;

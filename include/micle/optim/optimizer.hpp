@@ -25,6 +25,7 @@
 #include <variant>
 #include <vector>
 
+#include "micle/core/concepts.hpp"
 #include "micle/core/error.hpp"
 #include "micle/nn/parameter.hpp"
 
@@ -55,15 +56,6 @@ inline std::vector<state_entry> prefixed(const std::string& prefix, std::vector<
     for (auto& e : entries) e.name = prefix + e.name;
     return entries;
 }
-
-/// Backends whose host tensors have layouts (oneDNN's blocked ones): a tensor's `desc()`,
-/// the plain layout of a shape, a copy of host values from one layout to another, and a
-/// layout's fingerprint.
-template <class B>
-concept host_layouts = requires(const tensor<B>& t, std::span<const float> in, std::span<float> out) {
-    tensor<B>::relayout_host(t.desc(), in, tensor<B>::plain_layout(t.shape()), out);
-    { tensor<B>::layout_id(t.desc()) } -> std::convertible_to<std::uint64_t>;
-};
 
 namespace detail {
 template <class B>

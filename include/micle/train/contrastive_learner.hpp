@@ -13,7 +13,7 @@
 
 #include "micle/core/concepts.hpp"
 #include "micle/core/error.hpp"
-#include "micle/dist/communicator.hpp"
+#include "micle/core/communicator.hpp"
 #include "micle/dist/data_parallel.hpp"
 #include "micle/nn/parameter.hpp"
 #include "micle/optim/optimizer.hpp"

@@ -266,11 +266,11 @@ inline void add_evaluation_intervals(nlohmann::json& images, nlohmann::json* pat
 }
 
 namespace detail {
-/// The backbone of a saved model: its metadata over resnet18 (what micle's commands default to).
-inline models::resnet_config saved_backbone(const std::map<std::string, std::string>& meta) {
-    models::resnet_config defaults;
-    defaults.depth = 18;
-    return models::resnet_from_metadata(meta, defaults);
+/// The backbone of a saved model: its metadata over the backbone's defaults (3 channels
+/// where the metadata does not say).
+template <template <class> class M>
+typename models::backbone_traits<M>::config saved_backbone(const std::map<std::string, std::string>& meta) {
+    return models::backbone_traits<M>::from_metadata(meta, models::backbone_traits<M>::defaults(3));
 }
 }  // namespace detail
 
@@ -323,8 +323,9 @@ inline data::dataset with_model_labels(const data::dataset& d, const std::filesy
 }
 
 /// A fine-tuned model - a `finetune` run directory (its `selected` checkpoint) or a model
-/// file with micle's classifier metadata - run over every image of `d` (unaugmented).
-template <class B>
+/// file with micle's classifier metadata - run over every image of `d` (unaugmented). The
+/// backbone M is the one the model was trained with (a ResNet unless given).
+template <template <class> class M = models::resnet, class B>
 scored_checkpoint score_checkpoint(context<B>& ctx, const std::filesystem::path& model, const data::dataset& d,
                                    const evaluate_options& opt = {}) {
     check<value_error>(opt.batch >= 1 && opt.workers >= 1, "evaluate: need batch >= 1 and workers >= 1");
@@ -336,9 +337,9 @@ scored_checkpoint score_checkpoint(context<B>& ctx, const std::filesystem::path&
     const auto& meta = out.meta;
     check<value_error>(meta.count("classes") && meta.count("task") && meta.count("image-size"), out.file.string(),
                        " is not a fine-tuned micle model (no classes/task/image-size metadata)");
-    using learner_t = supervised_learner<B, models::resnet, optim::sgd>;
+    using learner_t = supervised_learner<B, M, optim::sgd>;
     typename learner_t::config cfg;
-    cfg.backbone = detail::saved_backbone(meta);
+    cfg.backbone = detail::saved_backbone<M>(meta);
     cfg.classes = std::stoll(meta.at("classes"));
     cfg.task = meta.at("task") == "multilabel" ? task_type::multilabel : task_type::multiclass;
     cfg.feature_norm = weights.contains("fc_norm.running_mean");  // a linear probe's
@@ -350,7 +351,8 @@ scored_checkpoint score_checkpoint(context<B>& ctx, const std::filesystem::path&
     learner_t learner(ctx, cfg);
     auto state = learner.state();
     load_weights(out.file, ctx, state);
-    out.e = evaluate(learner, d, std::stoll(meta.at("image-size")), cfg.backbone.in_channels, opt.batch, opt.workers);
+    out.e = evaluate(learner, d, std::stoll(meta.at("image-size")), models::backbone_traits<M>::in_channels(cfg.backbone), opt.batch,
+                     opt.workers);
     return out;
 }
 
@@ -358,13 +360,13 @@ scored_checkpoint score_checkpoint(context<B>& ctx, const std::filesystem::path&
 /// auc_macro, auc_per_class, confusion_matrix (multi-class), their 95% intervals
 /// (add_evaluation_intervals), patient_level, roc_csv, predictions_csv and class_names
 /// where there are some.
-template <class B>
+template <template <class> class M = models::resnet, class B>
 nlohmann::json evaluate_checkpoint(context<B>& ctx, const std::filesystem::path& model, const data::dataset& given,
                                    const evaluate_options& opt = {}) {
     std::vector<std::string> absent;
     bool mapped = false;
     const auto d = with_model_labels(given, model, absent, mapped);
-    const auto s = score_checkpoint(ctx, model, d, opt);
+    const auto s = score_checkpoint<M>(ctx, model, d, opt);
     const auto& e = s.e;
     nlohmann::json j{{"task", e.multiclass ? "multiclass" : "multilabel"}, {"model", s.file.string()}};
     j.update(to_json(e.images, e.multiclass));
@@ -442,13 +444,13 @@ inline nlohmann::json compare_scores(const stats::scored& a, const stats::scored
 
 /// `micle compare --model A --model B`: two fine-tuned models run over the same images of
 /// `d`, compared as compare_scores does.
-template <class B>
+template <template <class> class M = models::resnet, class B>
 nlohmann::json compare_checkpoints(context<B>& ctx, const std::filesystem::path& model_a, const std::filesystem::path& model_b,
                                    const data::dataset& given, const evaluate_options& opt = {}) {
     std::vector<std::string> absent;
     bool mapped = false;
     const auto d = with_model_labels(given, model_a, absent, mapped);
-    const auto a = score_checkpoint(ctx, model_a, d, opt), b = score_checkpoint(ctx, model_b, d, opt);
+    const auto a = score_checkpoint<M>(ctx, model_a, d, opt), b = score_checkpoint<M>(ctx, model_b, d, opt);
     auto j = compare_scores(a.e.image_scores(d), b.e.image_scores(d), d.patients, opt);
     j["model_a"] = a.file.string();
     j["model_b"] = b.file.string();
@@ -490,18 +492,18 @@ struct embedding {
 
 namespace detail {
 /// A backbone alone, frozen: what embed_all needs of a learner.
-template <class B>
+template <template <class> class M, class B>
 class frozen_backbone {
 public:
     using backend = B;
-    frozen_backbone(context<B>& ctx, const models::resnet_config& cfg) : ctx_(ctx), net_(ctx, cfg, 0) {}
+    frozen_backbone(context<B>& ctx, const typename models::backbone_traits<M>::config& cfg) : ctx_(ctx), net_(ctx, cfg, 0) {}
     const tensor<B>& embed(const tensor<B>& images) { return net_.forward(ctx_, images, false); }
     context<B>& ctx() noexcept { return ctx_; }
     nn::state_list<B> state() { return net_.state(); }
 
 private:
     context<B>& ctx_;
-    models::resnet<B> net_;
+    M<B> net_;
 };
 }  // namespace detail
 
@@ -509,7 +511,7 @@ private:
 /// size, in dataset order) under the weights of `model`: a `pretrain` or `finetune` run
 /// directory or a model.safetensors with micle's metadata. Heads in the file are ignored;
 /// every backbone tensor must be there.
-template <class B>
+template <template <class> class M = models::resnet, class B>
 embedding embed_checkpoint(context<B>& ctx, const std::filesystem::path& model, const data::dataset& d,
                            const evaluate_options& opt = {}) {
     check<value_error>(opt.batch >= 1 && opt.workers >= 1, "embed: need batch >= 1 and workers >= 1");
@@ -518,14 +520,15 @@ embedding embed_checkpoint(context<B>& ctx, const std::filesystem::path& model, 
     const auto meta = safetensors::reader(out.file).metadata();
     check<value_error>(meta.count("image-size") != 0, out.file.string(),
                        " has no image-size metadata (not written by micle pretrain or finetune)");
-    const auto cfg = detail::saved_backbone(meta);
+    const auto cfg = detail::saved_backbone<M>(meta);
     out.image_size = std::stoll(meta.at("image-size"));
-    detail::frozen_backbone<B> net(ctx, cfg);
+    detail::frozen_backbone<M, B> net(ctx, cfg);
     auto state = net.state();
     const auto r = load_weights(out.file, ctx, state, {false, true});
     check<data::data_error>(r.missing.empty(), "embed: ", out.file.string(), " lacks ", r.missing.size(),
                             " backbone tensors, the first ", r.missing.empty() ? "" : r.missing.front());
-    out.features = embed_all(net, data::labeled_images(d, data::augment_config::eval(out.image_size), cfg.in_channels, 0, false),
+    out.features = embed_all(net, data::labeled_images(d, data::augment_config::eval(out.image_size),
+                                                       models::backbone_traits<M>::in_channels(cfg), 0, false),
                              opt.batch, opt.workers, &out.dim);
     return out;
 }

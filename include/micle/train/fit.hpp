@@ -36,7 +36,7 @@
 #include "micle/data/loader.hpp"
 #include "micle/optim/schedule.hpp"
 #include "micle/train/checkpoint.hpp"
-#include "micle/dist/communicator.hpp"
+#include "micle/core/communicator.hpp"
 #include "micle/train/device_batches.hpp"
 
 namespace micle::train {

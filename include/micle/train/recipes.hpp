@@ -11,9 +11,10 @@
 // them. Everything here is the same in a program that builds its learner by hand and calls
 // fit itself (examples/pretrain_fit.cpp); the recipes only save the wiring.
 //
-// The model is described with the keys of its checkpoint metadata (models::resnet_metadata:
-// arch, width, stem, base-channels, channels), so a recipe can leave any of them to the
-// initial checkpoint (fine-tuning) or to the defaults: resnet18 with the data's channels.
+// The model is described with the keys of its checkpoint metadata (models::backbone_traits;
+// a ResNet's: arch, width, stem, base-channels, channels), so a recipe can leave any of them
+// to the initial checkpoint (fine-tuning) or to the backbone's defaults (resnet18 with the
+// data's channels). The backbone is a template argument, models::resnet by default.
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
@@ -31,7 +32,7 @@
 #include "micle/contrastive/pairs.hpp"
 #include "micle/data/labeled.hpp"
 #include "micle/data/split.hpp"
-#include "micle/dist/communicator.hpp"
+#include "micle/core/communicator.hpp"
 #include "micle/dist/data_parallel.hpp"
 #include "micle/heads/projection.hpp"
 #include "micle/models/resnet.hpp"
@@ -41,6 +42,7 @@
 #include "micle/train/checkpoint.hpp"
 #include "micle/train/contrastive_learner.hpp"
 #include "micle/train/fit.hpp"
+#include "micle/train/methods.hpp"
 #include "micle/train/supervised_learner.hpp"
 
 namespace micle::train {
@@ -54,22 +56,22 @@ inline void log_to_stderr(const std::string& line) { std::fprintf(stderr, "micle
 /// batch / 256 (batch in pairs for pretraining, images for fine-tuning); adamw uses it as is.
 struct optimizer_choice {
     std::string name;
-    double base_lr = -1;       ///< < 0: lars/sgd the stage's default (0.3 pretraining, 0.1 fine-tuning), adamw 1e-3
+    double base_lr = -1;       ///< < 0: the stage's default (train::pretraining, train::finetuning; adamw 1e-3)
     double weight_decay = -1;  ///< < 0: lars 1e-6, sgd 1e-4, adamw 1e-2
 };
 
 /// SimCLR or MICLe pretraining.
 struct pretrain_recipe {
-    std::string pairs = "simclr";    ///< simclr: two views of one image; micle: two images of one patient
+    std::string pairs = "simclr";    ///< a train::methods name: simclr (two views of one image) or micle (two images of a bag)
     contrastive::bag_by bag = contrastive::bag_by::patient;  ///< micle: a bag is a patient's images or one study's
     std::string augment = "simclr";  ///< simclr | chest_xray (data::augment_config)
     /// Over the augment preset's: the smallest crop area (a fraction of the image, 0-1], the
     /// rotation range (+-degrees, 0-180) and the colour jitter strength (SimCLR's s, >= 0).
     std::optional<float> crop_area_min, rotation_degrees, jitter_strength;
     std::int64_t image_size = 224;   ///< view size in pixels
-    std::map<std::string, std::string> model;  ///< backbone keys over resnet18 with the data's channels
+    std::map<std::string, std::string> model;  ///< backbone keys over its defaults (resnet18) with the data's channels
     optimizer_choice optimizer{"lars"};        ///< lars | sgd | adamw
-    float temperature = 0.1f;
+    std::optional<float> temperature;  ///< NT-Xent's; unset: contrastive::nt_xent_config's (0.1)
     std::int64_t warmup_epochs = -1;  ///< -1: 10% of the steps
     std::uint64_t seed = 0;
     std::filesystem::path init;       ///< start from these weights (a run directory or a file); not when resuming
@@ -89,7 +91,7 @@ struct finetune_recipe {
     double label_fraction = 1.0; ///< of the training patients, stratified by label (data::label_fraction)
     bool linear_probe = false;   ///< train a linear classifier on frozen features, computed once
     std::int64_t image_size = 0; ///< 0: the init checkpoint's, else 224
-    std::map<std::string, std::string> model;  ///< backbone keys over the init checkpoint's, then resnet18/data's channels
+    std::map<std::string, std::string> model;  ///< backbone keys over the init checkpoint's, then the defaults
     optimizer_choice optimizer{"sgd"};         ///< sgd | adamw
     float head_lr_scale = 1.0f;
     std::int64_t val_every = 0;  ///< accuracy and AUC on the val split every K epochs (0: off)
@@ -115,7 +117,9 @@ struct optimizer_tag {};
 
 /// Calls f(optimizer_tag<Opt>{}, Opt's config, peak lr) for the optimizer `o` names.
 template <class F>
-decltype(auto) with_optimizer(const optimizer_choice& o, double default_base, std::int64_t batch, bool lars_allowed, F&& f) {
+decltype(auto) with_optimizer(const optimizer_choice& o, const stage_defaults& stage, std::int64_t batch, F&& f) {
+    const double default_base = stage.base_lr;
+    const bool lars_allowed = stage.lars_allowed;
     auto decay = [&](double fallback) { return float(o.weight_decay < 0 ? fallback : o.weight_decay); };
     auto scaled = [&] { return optim::scaled_lr(float(o.base_lr < 0 ? default_base : o.base_lr), batch, optim::lr_scaling::linear); };
     if (o.name == "lars" && lars_allowed) {
@@ -135,17 +139,19 @@ decltype(auto) with_optimizer(const optimizer_choice& o, double default_base, st
     return f(optimizer_tag<optim::adamw>{}, c, float(o.base_lr < 0 ? 1e-3 : o.base_lr));
 }
 
-/// The backbone: `model` over `base` (a checkpoint's metadata) over resnet18 with the
-/// data's channels. Fewer input channels than the data has is refused.
-inline models::resnet_config resolve_backbone(std::map<std::string, std::string> base,
-                                              const std::map<std::string, std::string>& model, const data::dataset& d) {
+/// The backbone: `model` over `base` (a checkpoint's metadata) over the backbone's
+/// defaults for the data's channels (backbone_traits). Fewer input channels than the data
+/// has is refused.
+template <template <class> class M>
+typename models::backbone_traits<M>::config resolve_backbone(std::map<std::string, std::string> base,
+                                                             const std::map<std::string, std::string>& model,
+                                                             const data::dataset& d) {
+    using traits = models::backbone_traits<M>;
     for (const auto& [k, v] : model) base[k] = v;
-    models::resnet_config defaults;
-    defaults.depth = 18;
-    defaults.in_channels = d.load(0).channels;
-    const auto c = models::resnet_from_metadata(base, defaults);
-    check<value_error>(c.in_channels >= defaults.in_channels, "a model with ", c.in_channels,
-                       " input channel(s) cannot read the images of ", d.source, ", which have ", defaults.in_channels,
+    const std::int64_t channels = d.load(0).channels;
+    const auto c = traits::from_metadata(base, traits::defaults(channels));
+    check<value_error>(traits::in_channels(c) >= channels, "a model with ", traits::in_channels(c),
+                       " input channel(s) cannot read the images of ", d.source, ", which have ", channels,
                        " channels (the default: the data's channels)");
     return c;
 }
@@ -188,11 +194,12 @@ inline data::labeled_images unaugmented(data::dataset d, std::int64_t size, std:
 }  // namespace detail
 
 /// Pretrains on `images` (their patient ids are MICLe's bags); `val` feeds the kNN monitor.
-/// Extra callbacks (progress, jsonl, a stop rule, your own) go to train::fit.
-template <class B, class... Callbacks>
+/// Extra callbacks (progress, jsonl, a stop rule, your own) go to train::fit. The backbone
+/// M is given first (`pretrain<my_net>(...)`, with backbone_traits<my_net>), or left out for a ResNet.
+template <template <class> class M, class B, class... Callbacks>
 fit_result pretrain(context<B>& ctx, const data::dataset& images, std::optional<data::dataset> val, pretrain_recipe r,
                     Callbacks&&... callbacks) {
-    check<value_error>(r.pairs == "simclr" || r.pairs == "micle", "pretrain: pairs must be simclr or micle, not '", r.pairs, "'");
+    const method& how = find_method(r.pairs, "pretrain");
     check<value_error>(r.augment == "simclr" || r.augment == "chest_xray", "pretrain: augment must be simclr or chest_xray, not '",
                        r.augment, "'");
     check<value_error>(r.image_size >= 8 && r.fit.batch >= 2, "pretrain: need image_size >= 8 and a batch of >= 2 pairs");
@@ -200,7 +207,8 @@ fit_result pretrain(context<B>& ctx, const data::dataset& images, std::optional<
     check<value_error>(r.knn_every == 0 || val, "pretrain: the kNN monitor needs a val split");
     const bool lead = !r.comm || r.comm->rank() == 0;  // rank 0 logs and writes config.json
     if (!lead) r.log = [](const std::string&) {};
-    const auto backbone = detail::resolve_backbone({}, r.model, images);
+    const auto backbone = detail::resolve_backbone<M>({}, r.model, images);
+    const std::int64_t channels = models::backbone_traits<M>::in_channels(backbone);
     auto aug = r.augment == "simclr" ? data::augment_config::simclr(r.image_size) : data::augment_config::chest_xray(r.image_size);
     check<value_error>(!r.crop_area_min || (*r.crop_area_min > 0 && *r.crop_area_min <= 1),
                        "pretrain: crop_area_min must be in (0, 1], not ", r.crop_area_min.value_or(0));
@@ -212,19 +220,20 @@ fit_result pretrain(context<B>& ctx, const data::dataset& images, std::optional<
     aug.rotation_degrees = r.rotation_degrees.value_or(aug.rotation_degrees);
     aug.jitter_strength = r.jitter_strength.value_or(aug.jitter_strength);
 
-    return detail::with_optimizer(r.optimizer, 0.3, r.fit.batch, true, [&]<template <class> class Opt>(detail::optimizer_tag<Opt>,
+    return detail::with_optimizer(r.optimizer, pretraining, r.fit.batch, [&]<template <class> class Opt>(detail::optimizer_tag<Opt>,
                                                                                                        auto opt_cfg, float lr) {
-        using learner_t = contrastive_learner<B, models::resnet, heads::projection, contrastive::nt_xent, Opt>;
+        using learner_t = contrastive_learner<B, M, heads::projection, contrastive::nt_xent, Opt>;
         typename learner_t::config cfg;
         cfg.backbone = backbone;
         cfg.head = heads::projection_config::simclr_v1();
-        cfg.loss.temperature = r.temperature;
+        cfg.loss.temperature = r.temperature.value_or(cfg.loss.temperature);
+        cfg.loss.mask_same_group = how.mask_same_patient;
         cfg.optimizer = opt_cfg;
         cfg.seed = r.seed;
         learner_t learner(ctx, cfg);
         auto fo = r.fit;
         fo.lr = lr;
-        fo.metadata = models::resnet_metadata(backbone, r.image_size);
+        fo.metadata = models::checkpoint_metadata<M>(backbone, r.image_size);
         fo.metadata["method"] = r.pairs;
         fo.metadata["seed"] = std::to_string(r.seed);
         detail::load_init(r.init, fo, ctx, learner.state(), r.log);
@@ -235,7 +244,7 @@ fit_result pretrain(context<B>& ctx, const data::dataset& images, std::optional<
                                   {"crop_area_min", aug.crop_area_min}, {"rotation_degrees", aug.rotation_degrees},
                                   {"jitter_strength", aug.jitter_strength}, {"epochs", fo.epochs},
                                   {"batch_size", fo.batch}, {"image_size", r.image_size}, {"optimizer", r.optimizer.name},
-                                  {"lr", lr}, {"temperature", r.temperature}, {"train_images", images.size()},
+                                  {"lr", lr}, {"temperature", cfg.loss.temperature}, {"train_images", images.size()},
                                   {"simulated_bags", images.simulated_patients ? nlohmann::json(images.simulated_bags) : nlohmann::json(false)},
                                   {"seed", r.seed},
                                   {"init", r.init.string()}, {"model", fo.metadata},
@@ -244,16 +253,16 @@ fit_result pretrain(context<B>& ctx, const data::dataset& images, std::optional<
         auto train = [&](const auto& source) {
             if (r.warmup_epochs >= 0) fo.warmup_steps = r.warmup_epochs * source.batches(fo.batch);
             check<value_error>(source.batches(fo.batch) >= 1, "pretrain: a batch of ", fo.batch, " pairs is larger than the ",
-                               source.units(), r.pairs == "micle" ? " patient bags" : " training images");
+                               source.units(), how.pairs_from_bags ? " patient bags" : " training images");
             std::optional<knn_monitor<learner_t>> knn;
             if (r.knn_every > 0)  // knn_samples train images vote for as many val images, unaugmented
-                knn.emplace(learner, detail::unaugmented(images, r.image_size, backbone.in_channels, r.knn_samples),
-                            detail::unaugmented(*val, r.image_size, backbone.in_channels, r.knn_samples), r.knn_every);
+                knn.emplace(learner, detail::unaugmented(images, r.image_size, channels, r.knn_samples),
+                            detail::unaugmented(*val, r.image_size, channels, r.knn_samples), r.knn_every);
             return fit(learner, source, fo, detail::optional_monitor<knn_monitor<learner_t>>{knn},
                        std::forward<Callbacks>(callbacks)...);
         };
-        if (r.pairs == "simclr") return train(contrastive::augmented_views(images, aug, backbone.in_channels, r.seed));
-        const contrastive::multi_instance bags(images, aug, backbone.in_channels, r.seed, r.bag);
+        if (!how.pairs_from_bags) return train(contrastive::augmented_views(images, aug, channels, r.seed));
+        const contrastive::multi_instance bags(images, aug, channels, r.seed, r.bag);
         std::int64_t multi = 0;
         for (const auto& b : bags.bags()) multi += b.size() >= 2;
         r.log(micle::detail::cat(bags.units(), r.bag == contrastive::bag_by::study ? " study bags, " : " patient bags, ", multi,
@@ -264,7 +273,8 @@ fit_result pretrain(context<B>& ctx, const data::dataset& images, std::optional<
 
 /// Fine-tunes on a label_fraction of `pool`'s patients (the chosen sample indices go to
 /// run_dir/label_ids.txt); `val` feeds validation. run_dir/selected names the run's model.
-template <class B, class... Callbacks>
+/// The backbone M as for pretrain.
+template <template <class> class M, class B, class... Callbacks>
 finetune_result finetune(context<B>& ctx, const data::dataset& pool, std::optional<data::dataset> val, finetune_recipe r,
                          Callbacks&&... callbacks) {
     check<value_error>(r.val_every >= 0, "finetune: val_every must be >= 0");
@@ -287,11 +297,12 @@ finetune_result finetune(context<B>& ctx, const data::dataset& pool, std::option
         for (auto i : chosen) ids << i << "\n";
         write_file_atomically<data::data_error>(r.fit.run_dir / "label_ids.txt", ids.str(), "label_ids.txt");
     }
-    const auto backbone = detail::resolve_backbone(init_meta, r.model, labelled);
+    const auto backbone = detail::resolve_backbone<M>(init_meta, r.model, labelled);
+    const std::int64_t channels = models::backbone_traits<M>::in_channels(backbone);
 
-    return detail::with_optimizer(r.optimizer, 0.1, r.fit.batch, false, [&]<template <class> class Opt>(detail::optimizer_tag<Opt>,
+    return detail::with_optimizer(r.optimizer, finetuning, r.fit.batch, [&]<template <class> class Opt>(detail::optimizer_tag<Opt>,
                                                                                                         auto opt_cfg, float lr) {
-        using learner_t = supervised_learner<B, models::resnet, Opt>;
+        using learner_t = supervised_learner<B, M, Opt>;
         typename learner_t::config cfg;
         cfg.backbone = backbone;
         cfg.classes = labelled.num_classes;
@@ -307,7 +318,7 @@ finetune_result finetune(context<B>& ctx, const data::dataset& pool, std::option
         fo.warmup_steps = 0;
         check<data::data_error>(detail::load_init(r.init, fo, ctx, learner.backbone().state(), r.log) != 0, "finetune: init ",
                                 r.init.string(), ": no backbone tensor matched");
-        fo.metadata = models::resnet_metadata(backbone, r.image_size);
+        fo.metadata = models::checkpoint_metadata<M>(backbone, r.image_size);
         fo.metadata["classes"] = std::to_string(cfg.classes);
         fo.metadata["task"] = cfg.task == task_type::multiclass ? "multiclass" : "multilabel";
         fo.metadata["label-fraction"] = micle::detail::cat(r.label_fraction);
@@ -326,14 +337,14 @@ finetune_result finetune(context<B>& ctx, const data::dataset& pool, std::option
 
         std::optional<validation<learner_t>> validate;
         if (r.val_every > 0)
-            validate.emplace(learner, detail::unaugmented(*val, r.image_size, backbone.in_channels), r.val_every, 128, fo.workers);
+            validate.emplace(learner, detail::unaugmented(*val, r.image_size, channels), r.val_every, 128, fo.workers);
         detail::optional_monitor<validation<learner_t>> monitor{validate};
         finetune_result out;
         out.labelled = labelled.size();
         if (r.linear_probe) {  // the backbone is frozen and the views are not augmented: features are computed once
             std::int64_t dim = 0;
             auto features = embed_all(
-                learner, data::labeled_images(labelled, data::augment_config::eval(r.image_size), backbone.in_channels, r.seed, false),
+                learner, data::labeled_images(labelled, data::augment_config::eval(r.image_size), channels, r.seed, false),
                 fo.batch, fo.workers, &dim);
             r.log(micle::detail::cat("linear probe on ", labelled.size(), " precomputed ", dim, "-d features",
                                      r.init.empty() ? " of a random-init backbone (the baseline of a probe)" : ""));
@@ -341,13 +352,25 @@ finetune_result finetune(context<B>& ctx, const data::dataset& pool, std::option
                                                 monitor, std::forward<Callbacks>(callbacks)...);
         } else {
             static_cast<fit_result&>(out) =
-                fit(learner, data::labeled_images(labelled, data::augment_config::finetune(r.image_size), backbone.in_channels, r.seed),
+                fit(learner, data::labeled_images(labelled, data::augment_config::finetune(r.image_size), channels, r.seed),
                     fo, monitor, std::forward<Callbacks>(callbacks)...);
         }
         out.selected = r.select_best && !out.best_checkpoint.empty() ? out.best_checkpoint : out.last_checkpoint;
         if (!out.selected.empty() && lead) detail::write_pointer(fo.run_dir, "selected", out.selected.filename().string());
         return out;
     });
+}
+
+/// The recipes with the ResNet backbone (what the trainer runs).
+template <class B, class... Callbacks>
+fit_result pretrain(context<B>& ctx, const data::dataset& images, std::optional<data::dataset> val, pretrain_recipe r,
+                    Callbacks&&... callbacks) {
+    return pretrain<models::resnet>(ctx, images, std::move(val), std::move(r), std::forward<Callbacks>(callbacks)...);
+}
+template <class B, class... Callbacks>
+finetune_result finetune(context<B>& ctx, const data::dataset& pool, std::optional<data::dataset> val, finetune_recipe r,
+                         Callbacks&&... callbacks) {
+    return finetune<models::resnet>(ctx, pool, std::move(val), std::move(r), std::forward<Callbacks>(callbacks)...);
 }
 
 }  // namespace micle::train

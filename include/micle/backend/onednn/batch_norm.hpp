@@ -90,7 +90,7 @@ public:
         run_backward(ctx, e.bwd, e.bwd_pd, e.dy_in, x, dy, gamma, beta, e.mean, e.var, e.workspace, dx, dgamma, dbeta);
     }
 
-    // ---- Statistics from elsewhere: the parts dist::cross_replica_batch_norm assembles
+    // ---- Statistics from elsewhere: the parts nn::cross_replica_batch_norm assembles
     // into batch norm over the global batch of every rank, each a oneDNN primitive on this
     // rank's input in its own layout.
 

@@ -14,15 +14,15 @@
 #include <vector>
 
 #include "micle/core/backend.hpp"
-#include "micle/dist/communicator.hpp"
+#include "micle/core/communicator.hpp"
 
-namespace micle::dist {
+namespace micle::contrastive {
 
 template <class B>
 class gather_rows {
 public:
     /// y = every rank's x, rank-major. x has the same shape on every rank.
-    void forward(context<B>& ctx, communicator& comm, const tensor<B>& x, tensor<B>& y) {
+    void forward(context<B>& ctx, dist::communicator& comm, const tensor<B>& x, tensor<B>& y) {
         rows_ = x.shape()[0];
         cols_ = x.numel() / std::max<std::int64_t>(rows_, 1);
         const auto local = x.to_host(ctx);
@@ -31,7 +31,7 @@ public:
         y = tensor<B>::from_host(ctx, shape{rows_ * comm.size(), cols_}, all_);
     }
     /// dx = the sum over the ranks of their dy's rows that are this rank's.
-    void backward(context<B>& ctx, communicator& comm, const tensor<B>& dy, tensor<B>& dx) {
+    void backward(context<B>& ctx, dist::communicator& comm, const tensor<B>& dy, tensor<B>& dx) {
         check(dy.shape() == shape{rows_ * comm.size(), cols_}, "gather_rows: backward with ", dy.shape(), " after gathering [",
               rows_, ", ", cols_, "] rows from ", comm.size(), " ranks");
         const auto g = dy.to_host(ctx);
@@ -47,10 +47,10 @@ private:
 
 /// Every rank's ids (one per row), rank-major: group ids travel with the embeddings, so a
 /// patient whose images are on two ranks is still one group.
-inline std::vector<std::int64_t> gather_ids(communicator& comm, std::span<const std::int64_t> mine) {
+inline std::vector<std::int64_t> gather_ids(dist::communicator& comm, std::span<const std::int64_t> mine) {
     std::vector<std::int64_t> all(mine.size() * std::size_t(comm.size()));
     comm.all_gather(mine, std::span<std::int64_t>(all));
     return all;
 }
 
-}  // namespace micle::dist
+}  // namespace micle::contrastive

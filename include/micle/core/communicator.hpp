@@ -1,6 +1,10 @@
 #pragma once
-// The communicator: how the ranks of a data-parallel run exchange tensors. One interface,
-// chosen at run time like an optimizer, with three implementations:
+// The communicator: how the ranks of a data-parallel run exchange tensors. The interface
+// is declared here, in core/, so that the layers that take part in a distributed step
+// (nn's cross-replica batch norm, contrastive's global negatives) hold one without
+// depending on dist/, which implements it and wires the learners (data_parallel.hpp).
+// It lives in namespace micle::dist with its implementations. One interface, chosen at
+// run time like an optimizer, with three implementations:
 //   single_process  (here; the default: rank 0 of 1, every collective a copy or nothing)
 //   mpi             (micle/dist/mpi.hpp; Open MPI across processes and machines, host memory)
 //   nccl            (micle/dist/nccl.hpp; one GPU per rank, bootstrapped over MPI)
@@ -10,7 +14,6 @@
 // finished when it returns. Sums are element-wise; all_gather and reduce_scatter split
 // buffers into `size()` equal blocks.
 #include <algorithm>
-#include <cstdlib>
 #include <cstdint>
 #include <cstring>
 #include <span>
@@ -137,22 +140,6 @@ inline slice slice_of(std::int64_t n, int rank, int size) {
     const std::int64_t q = n / size, r = n % size;
     const std::int64_t begin = rank * q + std::min<std::int64_t>(rank, r);
     return {begin, begin + q + (rank < r ? 1 : 0)};
-}
-
-/// True when this process was started by mpirun/mpiexec or srun with more than one rank
-/// (the environment tells; MPI need not be initialised yet).
-inline bool launched_with_ranks() {
-    for (const char* v : {"OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_SIZE"})
-        if (const char* s = std::getenv(v); s && std::atoi(s) > 1) return true;
-    return false;
-}
-
-/// This rank's index among the ranks on its machine (the GPU it drives): Open MPI's
-/// OMPI_COMM_WORLD_LOCAL_RANK, Slurm's SLURM_LOCALID, else 0.
-inline int local_rank() {
-    for (const char* v : {"OMPI_COMM_WORLD_LOCAL_RANK", "MPI_LOCALRANKID", "SLURM_LOCALID"})
-        if (const char* s = std::getenv(v)) return std::atoi(s);
-    return 0;
 }
 
 }  // namespace micle::dist

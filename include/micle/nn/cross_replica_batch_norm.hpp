@@ -8,9 +8,10 @@
 // this rank's share, for the gradient all-reduce to sum with the others.
 //
 // nn::batch_norm uses this when its learner is distributed with global batch norm. On a
-// backend whose op normalises with given statistics (oneDNN) it runs on the op's
-// primitives and only per-channel values cross to the host; elsewhere the activations are
-// staged through host memory.
+// backend whose op normalises with given statistics (oneDNN; the capability is declared in
+// core/concepts.hpp) it runs on the op's primitives and only per-channel values cross to
+// the host; elsewhere the activations are staged through host memory. The ranks talk
+// through core's communicator interface; dist/ implements it.
 #include <cmath>
 #include <cstdint>
 #include <span>
@@ -18,28 +19,17 @@
 
 #include "micle/core/backend.hpp"
 #include "micle/core/ops.hpp"
-#include "micle/dist/communicator.hpp"
+#include "micle/core/communicator.hpp"
+#include "micle/core/concepts.hpp"
 
-namespace micle::dist {
-
-/// A backend whose batch-norm op normalises with statistics it is given (oneDNN): the
-/// global batch norm then runs on the op's primitives, and only per-channel values cross
-/// to the host.
-template <class B>
-concept normalises_with_given_statistics =
-    requires(ops::batch_norm<B>& op, context<B>& c, const tensor<B>& t, tensor<B>& o, std::span<float> s) {
-        op.local_statistics(c, t, s, s);
-        op.forward_with_statistics(c, t, t, t, t, t, o);
-        op.backward_with_statistics(c, t, t, t, t, t, t, o, o, o);
-        op.subtract_affine(c, t, t, t, o);
-    };
+namespace micle::nn {
 
 template <class B>
 class cross_replica_batch_norm {
 public:
     explicit cross_replica_batch_norm(ops::batch_norm_params p = {}) : p_(p), op_(p) {}
 
-    void forward_training(context<B>& ctx, communicator& comm, const tensor<B>& x, const tensor<B>& gamma,
+    void forward_training(context<B>& ctx, dist::communicator& comm, const tensor<B>& x, const tensor<B>& gamma,
                           const tensor<B>& beta, tensor<B>& running_mean, tensor<B>& running_var, tensor<B>& y) {
         ops::checks::f32("batch_norm", "input", x.dtype());
         // shapes here; "more than one value per channel" holds for the global batch (below):
@@ -139,7 +129,7 @@ public:
     }
 
     /// dx from the global sums; dgamma and dbeta are this rank's shares.
-    void backward(context<B>& ctx, communicator& comm, const tensor<B>& dy, const tensor<B>& gamma, tensor<B>& dx,
+    void backward(context<B>& ctx, dist::communicator& comm, const tensor<B>& dy, const tensor<B>& gamma, tensor<B>& dx,
                   tensor<B>& dgamma, tensor<B>& dbeta) {
         check(dy.shape() == shape_, "batch_norm: backward with dy ", dy.shape(), " after a forward of ", shape_);
         const std::int64_t N = shape_[0], C = shape_[1], S = dy.numel() / (N * C);
@@ -223,4 +213,4 @@ private:
     const tensor<B>* beta_ = nullptr;
 };
 
-}  // namespace micle::dist
+}  // namespace micle::nn
