@@ -35,6 +35,7 @@
 #include "micle/nn/layers.hpp"
 #include "micle/nn/parameter.hpp"
 #include "micle/models/resnet.hpp"
+#include "micle/heads/linear.hpp"
 #include "micle/heads/projection.hpp"
 #include "micle/contrastive/nt_xent.hpp"
 #include "micle/contrastive/pairs.hpp"

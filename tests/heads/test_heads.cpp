@@ -1,3 +1,4 @@
+#include "micle/heads/linear.hpp"
 #include "micle/heads/projection.hpp"
 #include "testing.hpp"
 

@@ -3,6 +3,7 @@
 #include <vector>
 
 #include "micle/contrastive/nt_xent.hpp"
+#include "micle/heads/linear.hpp"
 #include "micle/heads/projection.hpp"
 #include "micle/models/resnet.hpp"
 #include "micle/optim/optimizer.hpp"

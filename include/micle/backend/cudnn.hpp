@@ -10,6 +10,7 @@
 #include "micle/backend/cudnn/eltwise.hpp"
 #include "micle/backend/cudnn/linear.hpp"
 #include "micle/backend/cudnn/loss.hpp"
+#include "micle/backend/cudnn/normalize.hpp"
 #include "micle/backend/cudnn/nt_xent.hpp"
 #include "micle/backend/cudnn/optim.hpp"
 #include "micle/backend/cudnn/pool.hpp"

@@ -5,6 +5,7 @@
 #include "micle/backend/onednn/eltwise.hpp"
 #include "micle/backend/onednn/linear.hpp"
 #include "micle/backend/onednn/loss.hpp"
+#include "micle/backend/onednn/normalize.hpp"
 #include "micle/backend/onednn/nt_xent.hpp"
 #include "micle/backend/onednn/pool.hpp"
 #include "micle/backend/onednn/tensor.hpp"

@@ -5,6 +5,7 @@
 #include "micle/backend/reference/eltwise.hpp"
 #include "micle/backend/reference/linear.hpp"
 #include "micle/backend/reference/loss.hpp"
+#include "micle/backend/reference/normalize.hpp"
 #include "micle/backend/reference/nt_xent.hpp"
 #include "micle/backend/reference/pool.hpp"
 #include "micle/backend/reference/tensor.hpp"

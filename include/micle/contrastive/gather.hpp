@@ -15,6 +15,7 @@
 
 #include "micle/core/backend.hpp"
 #include "micle/core/communicator.hpp"
+#include "micle/core/shape.hpp"
 
 namespace micle::contrastive {
 

@@ -1,7 +1,8 @@
 #pragma once
-// Heads: SimCLR's projection MLP (v1: 2 layers, v2: 3 layers with batch norm) and a linear
-// classifier. Parameter names are those of a PyTorch nn.Sequential under the head's
-// prefix (`head.0.weight`, `head.1.running_mean`, ...), as a PyTorch port would name them.
+// SimCLR's projection head: an MLP (v1: 2 layers, v2: 3 layers with batch norm). Parameter
+// names are those of a PyTorch nn.Sequential under the head's prefix (`head.0.weight`,
+// `head.1.running_mean`, ...), as a PyTorch port would name them. The classifier head of
+// fine-tuning is heads/linear.hpp.
 #include <memory>
 #include <string>
 #include <vector>
@@ -102,51 +103,6 @@ private:
 
     config cfg_;
     std::vector<stage> stages_;
-    const tensor<B>* input_ = nullptr;
-};
-
-struct linear_config {
-    std::int64_t classes = 10;
-    std::string prefix = "fc";  ///< torchvision's classifier name
-    /// Batch norm over the features before the classifier (`<prefix>_norm`), as SimCLR's
-    /// linear evaluation: features of very different scales - a random or barely trained
-    /// encoder's - otherwise leave SGD on the classifier stuck at the majority class. Its
-    /// scale and shift train with the classifier (which could absorb them anyway).
-    bool feature_norm = false;
-};
-
-/// A linear classifier on the backbone's features (fine-tuning and linear probes).
-template <class B>
-class linear {
-public:
-    using config = linear_config;
-
-    linear(context<B>& ctx, const config& cfg, std::int64_t in, std::uint64_t seed)
-        : gen_(derive_seed(seed, {0x6c696e6561ull})), fc_(ctx, cfg.prefix, in, cfg.classes, true, gen_) {
-        check<value_error>(cfg.classes > 0, "linear head: classes must be positive, got ", cfg.classes);
-        if (cfg.feature_norm) norm_ = std::make_unique<nn::batch_norm<B>>(ctx, cfg.prefix + "_norm", in, false);
-    }
-
-    std::int64_t output_dim() const { return fc_.out_features(); }
-    const tensor<B>& forward(context<B>& ctx, const tensor<B>& x, bool training) {
-        input_ = &x;
-        return fc_.forward(ctx, norm_ ? norm_->forward(ctx, x, training) : x);
-    }
-    const tensor<B>& backward(context<B>& ctx, const tensor<B>& dy) {
-        check(input_ != nullptr, "linear head: backward called before forward");
-        if (!norm_) return fc_.backward(ctx, *input_, dy);
-        return norm_->backward(ctx, *input_, fc_.backward(ctx, norm_->output(), dy));
-    }
-    nn::state_list<B> state() {
-        auto s = fc_.state();
-        if (norm_) s.append(norm_->state());
-        return s;
-    }
-
-private:
-    rng gen_;
-    nn::linear<B> fc_;
-    std::unique_ptr<nn::batch_norm<B>> norm_;
     const tensor<B>* input_ = nullptr;
 };
 

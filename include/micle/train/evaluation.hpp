@@ -22,7 +22,7 @@
 #include "micle/data/labels.hpp"
 #include "micle/models/resnet.hpp"
 #include "micle/optim/optimizer.hpp"
-#include "micle/train/callbacks.hpp"
+#include "micle/train/predict.hpp"
 #include "micle/train/checkpoint.hpp"
 #include "micle/train/metrics.hpp"
 #include "micle/train/safetensors.hpp"

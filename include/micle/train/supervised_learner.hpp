@@ -13,7 +13,7 @@
 #include "micle/core/concepts.hpp"
 #include "micle/core/ops.hpp"
 #include "micle/dist/data_parallel.hpp"
-#include "micle/heads/projection.hpp"
+#include "micle/heads/linear.hpp"
 #include "micle/nn/parameter.hpp"
 #include "micle/optim/optimizer.hpp"
 

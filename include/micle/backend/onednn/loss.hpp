@@ -1,72 +1,18 @@
 #pragma once
-// Row-wise ops and losses on the oneDNN backend. oneDNN 2.6 has no row-normalisation or
-// loss primitive; these work on small [N,D] / [N,K] matrices in plain layout, computed
-// with Eigen (vectorised) on the host memory that oneDNN's CPU engine uses, and with
-// oneDNN's log-softmax primitive for the softmax.
+// The losses on the oneDNN backend: softmax cross-entropy and sigmoid binary cross-entropy
+// (plain and masked). oneDNN 2.6 has no loss primitive; these work on small [N, K]
+// matrices in plain layout (onednn/rows.hpp) with Eigen, and with oneDNN's log-softmax
+// primitive for the softmax.
 #include <Eigen/Core>
 
 #include <span>
 #include <vector>
 
+#include "micle/backend/onednn/rows.hpp"
 #include "micle/backend/onednn/tensor.hpp"
 #include "micle/core/ops.hpp"
 
 namespace micle::ops {
-
-namespace onednn_detail_rows {
-using matrix = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
-using map = Eigen::Map<matrix>;
-using cmap = Eigen::Map<const matrix>;
-
-/// A plain view of `t` for host code: `t` itself when plain, else a reorder into `buf`.
-inline const float* plain_rows(context<onednn>& ctx, const tensor<onednn>& t, onednn_detail::stage& buf) {
-    const auto& m = buf.get(ctx, t.memory(), onednn_detail::plain_md(t.shape()));
-    ctx.synchronize();
-    return static_cast<const float*>(m.get_data_handle());
-}
-}  // namespace onednn_detail_rows
-
-template <>
-class l2_normalize<onednn> {
-public:
-    using tensor_t = tensor<onednn>;
-    using context_t = context<onednn>;
-
-    explicit l2_normalize(l2_normalize_params p = {}) : p_(p) {}
-
-    void forward(context_t& ctx, const tensor_t& x, tensor_t& y) {
-        using namespace onednn_detail_rows;
-        checks::f32("l2_normalize", "input", x.dtype());
-        checks::rows("l2_normalize", x.shape());
-        const auto N = x.shape()[0], D = x.shape()[1];
-        cmap xm(plain_rows(ctx, x, x_in_), N, D);
-        norms_ = xm.rowwise().norm();
-        const Eigen::VectorXf inv = norms_.cwiseMax(p_.eps).cwiseInverse();
-        y_.resize(N, D);
-        y_.noalias() = inv.asDiagonal() * xm;
-        y.ensure(ctx, onednn_detail::plain_md(x.shape()));
-        map(y.data(), N, D) = y_;
-    }
-
-    void backward(context_t& ctx, const tensor_t& dy, tensor_t& dx) {
-        using namespace onednn_detail_rows;
-        check(y_.size() > 0, "l2_normalize: backward called before forward");
-        checks::same_shape("l2_normalize backward", "dy", dy.shape(), "forward output", shape{y_.rows(), y_.cols()});
-        cmap g(plain_rows(ctx, dy, dy_in_), y_.rows(), y_.cols());
-        // dx = (dy - y <y, dy>) / max(norm, eps); below eps the op is linear (x / eps).
-        Eigen::VectorXf dot = (y_.array() * g.array()).rowwise().sum().matrix();
-        dot = (norms_.array() > p_.eps).select(dot, 0.0f);
-        const Eigen::VectorXf inv = norms_.cwiseMax(p_.eps).cwiseInverse();
-        dx.ensure(ctx, onednn_detail::plain_md(dy.shape()));
-        map(dx.data(), y_.rows(), y_.cols()).noalias() = inv.asDiagonal() * (g - dot.asDiagonal() * y_);
-    }
-
-private:
-    l2_normalize_params p_;
-    Eigen::VectorXf norms_;
-    onednn_detail_rows::matrix y_;
-    onednn_detail::stage x_in_, dy_in_;
-};
 
 template <>
 class softmax_cross_entropy<onednn> {
@@ -77,7 +23,7 @@ public:
     using context_t = context<onednn>;
 
     float forward(context_t& ctx, const tensor_t& logits, std::span<const int> labels) {
-        using namespace onednn_detail_rows;
+        using namespace onednn_detail::rows;
         checks::f32("softmax_cross_entropy", "logits", logits.dtype());
         checks::class_labels("softmax_cross_entropy", logits.shape(), labels);
         const md plain = onednn_detail::plain_md(logits.shape());
@@ -98,7 +44,7 @@ public:
     }
 
     void backward(context_t& ctx, tensor_t& dlogits) {
-        using namespace onednn_detail_rows;
+        using namespace onednn_detail::rows;
         check(static_cast<bool>(pd_) && !labels_.empty(), "softmax_cross_entropy: backward called before forward");
         const auto dims = pd_.dst_desc().dims();
         const auto N = dims[0], K = dims[1];
@@ -130,7 +76,7 @@ public:
     }
 
     void backward(context_t& ctx, tensor_t& dlogits) {
-        using namespace onednn_detail_rows;
+        using namespace onednn_detail::rows;
         check(x_.size() > 0, "sigmoid_bce: backward called before forward");
         dlogits.ensure(ctx, onednn_detail::plain_md(shape{x_.rows(), x_.cols()}));
         const float inv = kept_ ? 1.0f / static_cast<float>(kept_) : 0.0f;
@@ -141,7 +87,7 @@ public:
 
 private:
     float run(context_t& ctx, const tensor_t& logits, const tensor_t& targets, const tensor_t* mask) {
-        using namespace onednn_detail_rows;
+        using namespace onednn_detail::rows;
         checks::f32("sigmoid_bce", "logits", logits.dtype());
         checks::rows("sigmoid_bce", logits.shape());
         checks::same_shape("sigmoid_bce", "logits", logits.shape(), "targets", targets.shape());
@@ -164,7 +110,7 @@ private:
         return kept_ ? static_cast<float>(sum / double(kept_)) : 0.0f;
     }
 
-    onednn_detail_rows::matrix x_, t_, m_;  // m_ empty: every entry
+    onednn_detail::rows::matrix x_, t_, m_;  // m_ empty: every entry
     onednn_detail::stage x_in_, t_in_, m_in_;
     std::int64_t kept_ = 0;
 };

@@ -7,13 +7,13 @@
 #include <limits>
 #include <span>
 
-#include "micle/backend/onednn/loss.hpp"
+#include "micle/backend/onednn/rows.hpp"
 
 namespace micle::ops {
 
 template <>
 class nt_xent<onednn> {
-    using matrix = onednn_detail_rows::matrix;
+    using matrix = onednn_detail::rows::matrix;
 
 public:
     using tensor_t = tensor<onednn>;
@@ -36,7 +36,7 @@ public:
         for (std::int64_t k = 0; k < a_.rows; ++k) g(k, a_.positive(k)) -= 1.0f;
         g *= 1.0f / float(a_.total);
         dz.ensure(ctx, onednn_detail::plain_md(shape{M, z_.cols()}));
-        auto out = onednn_detail_rows::map(dz.data(), M, z_.cols());
+        auto out = onednn_detail::rows::map(dz.data(), M, z_.cols());
         if (a_.is_all(M)) {
             out.noalias() = ((g + g.transpose()) * z_) * (1.0f / p_.temperature);
             return;
@@ -50,7 +50,7 @@ public:
 private:
     float rows(context_t& ctx, const tensor_t& z, std::span<const std::int64_t> groups, const nt_xent_anchors& a) {
         const auto M = z.shape()[0], D = z.shape()[1];
-        z_ = onednn_detail_rows::cmap(onednn_detail_rows::plain_rows(ctx, z, z_in_), M, D);
+        z_ = onednn_detail::rows::cmap(onednn_detail::rows::plain_rows(ctx, z, z_in_), M, D);
         a_ = a;
         const float inv_t = 1.0f / p_.temperature;
         p_m_.resize(a.rows, M);
