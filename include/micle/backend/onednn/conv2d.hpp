@@ -33,16 +33,17 @@ namespace micle::ops {
 /// writes the weight gradient in fp32; the small-map matrix products likewise. With AMX,
 /// the gradients of 1x1 convolutions and of convolutions onto maps of at most 16 positions
 /// (and the forward of some of them) run as matrix products over the NHWC activations
-/// (im2col; onednn_detail::lowered_conv): oneDNN 2.6's AMX convolution kernels for those
-/// shapes are 2-14x slower than its AMX matrix product. The weight gradient of a stride-2
+/// (im2col; onednn_detail::lowered_conv), because oneDNN 2.6's AMX convolution kernels are
+/// slow on those shapes and its AMX matrix product is not. The weight gradient of a stride-2
 /// convolution over at most 4 channels (the stem) runs, with AMX, as that of a stride-1
 /// convolution over the input rearranged space-to-depth (onednn_detail::space_to_depth_grad),
-/// 2.5-4x faster than oneDNN's kernel for the strided form.
+/// which oneDNN's kernels handle better than the strided form.
 /// In fp32 on AVX-512 CPUs, convolutions onto maps of at most 4 positions (no bias) run
-/// lowered too (lowered_conv::pays_fp32): their weight gradient 1.9-2.4x faster; on AVX2
-/// CPUs only those with kernels larger than 1x1 (about 1.8x over the three passes); and 3x3
-/// stride-1 convolutions over 32 channels or more onto maps of 4x4 and more run oneDNN's
-/// Winograd kernels in all three passes (winograd_pays; onednn_options::winograd).
+/// lowered too (lowered_conv::pays_fp32); on AVX2 CPUs only those with kernels larger than
+/// 1x1; and 3x3 stride-1 convolutions over 32 channels or more onto maps of 4x4 and more run
+/// oneDNN's Winograd kernels in all three passes (winograd_pays; onednn_options::winograd).
+/// Each rule is where its form measured faster: docs/performance.md#what-the-fp32-step-runs
+/// and the log it links.
 template <>
 class conv2d<onednn> {
     using md = dnnl::memory::desc;
@@ -185,14 +186,12 @@ public:
 
     /// Whether oneDNN's Winograd F(4x4, 3x3) kernels pay for a convolution from `x` onto `y`:
     /// fp32, a 3x3 kernel with stride 1, no bias, at least 32 input and output channels, and
-    /// a map of at least 4x4. There they ran ResNet's convolutions (64-512 channels, batch
-    /// 64-128, 4x4 to 32x32 maps) 1.2-3.0x faster than the direct kernels per pass
-    /// (fewer multiplies: 36 per 6x6 input tile instead of 144 for its 4x4 outputs), and
-    /// their data gradient reads the forward's weight layout (no per-step reorder). With 16
-    /// channels or fewer they tie or lose (the stem over 1-3 channels 2-10x slower), and onto
-    /// 2x2 maps the matrix-product forms are faster. bench/bench_conv, 2-vCPU Sapphire Rapids
-    /// class Xeon; with a bias not measured. oneDNN 2.6 has the kernels on AVX-512 CPUs only:
-    /// elsewhere the direct kernels stay.
+    /// a map of at least 4x4. Winograd does fewer multiplies (36 per 6x6 input tile instead
+    /// of 144 for its 4x4 outputs) and its data gradient reads the forward's weight layout;
+    /// with few channels its tile transforms dominate, and onto 2x2 maps the matrix-product
+    /// forms win. The thresholds are where bench/bench_conv measured the change
+    /// (docs/log/performance-2026-12-08.md#winograd-for-fp32-3x3-convolutions-commit-1013fd4).
+    /// oneDNN 2.6 has the kernels on AVX-512 CPUs only: elsewhere the direct kernels stay.
     static bool winograd_pays(const ops::conv2d_params& p, const shape& x, const shape& y, bool has_bias) {
         return !has_bias && p.kernel_h == 3 && p.kernel_w == 3 && p.stride_h == 1 && p.stride_w == 1 &&
                std::min(x[1], y[1]) >= 32 && y[2] >= 4 && y[3] >= 4;
@@ -320,7 +319,7 @@ private:
 
     // oneDNN 2.6 has no JIT weight gradient on AVX2 for some padded convolutions (ResNet's
     // 3x3 convolutions on 2x2 maps, where the padding is as wide as the map) and falls back
-    // to a GEMM per image, 2.7x slower there than its JIT kernel. The same gradient is that
+    // to a GEMM per image, much slower than its JIT kernel. The same gradient is that
     // of the unpadded convolution over the input with a zero border: when oneDNN has a JIT
     // kernel for that one, backward_weights copies the input into a zero-bordered buffer
     // and runs it.

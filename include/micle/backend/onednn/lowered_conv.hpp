@@ -1,11 +1,9 @@
 #pragma once
 // A convolution as matrix products over NHWC activations (im2col): used by conv2d<onednn>
 // in bf16 for 1x1 convolutions and convolutions onto small maps, where oneDNN 2.6's AMX
-// convolution kernels run at 20-150 GFLOP/s (the weight gradient) and 120-400 (forward and
-// data gradient), while its AMX matrix product runs the same multiply-adds at 400-1400
-// GFLOP/s (measured on a 2-vCPU Sapphire Rapids class Xeon; bench/bench_conv and
-// docs/performance.md). In fp32, on AVX-512 CPUs, for convolutions onto maps of at most 4
-// positions, where oneDNN's fp32 weight gradient is 2x slower than its fp32 matrix product.
+// convolution kernels use the tiles poorly and its AMX matrix product does not; in fp32, on
+// AVX-512 CPUs, for convolutions onto maps of at most 4 positions, for the same reason.
+// The measurements behind each rule: docs/log/performance-2026-12-08.md#what-changed-convolutions-on-small-maps-as-amx-matrix-products.
 //
 // With M = N*OH*OW output positions, the input's columns
 //   col [M, kh*kw*C],  col[(n, oh, ow), (i*kw + j)*C + c] = Xpad[n, oh*sh + i, ow*sw + j, c]
@@ -41,38 +39,30 @@ namespace micle::onednn_detail {
 
 class lowered_conv {
 public:
-    /// Whether the lowered gradients beat oneDNN 2.6's AMX kernels (bench/bench_conv,
-    /// fastest of 5 interleaved runs): the weight gradient does for every 1x1 convolution
-    /// (1.9-14x) and for larger kernels onto maps of at most 16 positions (3-12x); from 8x8
-    /// maps on, the direct kernels win or tie for 3x3 kernels. The data gradient, lowered
-    /// with it, gains 1.2-9x on the same shapes, except 3x3 stride-1 convolutions on 4x4
-    /// maps of a batch of 64 (0.85x). Only measured with AMX: CPUs with AVX512-BF16 and no
-    /// AMX (Zen 4) keep oneDNN's kernels. Convolutions with a bias keep them too.
+    /// Whether the lowered gradients beat oneDNN 2.6's AMX kernels, as bench/bench_conv
+    /// measured: for every 1x1 convolution and for larger kernels onto maps of at most 16
+    /// positions; from 8x8 maps on, the direct kernels win or tie. Only measured with AMX:
+    /// CPUs with AVX512-BF16 and no AMX (Zen 4) keep oneDNN's kernels, and so do
+    /// convolutions with a bias.
     /// `without_amx` drops the AMX condition (conv2d::allow_lowered(true, true): comparisons
     /// on CPUs with AVX512-BF16 and no AMX).
     static bool pays(const ops::conv2d_params& p, const shape& y, bool has_bias, bool without_amx = false) {
         return (without_amx || cpu_has_amx()) && !has_bias && ((p.kernel_h == 1 && p.kernel_w == 1) || y[2] * y[3] <= 16);
     }
 
-    /// The same in fp32, onto maps of at most 4 positions (ResNet's layer4 at 64 px).
-    /// On AVX-512 CPUs oneDNN 2.6's fp32 kernels run the weight gradient of these
-    /// convolutions at 65-95 GFLOP/s, its fp32 matrix product at 160-180; the data gradient
-    /// gains up to 2.25x with it (1x1 stride 2), the forward 1.05-1.1x (bench/bench_conv,
-    /// bf16:0 rows, 2-vCPU Sapphire Rapids class Xeon). On AVX2 CPUs only kernels larger
-    /// than 1x1 pay: the 3x3 stride-2 convolutions onto 2x2 maps (512 -> 512, 256 -> 512)
-    /// ran their three passes 1.76x and 1.79x faster lowered, while the 1x1 convolutions tied or
-    /// lost (the weight gradient 1.5-1.9x faster, the forward and data gradient 1.15-1.5x
-    /// slower; 2-vCPU AMD EPYC with AVX2). From 4x4 maps on oneDNN's kernels keep the shapes.
+    /// The same in fp32, onto maps of at most 4 positions (ResNet's layer4 at 64 px), where
+    /// oneDNN 2.6's fp32 weight-gradient kernels lag its matrix product. On AVX2 CPUs only
+    /// kernels larger than 1x1 pay (the 1x1 ones tied or lost over their three passes). From
+    /// 4x4 maps on oneDNN's kernels keep the shapes. Measured:
+    /// docs/log/performance-2026-12-08.md#again-on-a-2-vcpu-avx2-epyc-2026-12-01-layer4s-3x3-stride-2-convolution-lowered.
     static bool pays_fp32(const ops::conv2d_params& p, const shape& y, bool has_bias) {
         if (has_bias || y[2] * y[3] > 4) return false;
         return cpu_has_avx512() || (cpu_has_avx2() && (p.kernel_h > 1 || p.kernel_w > 1));
     }
 
     /// Whether the lowered forward beats oneDNN's AMX forward kernel, which does well on
-    /// stride-1 convolutions onto 4x4 maps and more (1.2-1.7x faster than the lowered form
-    /// there) and on narrow strided ones, but runs at 200-330 GFLOP/s on strided
-    /// convolutions from 256 channels and onto 2x2 maps, where the lowered form is 1.5-3x
-    /// faster.
+    /// stride-1 convolutions onto 4x4 maps and more and on narrow strided ones, and poorly
+    /// on strided convolutions from 256 channels and onto 2x2 maps.
     static bool forward_pays(const ops::conv2d_params& p, const shape& x, const shape& y) {
         return ((p.stride_h > 1 || p.stride_w > 1) && x[1] >= 256) || y[2] * y[3] <= 4;
     }

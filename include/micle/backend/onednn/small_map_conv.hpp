@@ -36,8 +36,8 @@ namespace micle::onednn_detail {
 class small_map_conv {
 public:
     /// Whether the dense form does no more multiply-adds than the direct convolution (in
-    /// bf16 too: allowing twice as many made ResNet-50 at 64 px 30% slower, the cost of
-    /// expanding the weights each step).
+    /// bf16 too: allowing more cost more in expanding the weights each step than it saved;
+    /// docs/log/performance-2026-12-08.md#fp32-convolutions-onto-2x2-maps-as-matrix-products-commit-b74435a).
     static bool pays(const ops::conv2d_params& p, const shape& x, bool has_bias) {
         return !has_bias && x[2] * x[3] <= p.kernel_h * p.kernel_w;
     }

@@ -2,10 +2,9 @@
 // The weight gradient of a stride-2 convolution over a few input channels (ResNet's 7x7
 // stem on RGB or grayscale images) as the weight gradient of a stride-1 convolution over
 // the input rearranged space-to-depth: used by conv2d<onednn> in bf16 with AMX, where
-// oneDNN 2.6's kernel for the strided 3-channel gradient runs at about 175 GFLOP/s and the
-// same multiply-adds in the rearranged form run 2.5-4x faster (measured on a 2-vCPU
-// Sapphire Rapids class Xeon, N = 128: 7x7 on 3 channels of 64x64, 17.4 -> 5.0 ms; on 1
-// channel 12.0 -> 3.3; of 224x224, 109 -> 43; 5x5 on 3 channels of 64x64, 6.7 -> 2.7).
+// oneDNN 2.6's kernel for the strided gradient over 1-3 channels keeps the AMX tiles mostly
+// empty and the rearranged form (4x the channels, stride 1) fills them. Measured:
+// docs/log/performance-2026-12-08.md#the-stems-weight-gradient-space-to-depth-in-bf16-with-amx-commit-0103985.
 //
 // With stride 2, kernel kh x kw and padding ph, pw, output row oh reads padded input row
 // 2*oh + i, i < kh. Write i = 2*a + dy (dy in {0, 1}, a < KH = ceil(kh / 2)) and padded row
