@@ -40,33 +40,12 @@ import torch
 import torchvision
 from PIL import Image
 from torch import nn
-from torchvision.models.resnet import BasicBlock, ResNet
 
 import lightly
+from torch_resnet import resnet
 from lightly.loss import NTXentLoss
 from lightly.transforms import SimCLRTransform
 from lightly.utils.lars import LARS
-
-
-def resnet18_small(base, channels):
-    """torchvision's ResNet-18 with the small stem and channel base `base`; torchvision's init."""
-    m = ResNet(BasicBlock, [2, 2, 2, 2])
-    m.inplanes = base
-    m.conv1 = nn.Conv2d(channels, base, 3, 1, 1, bias=False)
-    m.bn1 = nn.BatchNorm2d(base)
-    m.maxpool = nn.Identity()
-    m.layer1 = m._make_layer(BasicBlock, base, 2)
-    m.layer2 = m._make_layer(BasicBlock, 2 * base, 2, stride=2)
-    m.layer3 = m._make_layer(BasicBlock, 4 * base, 2, stride=2)
-    m.layer4 = m._make_layer(BasicBlock, 8 * base, 2, stride=2)
-    m.fc = nn.Identity()
-    for mod in m.modules():
-        if isinstance(mod, nn.Conv2d):
-            nn.init.kaiming_normal_(mod.weight, mode="fan_out", nonlinearity="relu")
-        elif isinstance(mod, nn.BatchNorm2d):
-            nn.init.ones_(mod.weight)
-            nn.init.zeros_(mod.bias)
-    return m
 
 
 def write_safetensors(path, tensors, metadata):
@@ -125,7 +104,7 @@ def main():
     loader = torch.utils.data.DataLoader(Images(images, transform), batch_size=a.batch, shuffle=True, drop_last=True,
                                          num_workers=a.workers, persistent_workers=a.workers > 0,
                                          generator=torch.Generator().manual_seed(a.seed))
-    backbone = resnet18_small(a.base, 1)
+    backbone = resnet("resnet18", "small", a.base, 1)
     features = 8 * a.base
     head = nn.Sequential(nn.Linear(features, features), nn.ReLU(), nn.Linear(features, 128))
     model = nn.Sequential(backbone, head).train()

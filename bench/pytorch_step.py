@@ -19,17 +19,14 @@ import time
 
 import torch
 import torch.nn.functional as F
-import torchvision
+
+from torch_resnet import features, resnet
 
 
 def build(arch, stem):
-    model = getattr(torchvision.models, arch)()
-    if stem == "small":
-        model.conv1 = torch.nn.Conv2d(3, 64, 3, 1, 1, bias=False)
-        model.maxpool = torch.nn.Identity()
-    features = model.fc.in_features
-    model.fc = torch.nn.Identity()
-    head = torch.nn.Sequential(torch.nn.Linear(features, features), torch.nn.ReLU(), torch.nn.Linear(features, 128))
+    model = resnet(arch, stem)
+    f = features(arch)
+    head = torch.nn.Sequential(torch.nn.Linear(f, f), torch.nn.ReLU(), torch.nn.Linear(f, 128))
     return model, head
 
 

@@ -57,6 +57,14 @@ protected:
         return b;
     }
     std::int64_t per_view() const { return channels_ * aug_.size * aug_.size; }
+    /// That batch `b` of `n` (of `units` per epoch) exists and [first, first + count) is in it.
+    static void check_slice(const char* who, const char* unit, const char* units_name, std::int64_t units, std::int64_t b,
+                            std::int64_t n, std::int64_t first, std::int64_t count) {
+        check<value_error>(n > 0 && (b + 1) * n <= units, who, ": batch ", b, " of ", n, " ", unit, " is beyond the ", units, " ",
+                           units_name, " of an epoch");
+        check<value_error>(first >= 0 && count > 0 && first + count <= n, who, ": ", unit, " [", first, ", ", first + count,
+                           ") are not in a batch of ", n);
+    }
     std::vector<std::int64_t> epoch_order(std::int64_t units, std::int64_t epoch) const {
         std::vector<std::int64_t> order(static_cast<std::size_t>(units));
         std::iota(order.begin(), order.end(), 0);
@@ -89,10 +97,7 @@ public:
     /// Pairs [first, first + count) of that batch: a data-parallel rank's slice, the same
     /// views whatever the number of ranks.
     view_batch make_batch(std::int64_t epoch, std::int64_t b, std::int64_t n, std::int64_t first, std::int64_t count) const {
-        check<value_error>(n > 0 && (b + 1) * n <= units(), "augmented_views: batch ", b, " of ", n,
-                           " pairs is beyond the ", units(), " samples of an epoch");
-        check<value_error>(first >= 0 && count > 0 && first + count <= n, "augmented_views: pairs [", first, ", ", first + count,
-                           ") are not in a batch of ", n);
+        check_slice("augmented_views", "pairs", "samples", units(), b, n, first, count);
         const auto order = epoch_order(units(), epoch);
         view_batch out = allocate(count);
         for (std::int64_t k = 0; k < count; ++k) {
@@ -139,10 +144,7 @@ public:
     view_batch make_batch(std::int64_t epoch, std::int64_t b, std::int64_t n) const { return make_batch(epoch, b, n, 0, n); }
     /// Bags [first, first + count) of that batch (a data-parallel rank's slice).
     view_batch make_batch(std::int64_t epoch, std::int64_t b, std::int64_t n, std::int64_t first, std::int64_t count) const {
-        check<value_error>(n > 0 && (b + 1) * n <= units(), "multi_instance: batch ", b, " of ", n,
-                           " bags is beyond the ", units(), " bags of an epoch");
-        check<value_error>(first >= 0 && count > 0 && first + count <= n, "multi_instance: bags [", first, ", ", first + count,
-                           ") are not in a batch of ", n);
+        check_slice("multi_instance", "bags", "bags", units(), b, n, first, count);
         const auto order = epoch_order(units(), epoch);
         view_batch out = allocate(count);
         for (std::int64_t k = 0; k < count; ++k) {
