@@ -28,8 +28,11 @@
 #include <cmath>
 #include <filesystem>
 #include <map>
+#include <optional>
 #include <string>
+#include <tuple>
 #include <type_traits>
+#include <utility>
 
 #include "micle/core/error.hpp"
 #include "micle/core/malloc.hpp"
@@ -148,6 +151,248 @@ dist::communicator& communicator_of(Learner& learner) {
 }
 }  // namespace detail
 
+namespace detail {
+
+/// One call of fit, in its phases: plan (the run's shape: batches per epoch, steps,
+/// schedule), resume (where a resumed run starts), then per epoch train_epoch (its steps,
+/// with mid-epoch checkpoints and stops) and end_epoch (validation, best selection, the
+/// epoch's checkpoint, its callbacks), and finish. Every phase keeps the ranks of a
+/// data-parallel run in step.
+template <class Learner, class Source, class... Callbacks>
+class fit_run {
+    using B = typename Learner::backend;
+    using Batch = decltype(std::declval<const Source&>().make_batch(0, 0, 1));
+
+public:
+    fit_run(Learner& learner, const Source& source, const fit_options& opt, Callbacks&... callbacks)
+        : learner_(learner), source_(source), opt_(opt), callbacks_(callbacks...), comm_(communicator_of(learner)),
+          ranks_(comm_.size()), lead_(comm_.rank() == 0) {}
+
+    fit_result run() {
+        plan();
+        if (opt_.keep_large_blocks) keep_large_blocks();
+        t_start_ = std::chrono::steady_clock::now();
+        resume();
+        each([&](auto& c) { on_fit_begin(c, info_); });
+        steps_in_run_ = total_ - (start_epoch_ * batches_ + start_batch_);
+        result_.epochs_done = start_epoch_;
+        for (std::int64_t epoch = start_epoch_; epoch < opt_.epochs && !result_.stopped_early; ++epoch) {
+            const auto mean_loss = train_epoch(epoch);
+            if (!mean_loss) break;  // a stop ended the epoch early (checkpointed)
+            if (end_epoch(epoch, *mean_loss)) break;
+        }
+        finish();
+        return result_;
+    }
+
+private:
+    /// The run's shape, after checking the options: batches per epoch, steps, the schedule.
+    void plan() {
+        if (ranks_ > 1) {
+            check<value_error>(opt_.batch % ranks_ == 0, "fit: a global batch of ", opt_.batch, " does not split evenly over ",
+                               ranks_, " ranks (use a multiple of ", ranks_, ")");
+            check<value_error>(requires { source_.make_batch(0, 0, 1, 0, 1); },
+                               "fit: this batch source cannot give a rank its slice of a batch (data-parallel runs need one)");
+        }
+        check<value_error>(opt_.epochs >= 1 && opt_.batch >= 1 && opt_.workers >= 1 && opt_.keep_last >= 1 &&
+                               opt_.checkpoint_every >= 0,
+                           "fit: need epochs >= 1, batch >= 1, workers >= 1, keep_last >= 1 and checkpoint_every >= 0");
+        check<value_error>(std::isfinite(opt_.lr) && opt_.lr >= 0, "fit: the learning rate must be finite and >= 0, got ", opt_.lr);
+        batches_ = source_.batches(opt_.batch);
+        check<value_error>(batches_ >= 1, "fit: a batch of ", opt_.batch, " is larger than the ", source_.units(),
+                           " units of an epoch");
+        // Every rank takes part in every step: a shorter last batch with fewer units than there
+        // are ranks is left out of a data-parallel run (a longer one is split unevenly). A last
+        // batch of one unit is left out too: batch norm over the features of one image (a
+        // linear probe's) has a single value per channel.
+        if (ranks_ > 1 ? units_in(batches_ - 1) < ranks_ : batches_ > 1 && units_in(batches_ - 1) == 1) --batches_;
+        check<value_error>(batches_ >= 1, "fit: no batch of ", opt_.batch, " gives each of ", ranks_, " ranks a unit");
+        total_ = batches_ * opt_.epochs;
+        const std::int64_t warmup = opt_.warmup_steps < 0 ? total_ / 10 : std::min(opt_.warmup_steps, total_);
+        schedule_ = optim::warmup_cosine{opt_.lr, warmup, total_, opt_.final_lr};
+        saving_ = !opt_.run_dir.empty();
+        info_ = run_info{opt_.epochs, batches_, total_, 0, 0, {}, comm_.rank(), ranks_};
+    }
+
+    /// Where the run starts: run_dir/latest when resuming, else the beginning.
+    void resume() {
+        namespace fs = std::filesystem;
+        if (saving_) {
+            fs::create_directories(opt_.run_dir);
+            if (opt_.resume && fs::exists(opt_.run_dir / "latest")) {
+                result_.last_checkpoint = latest_checkpoint(opt_.run_dir);
+                const auto meta = load_checkpoint(result_.last_checkpoint, learner_);
+                auto number = [&](const char* key, std::int64_t fallback) {
+                    const auto it = meta.find(key);
+                    return it == meta.end() ? fallback : std::stoll(it->second);
+                };
+                start_epoch_ = number("epoch", 0);
+                start_batch_ = number("batch", 0);
+                if (const auto it = meta.find("best-value"); it != meta.end()) best_value_ = std::stod(it->second);
+                if (fs::exists(opt_.run_dir / "best")) result_.best_checkpoint = best_checkpoint(opt_.run_dir);
+                info_.resumed_from = result_.last_checkpoint;
+                check<value_error>(start_batch_ < batches_, "fit: ", result_.last_checkpoint, " is ", start_batch_,
+                                   " batches into an epoch of ", batches_, " (another batch size?)");
+            }
+        }
+        info_.start_epoch = start_epoch_;
+        info_.start_batch = start_batch_;
+    }
+
+    /// The steps of one epoch; its mean loss, or nothing when a stop ended it early.
+    std::optional<double> train_epoch(std::int64_t epoch) {
+        const std::int64_t b0 = epoch == start_epoch_ ? start_batch_ : 0;
+        data::prefetch_loader<Batch> loader([this, epoch, b0](std::int64_t b) { return make(epoch, b0 + b); }, batches_ - b0,
+                                            opt_.workers, 2 * opt_.workers);
+        epoch_start_ = std::chrono::steady_clock::now();
+        loader_ = &loader;
+        device_batches<B, Batch> feed(learner_.ctx(), loader);
+        double loss_sum = 0;
+        std::int64_t steps_in_epoch = 0;
+        for (std::int64_t b = b0; b < batches_; ++b) {
+            const auto t0 = std::chrono::steady_clock::now();
+            Batch batch;
+            const tensor<B>* x = nullptr;
+            check<backend_error>(feed.next(batch, x), "fit: the loader ended before batch ", b, " of epoch ", epoch);
+            const std::int64_t step = learner_.steps_done();
+            const float lr = schedule_(step);
+            float loss = 0;
+            try {
+                loss = learner_.step(*x, batch, lr);
+            } catch (const nonfinite_loss_error& e) {
+                result_.diverged = true;
+                result_.stop_reason = e.what();
+                finish();
+                throw nonfinite_loss_error(micle::detail::cat(
+                    e.what(), "; the last good checkpoint is ",
+                    result_.last_checkpoint.empty() ? std::string("(none yet)") : result_.last_checkpoint.string()));
+            }
+            ++steps_this_run_;
+            const double dt = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+            // this rank's rows scaled to the global batch (views per pair, images per sample)
+            const std::int64_t images = ranks_ > 1 ? x->shape()[0] * units_in(b) /
+                                                         dist::slice_of(units_in(b), comm_.rank(), ranks_).count()
+                                                   : x->shape()[0];
+            step_info s{epoch, opt_.epochs, b, batches_, step, total_, images, double(loss), double(lr),
+                        double(images) / std::max(dt, 1e-9), elapsed(), wait_fraction(), steps_this_run_,
+                        steps_in_run_ - steps_this_run_, false, {}};
+            each([&](auto& c) { on_step(c, s); });
+            if (ranks_ > 1) {  // one rank's stop stops all
+                const bool mine = s.stop;
+                s.stop = comm_.sum(mine ? 1.0 : 0.0) > 0;
+                if (s.stop && !mine) s.stop_reason = "another rank stopped training";
+            }
+            loss_sum += loss;
+            ++steps_in_epoch;
+            const bool last_batch = b + 1 == batches_;
+            if (s.stop) {
+                result_.stopped_early = true;
+                result_.stop_reason = s.stop_reason.empty() ? "a callback stopped training" : s.stop_reason;
+            }
+            if (saving_ && !last_batch &&
+                (s.stop || (opt_.checkpoint_every > 0 && learner_.steps_done() % opt_.checkpoint_every == 0)))
+                save(epoch, b + 1, {}, false);
+            if (s.stop && !last_batch) {
+                loader_ = nullptr;
+                return std::nullopt;
+            }
+        }
+        last_wait_fraction_ = wait_fraction();
+        loader_ = nullptr;
+        return loss_sum / double(std::max<std::int64_t>(steps_in_epoch, 1));
+    }
+
+    /// Validation, best selection, the epoch's checkpoint and its callbacks; true when the
+    /// run is to stop here.
+    bool end_epoch(std::int64_t epoch, double mean_loss) {
+        epoch_info e{epoch + 1, opt_.epochs, mean_loss, {}, {}, false, elapsed(), last_wait_fraction_, false, {}};
+        each([&](auto& c) { on_validate(c, e); });
+        if (!opt_.best_metric.empty()) {
+            const auto it = e.metrics.find(opt_.best_metric);
+            if (it != e.metrics.end() && std::isfinite(it->second) && it->second > best_value_) {
+                best_value_ = it->second;
+                e.best = true;
+            }
+        }
+        if (saving_) save(epoch + 1, 0, e.metrics, e.best);
+        e.checkpoint = result_.last_checkpoint;
+        result_.epochs_done = epoch + 1;
+        each([&](auto& c) { on_epoch_end(c, e); });
+        if (ranks_ > 1) e.stop = comm_.sum(e.stop ? 1.0 : 0.0) > 0;
+        if (e.stop && !result_.stopped_early) {
+            result_.stopped_early = epoch + 1 < opt_.epochs;
+            result_.stop_reason = e.stop_reason.empty() ? "a callback stopped training" : e.stop_reason;
+            return true;
+        }
+        return false;
+    }
+
+    /// A checkpoint after `batch` batches of `epoch` (rank 0 writes; the others wait for it).
+    void save(std::int64_t epoch, std::int64_t batch, const std::map<std::string, double>& metrics, bool best) {
+        auto meta = opt_.metadata;
+        meta["epoch"] = std::to_string(epoch);
+        meta["batch"] = std::to_string(batch);
+        for (const auto& [k, v] : metrics) meta["metric." + k] = metric_text(v);
+        if (best_value_ > -HUGE_VAL) meta["best-value"] = metric_text(best_value_);
+        const auto name = checkpoint_name(epoch, batch);
+        if (lead_) {
+            result_.last_checkpoint = save_checkpoint(opt_.run_dir, name, learner_, meta);
+            if (best) mark_best(opt_.run_dir, result_.last_checkpoint);
+            prune_checkpoints(opt_.run_dir, opt_.keep_last);
+        } else {
+            result_.last_checkpoint = opt_.run_dir / name;
+        }
+        if (best) result_.best_checkpoint = result_.last_checkpoint;
+        if (ranks_ > 1) comm_.barrier();
+    }
+
+    void finish() {
+        result_.steps_done = learner_.steps_done();
+        result_.seconds = elapsed();
+        each([&](auto& c) { on_fit_end(c, result_); });
+    }
+
+    /// Units in batch b: opt.batch, or fewer in a source's shorter last batch (labeled_images).
+    std::int64_t units_in(std::int64_t b) const { return std::min<std::int64_t>(opt_.batch, source_.units() - b * opt_.batch); }
+    /// Batch b of `epoch`, or this rank's slice of it.
+    Batch make(std::int64_t epoch, std::int64_t b) const {
+        if constexpr (requires { source_.make_batch(0, 0, 1, 0, 1); })
+            if (ranks_ > 1) {
+                const auto mine = dist::slice_of(units_in(b), comm_.rank(), ranks_);
+                return source_.make_batch(epoch, b, opt_.batch, mine.begin, mine.count());
+            }
+        return source_.make_batch(epoch, b, opt_.batch);
+    }
+    /// `hook` on every callback in order; report-only callbacks on rank 0 alone.
+    template <class Hook>
+    void each(Hook&& hook) {
+        std::apply([&](auto&... c) { ((lead_ || !lead_only<decltype(c)>() ? hook(c) : void()), ...); }, callbacks_);
+    }
+    double elapsed() const { return std::chrono::duration<double>(std::chrono::steady_clock::now() - t_start_).count(); }
+    double wait_fraction() const {
+        const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - epoch_start_).count();
+        return loader_ && wall > 0 ? loader_->wait_seconds() / wall : 0.0;
+    }
+
+    Learner& learner_;
+    const Source& source_;
+    const fit_options& opt_;
+    std::tuple<Callbacks&...> callbacks_;
+    dist::communicator& comm_;
+    const int ranks_;
+    const bool lead_;
+    std::int64_t batches_ = 0, total_ = 0, start_epoch_ = 0, start_batch_ = 0, steps_in_run_ = 0, steps_this_run_ = 0;
+    optim::warmup_cosine schedule_;
+    bool saving_ = false;
+    double best_value_ = -HUGE_VAL, last_wait_fraction_ = 0;
+    run_info info_;
+    fit_result result_;
+    std::chrono::steady_clock::time_point t_start_, epoch_start_;
+    const data::prefetch_loader<Batch>* loader_ = nullptr;  // the epoch's, while it runs
+};
+
+}  // namespace detail
+
 /// Trains `learner` on `source` for opt.epochs epochs, calling `callbacks`' hooks. In a
 /// data-parallel run (the learner distributed over R ranks) every rank calls fit with the
 /// same arguments: each takes its slice (opt.batch / R units) of every global batch of
@@ -155,195 +400,7 @@ dist::communicator& communicator_of(Learner& learner) {
 /// any rank's callbacks stop every rank at the same step.
 template <class Learner, class Source, class... Callbacks>
 fit_result fit(Learner& learner, const Source& source, const fit_options& opt, Callbacks&&... callbacks) {
-    namespace fs = std::filesystem;
-    using B = typename Learner::backend;
-    using Batch = decltype(source.make_batch(0, 0, 1));
-    dist::communicator& comm = detail::communicator_of(learner);
-    const int ranks = comm.size();
-    const bool lead = comm.rank() == 0;
-    if (ranks > 1) {
-        check<value_error>(opt.batch % ranks == 0, "fit: a global batch of ", opt.batch, " does not split evenly over ", ranks,
-                           " ranks (use a multiple of ", ranks, ")");
-        check<value_error>(requires { source.make_batch(0, 0, 1, 0, 1); },
-                           "fit: this batch source cannot give a rank its slice of a batch (data-parallel runs need one)");
-    }
-    // Units in batch b: opt.batch, or fewer in a source's shorter last batch (labeled_images).
-    auto units_in = [&](std::int64_t b) { return std::min<std::int64_t>(opt.batch, source.units() - b * opt.batch); };
-    auto make = [&](std::int64_t epoch, std::int64_t b) {
-        if constexpr (requires { source.make_batch(0, 0, 1, 0, 1); })
-            if (ranks > 1) {
-                const auto mine = dist::slice_of(units_in(b), comm.rank(), ranks);
-                return source.make_batch(epoch, b, opt.batch, mine.begin, mine.count());
-            }
-        return source.make_batch(epoch, b, opt.batch);
-    };
-    // Hooks of report-only callbacks run on rank 0 alone.
-    auto each = [&](auto hook) {
-        (void)hook;  // no callbacks: nothing to call
-        (
-            [&] {
-                if (lead || !detail::lead_only<Callbacks>()) hook(callbacks);
-            }(),
-            ...);
-    };
-    check<value_error>(opt.epochs >= 1 && opt.batch >= 1 && opt.workers >= 1 && opt.keep_last >= 1 &&
-                           opt.checkpoint_every >= 0,
-                       "fit: need epochs >= 1, batch >= 1, workers >= 1, keep_last >= 1 and checkpoint_every >= 0");
-    check<value_error>(std::isfinite(opt.lr) && opt.lr >= 0, "fit: the learning rate must be finite and >= 0, got ", opt.lr);
-    std::int64_t batches = source.batches(opt.batch);
-    check<value_error>(batches >= 1, "fit: a batch of ", opt.batch, " is larger than the ", source.units(),
-                       " units of an epoch");
-    // Every rank takes part in every step: a shorter last batch with fewer units than there
-    // are ranks is left out of a data-parallel run (a longer one is split unevenly). A last
-    // batch of one unit is left out too: batch norm over the features of one image (a
-    // linear probe's) has a single value per channel.
-    if (ranks > 1 ? units_in(batches - 1) < ranks : batches > 1 && units_in(batches - 1) == 1) --batches;
-    check<value_error>(batches >= 1, "fit: no batch of ", opt.batch, " gives each of ", ranks, " ranks a unit");
-    const std::int64_t total = batches * opt.epochs;
-    const std::int64_t warmup = opt.warmup_steps < 0 ? total / 10 : std::min(opt.warmup_steps, total);
-    const optim::warmup_cosine schedule{opt.lr, warmup, total, opt.final_lr};
-    const bool saving = !opt.run_dir.empty();
-    if (opt.keep_large_blocks) keep_large_blocks();
-    const auto t_start = std::chrono::steady_clock::now();
-    auto elapsed = [&] { return std::chrono::duration<double>(std::chrono::steady_clock::now() - t_start).count(); };
-
-    fit_result result;
-    std::int64_t start_epoch = 0, start_batch = 0;
-    double best_value = -HUGE_VAL;
-    run_info info{opt.epochs, batches, total, 0, 0, {}, comm.rank(), ranks};
-    if (saving) {
-        fs::create_directories(opt.run_dir);
-        if (opt.resume && fs::exists(opt.run_dir / "latest")) {
-            result.last_checkpoint = latest_checkpoint(opt.run_dir);
-            const auto meta = load_checkpoint(result.last_checkpoint, learner);
-            auto number = [&](const char* key, std::int64_t fallback) {
-                const auto it = meta.find(key);
-                return it == meta.end() ? fallback : std::stoll(it->second);
-            };
-            start_epoch = number("epoch", 0);
-            start_batch = number("batch", 0);
-            if (const auto it = meta.find("best-value"); it != meta.end()) best_value = std::stod(it->second);
-            if (fs::exists(opt.run_dir / "best")) result.best_checkpoint = best_checkpoint(opt.run_dir);
-            info.resumed_from = result.last_checkpoint;
-            check<value_error>(start_batch < batches, "fit: ", result.last_checkpoint, " is ", start_batch,
-                               " batches into an epoch of ", batches, " (another batch size?)");
-        }
-    }
-    info.start_epoch = start_epoch;
-    info.start_batch = start_batch;
-    each([&](auto& c) { detail::on_fit_begin(c, info); });
-
-    auto save = [&](std::int64_t epoch, std::int64_t batch, const std::map<std::string, double>& metrics, bool best) {
-        auto meta = opt.metadata;
-        meta["epoch"] = std::to_string(epoch);
-        meta["batch"] = std::to_string(batch);
-        for (const auto& [k, v] : metrics) meta["metric." + k] = detail::metric_text(v);
-        if (best_value > -HUGE_VAL) meta["best-value"] = detail::metric_text(best_value);
-        const auto name = checkpoint_name(epoch, batch);
-        if (lead) {  // rank 0 writes; the others wait until the checkpoint is complete
-            result.last_checkpoint = save_checkpoint(opt.run_dir, name, learner, meta);
-            if (best) mark_best(opt.run_dir, result.last_checkpoint);
-            prune_checkpoints(opt.run_dir, opt.keep_last);
-        } else {
-            result.last_checkpoint = opt.run_dir / name;
-        }
-        if (best) result.best_checkpoint = result.last_checkpoint;
-        if (ranks > 1) comm.barrier();
-    };
-    auto finish = [&] {
-        result.steps_done = learner.steps_done();
-        result.seconds = elapsed();
-        each([&](auto& c) { detail::on_fit_end(c, result); });
-    };
-
-    const std::int64_t steps_in_run = total - (start_epoch * batches + start_batch);
-    std::int64_t steps_this_run = 0;
-    result.epochs_done = start_epoch;
-    for (std::int64_t epoch = start_epoch; epoch < opt.epochs && !result.stopped_early; ++epoch) {
-        const std::int64_t b0 = epoch == start_epoch ? start_batch : 0;
-        data::prefetch_loader<Batch> loader(
-            [&make, epoch, b0](std::int64_t b) { return make(epoch, b0 + b); }, batches - b0,
-            opt.workers, 2 * opt.workers);
-        const auto epoch_start = std::chrono::steady_clock::now();
-        auto wait_fraction = [&] {
-            const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - epoch_start).count();
-            return wall > 0 ? loader.wait_seconds() / wall : 0.0;
-        };
-        device_batches<B, Batch> feed(learner.ctx(), loader);
-        double loss_sum = 0;
-        std::int64_t steps_in_epoch = 0;
-        bool complete = true;
-        for (std::int64_t b = b0; b < batches; ++b) {
-            const auto t0 = std::chrono::steady_clock::now();
-            Batch batch;
-            const tensor<B>* x = nullptr;
-            check<backend_error>(feed.next(batch, x), "fit: the loader ended before batch ", b, " of epoch ", epoch);
-            const std::int64_t step = learner.steps_done();
-            const float lr = schedule(step);
-            float loss = 0;
-            try {
-                loss = learner.step(*x, batch, lr);
-            } catch (const nonfinite_loss_error& e) {
-                result.diverged = true;
-                result.stop_reason = e.what();
-                finish();
-                throw nonfinite_loss_error(micle::detail::cat(
-                    e.what(), "; the last good checkpoint is ",
-                    result.last_checkpoint.empty() ? std::string("(none yet)") : result.last_checkpoint.string()));
-            }
-            ++steps_this_run;
-            const double dt = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-            // this rank's rows scaled to the global batch (views per pair, images per sample)
-            const std::int64_t images =
-                ranks > 1 ? x->shape()[0] * units_in(b) / dist::slice_of(units_in(b), comm.rank(), ranks).count() : x->shape()[0];
-            step_info s{epoch, opt.epochs, b, batches, step, total, images, double(loss), double(lr),
-                        double(images) / std::max(dt, 1e-9), elapsed(), wait_fraction(), steps_this_run,
-                        steps_in_run - steps_this_run, false, {}};
-            each([&](auto& c) { detail::on_step(c, s); });
-            if (ranks > 1) {  // one rank's stop stops all
-                const bool mine = s.stop;
-                s.stop = comm.sum(mine ? 1.0 : 0.0) > 0;
-                if (s.stop && !mine) s.stop_reason = "another rank stopped training";
-            }
-            loss_sum += loss;
-            ++steps_in_epoch;
-            const bool last_batch = b + 1 == batches;
-            if (s.stop) {
-                result.stopped_early = true;
-                result.stop_reason = s.stop_reason.empty() ? "a callback stopped training" : s.stop_reason;
-            }
-            if (saving && !last_batch &&
-                (s.stop || (opt.checkpoint_every > 0 && learner.steps_done() % opt.checkpoint_every == 0)))
-                save(epoch, b + 1, {}, false);
-            if (s.stop && !last_batch) {
-                complete = false;
-                break;
-            }
-        }
-        if (!complete) break;
-        epoch_info e{epoch + 1, opt.epochs, loss_sum / double(std::max<std::int64_t>(steps_in_epoch, 1)), {}, {}, false,
-                     elapsed(), wait_fraction(), false, {}};
-        each([&](auto& c) { detail::on_validate(c, e); });
-        if (!opt.best_metric.empty()) {
-            const auto it = e.metrics.find(opt.best_metric);
-            if (it != e.metrics.end() && std::isfinite(it->second) && it->second > best_value) {
-                best_value = it->second;
-                e.best = true;
-            }
-        }
-        if (saving) save(epoch + 1, 0, e.metrics, e.best);
-        e.checkpoint = result.last_checkpoint;
-        result.epochs_done = epoch + 1;
-        each([&](auto& c) { detail::on_epoch_end(c, e); });
-        if (ranks > 1) e.stop = comm.sum(e.stop ? 1.0 : 0.0) > 0;
-        if (e.stop && !result.stopped_early) {
-            result.stopped_early = epoch + 1 < opt.epochs;
-            result.stop_reason = e.stop_reason.empty() ? "a callback stopped training" : e.stop_reason;
-            break;
-        }
-    }
-    finish();
-    return result;
+    return detail::fit_run<Learner, Source, std::remove_reference_t<Callbacks>...>(learner, source, opt, callbacks...).run();
 }
 
 }  // namespace micle::train
