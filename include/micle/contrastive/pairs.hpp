@@ -18,6 +18,7 @@
 #include <span>
 #include <vector>
 
+#include "micle/core/concepts.hpp"
 #include "micle/core/rng.hpp"
 #include "micle/core/shape.hpp"
 #include "micle/data/dataset.hpp"
@@ -178,5 +179,7 @@ private:
     std::vector<std::int64_t> bag_ids_;
     std::vector<std::vector<std::int64_t>> bags_;
 };
+
+static_assert(PairStrategy<augmented_views> && PairStrategy<multi_instance>);
 
 }  // namespace micle::contrastive

@@ -33,8 +33,9 @@
 // Optimizer<B> (optim::sgd, optim::lars, optim::adamw): constructed from (config,
 //   parameters), o.step(ctx, lr) updates every parameter from its grad, o.state() names
 //   its buffers for checkpoints.
-// PairStrategy (contrastive::augmented_views, contrastive::multi_instance) is data side:
-//   it turns a dataset into batches of 2N views with group ids (see data/).
+// BatchSource (what train::fit takes) and PairStrategy (contrastive::augmented_views,
+//   contrastive::multi_instance): a dataset turned into batches, for a pair strategy 2N
+//   views with their group ids; defined below.
 #include <concepts>
 #include <cstdint>
 #include <span>
@@ -97,6 +98,28 @@ concept Optimizer = requires(O& o, context<B>& ctx, float lr) {
     typename O::config;
     { o.step(ctx, lr) };
     { o.state() };
+};
+
+/// What train::fit draws batches from (contrastive::augmented_views and multi_instance,
+/// data::labeled_images and labeled_features): units per epoch, the batches of n units in
+/// an epoch, and batch b of epoch e as host data. A data-parallel run also needs
+/// make_batch(e, b, n, first, count): the units [first, first + count) of that batch.
+template <class S>
+concept BatchSource = requires(const S& s, std::int64_t e, std::int64_t b, std::int64_t n) {
+    { s.units() } -> std::convertible_to<std::int64_t>;
+    { s.batches(n) } -> std::convertible_to<std::int64_t>;
+    s.make_batch(e, b, n);
+};
+
+/// A positive-pair strategy (augmented_views: SimCLR; multi_instance: MICLe): a batch
+/// source whose batches are 2N views, rows i and i + N a positive pair, with the group
+/// (patient) id and the dataset index of every row.
+template <class S>
+concept PairStrategy = BatchSource<S> && requires(const S& s, std::int64_t e, std::int64_t b, std::int64_t n) {
+    s.make_batch(e, b, n).pixels;
+    s.make_batch(e, b, n).groups;
+    s.make_batch(e, b, n).samples;
+    s.make_batch(e, b, n, b, n);
 };
 
 // ---------------------------------------------------------------- backend capabilities

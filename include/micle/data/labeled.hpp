@@ -13,6 +13,7 @@
 #include <utility>
 #include <vector>
 
+#include "micle/core/concepts.hpp"
 #include "micle/core/error.hpp"
 #include "micle/core/rng.hpp"
 #include "micle/core/shape.hpp"
@@ -153,5 +154,7 @@ private:
     std::int64_t dim_;
     std::uint64_t seed_;
 };
+
+static_assert(BatchSource<labeled_images> && BatchSource<labeled_features>);
 
 }  // namespace micle::data

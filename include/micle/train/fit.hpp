@@ -34,6 +34,7 @@
 #include <type_traits>
 #include <utility>
 
+#include "micle/core/concepts.hpp"
 #include "micle/core/error.hpp"
 #include "micle/core/malloc.hpp"
 #include "micle/data/loader.hpp"
@@ -398,7 +399,7 @@ private:
 /// same arguments: each takes its slice (opt.batch / R units) of every global batch of
 /// opt.batch, rank 0 writes the checkpoints while the others wait, and stop requests of
 /// any rank's callbacks stop every rank at the same step.
-template <class Learner, class Source, class... Callbacks>
+template <class Learner, BatchSource Source, class... Callbacks>
 fit_result fit(Learner& learner, const Source& source, const fit_options& opt, Callbacks&&... callbacks) {
     return detail::fit_run<Learner, Source, std::remove_reference_t<Callbacks>...>(learner, source, opt, callbacks...).run();
 }
