@@ -14,6 +14,7 @@
 #include <micle/micle.hpp>  // with micle::data: the readers too
 
 #include "micle/data/inspect.hpp"
+#include "micle/dist/launch.hpp"  // local_rank: the GPU a rank drives
 #include "micle/data/open.hpp"
 #include "micle/train/evaluation.hpp"
 #include "micle/train/recipes.hpp"
