@@ -1,9 +1,11 @@
 #pragma once
 // Shared pieces of the `micle` trainer: option parsing and the glue from options to the
 // library (data::open_split, train::fit and its callbacks). Uses only micle's public headers.
+#include <algorithm>
 #include <cstdio>
 #include <filesystem>
 #include <map>
+#include <memory>
 #include <optional>
 #include <set>
 #include <string>
@@ -248,10 +250,24 @@ inline data::open_options open_options_from(const options& o) {
     return opt;
 }
 
+/// --data read whole once per command where the source is read whole and then split (the
+/// chest X-ray specs: one pass over a label file of 200k+ rows and a look at every image),
+/// so that the train, val and test splits and the leak check do not each read it again;
+/// nullptr for the other sources, which open_split reads per split.
+inline const data::dataset* whole_source(const options& o) {
+    static std::map<std::string, std::unique_ptr<const data::dataset>> read;  // one command's --data
+    const auto spec = o.required("data");
+    if (!data::chest_source(spec)) return nullptr;
+    auto& d = read[spec];
+    if (!d) d = std::make_unique<const data::dataset>(data::open_all(spec, open_options_from(o)));
+    return d.get();
+}
+
 /// Split `split` of --data (data::open_split).
 inline data::dataset load_split(const options& o, const std::string& split) {
     const auto opt = open_options_from(o);
     try {
+        if (const auto* all = whole_source(o)) return data::select_split(*all, split, opt);
         return data::open_split(o.required("data"), split, opt);
     } catch (const value_error& e) {  // a split or spec that cannot be: the user's mistake
         throw usage_error(e.what());
@@ -285,7 +301,20 @@ inline std::string fixed4(double v) {
 /// seen in training makes every metric on that split optimistic (`micle check` lists them).
 inline void warn_if_leaks(const options& o, const char* command) {
     const auto spec = o.required("data");
-    const auto leaks = data::find_leaks(spec, open_options_from(o));
+    std::vector<data::patient_leak> leaks;
+    if (const auto* all = whole_source(o)) {
+        std::map<std::string, data::dataset> splits;
+        for (const std::string split : {"train", "val", "test"}) {
+            try {  // a split the source does not have is no leak (as data::try_open_split)
+                splits.emplace(split, data::select_split(*all, split, open_options_from(o)));
+            } catch (const data::data_error& e) {
+                if (std::string(e.what()).find("has no " + split + " images") == std::string::npos) throw;
+            }
+        }
+        leaks = data::find_leaks(splits);
+    } else {
+        leaks = data::find_leaks(spec, open_options_from(o));
+    }
     if (leaks.empty()) return;
     const auto& l = leaks.front();
     std::fprintf(stderr, "micle %s: warning: %zu patients of %s have images in two splits (the patient of %s is in %s and %s); "
