@@ -44,9 +44,6 @@ namespace micle::data {
 enum class chest_layout : std::uint8_t { chexpert, mimic_cxr, nih };
 enum class view_filter : std::uint8_t { all, frontal, lateral };
 
-inline const char* layout_name(chest_layout l) {
-    return l == chest_layout::chexpert ? "CheXpert" : (l == chest_layout::mimic_cxr ? "MIMIC-CXR-JPG" : "NIH ChestX-ray14");
-}
 inline view_filter parse_view_filter(const std::string& s) {
     if (s == "all") return view_filter::all;
     if (s == "frontal") return view_filter::frontal;
